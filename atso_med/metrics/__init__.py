@@ -1,0 +1,1 @@
+"""atso_med.metrics."""

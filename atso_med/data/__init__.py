@@ -1,6 +1,41 @@
-"""Data: the dataset contract, splits, CT readers, verification and the synthetic phantom."""
+"""Data: the dataset contract, splits, CT readers, verification, training samples and the synthetic phantom."""
 
+from atso_med.data.datalist import write_datalist
+from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
+from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
 from atso_med.data.nifti import save_nifti, write_text_atomic
+from atso_med.data.phantom import PhantomConfig, make_phantom_case, write_phantom_dataset
+from atso_med.data.readers import load_image, load_label, reorient_from_canonical, reorient_to_canonical
+from atso_med.data.slices import SliceStackDataset
+from atso_med.data.splits import Splits, make_splits, nih4fold_splits
+from atso_med.data.verify import VerifyReport, verify_dataset
 from atso_med.data.volume import Volume
 
-__all__ = ["Volume", "save_nifti", "write_text_atomic"]
+__all__ = [
+    "Case",
+    "Dataset",
+    "DicomSeriesInfo",
+    "PhantomConfig",
+    "SliceStackDataset",
+    "Splits",
+    "VerifyReport",
+    "Volume",
+    "evaluation_datalist",
+    "list_dicom_series",
+    "load_case",
+    "load_image",
+    "load_label",
+    "make_phantom_case",
+    "make_splits",
+    "nih4fold_splits",
+    "read_dicom_series",
+    "reorient_from_canonical",
+    "reorient_to_canonical",
+    "save_nifti",
+    "select_series",
+    "training_datalist",
+    "verify_dataset",
+    "write_datalist",
+    "write_phantom_dataset",
+    "write_text_atomic",
+]

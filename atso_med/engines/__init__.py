@@ -1,1 +1,30 @@
-"""atso_med.engines."""
+"""Engines: the RSTN training workflow's schedule, batch preparation, checkpoints and run state."""
+
+from atso_med.engines.schedule import STAGES, StageSchedule
+from atso_med.engines.training import (
+    RunState,
+    as_bool,
+    attach_resume,
+    check_state_matches,
+    check_training_args,
+    latest_checkpoint,
+    load_checkpoint,
+    prepare_rstn_batch,
+    read_datalist,
+    save_model_atomic,
+)
+
+__all__ = [
+    "STAGES",
+    "RunState",
+    "StageSchedule",
+    "as_bool",
+    "attach_resume",
+    "check_state_matches",
+    "check_training_args",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "prepare_rstn_batch",
+    "read_datalist",
+    "save_model_atomic",
+]

@@ -1,1 +1,7 @@
-"""atso_med.losses."""
+"""Losses of atso-med: the soft Dice loss and RSTN's weighted coarse + fine loss."""
+
+from __future__ import annotations
+
+from atso_med.losses.dice import RSTNLoss, SoftDiceLoss
+
+__all__ = ["RSTNLoss", "SoftDiceLoss"]

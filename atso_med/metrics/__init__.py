@@ -1,1 +1,6 @@
-"""atso_med.metrics."""
+"""atso_med.metrics: Dice similarity per case, summarised over cases, pooled over cases."""
+
+from atso_med.metrics.cumulative import GlobalDiceMetric
+from atso_med.metrics.dice import DiceAccumulator, dice_score, dice_summary, global_dice
+
+__all__ = ["DiceAccumulator", "GlobalDiceMetric", "dice_score", "dice_summary", "global_dice"]

@@ -1,1 +1,76 @@
-"""atso_med.networks."""
+"""Networks of atso-med: FCN-8s, the RSTN coarse-to-fine segmenter, presets and initialisation.
+
+``build_rstn("full")`` is the published network (VGG16-width FCN-8s pair, 268,555,786
+parameters of which 268,550,602 trainable); ``"small"`` and ``"tiny"`` shrink the trunk and
+fc6/fc7 for CPU demos and tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from atso_med.errors import ConfigError
+from atso_med.networks.fcn import FCN8s, bilinear_kernel
+from atso_med.networks.init import initialize_rstn, load_state_file, parameter_groups
+from atso_med.networks.rstn import (
+    DEFAULT_MARGIN,
+    FILL_LOGIT,
+    MODES,
+    RSTN,
+    RSTNOutput,
+    SaliencyTransform,
+    box_from_mask,
+    sample_training_margins,
+)
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "FCN8s",
+    "FILL_LOGIT",
+    "MODES",
+    "RSTN",
+    "RSTNOutput",
+    "RSTN_PRESETS",
+    "SaliencyTransform",
+    "bilinear_kernel",
+    "box_from_mask",
+    "build_rstn",
+    "initialize_rstn",
+    "load_state_file",
+    "parameter_groups",
+    "sample_training_margins",
+]
+
+#: Named sizes. ``full`` is the paper's network (about 268.6 M parameters); ``small`` (about
+#: 5.2 M) is a CPU demo; ``tiny`` (about 0.67 M) trains in seconds on CPU at 64x64.
+RSTN_PRESETS: dict[str, dict[str, Any]] = {
+    "full": dict(width=1.0, fc_channels=4096),
+    "small": dict(width=0.25, fc_channels=256),
+    "tiny": dict(width=0.125, fc_channels=32),
+}
+
+
+def build_rstn(preset: str = "full", **overrides: Any) -> RSTN:
+    """Constructs an RSTN from a named preset.
+
+    Args:
+        preset: one of :data:`RSTN_PRESETS` (``"full"`` = the paper's network).
+        **overrides: RSTN constructor arguments replacing the preset's (``width``,
+            ``fc_channels``, ``dropout``, ``in_channels``).
+
+    Returns:
+        A randomly initialised (global RNG) RSTN; call
+        :func:`~atso_med.networks.init.initialize_rstn` for a seeded one or for weights.
+
+    Raises:
+        ConfigError: on an unknown preset or override key, or an invalid value.
+    """
+    if preset not in RSTN_PRESETS:
+        raise ConfigError(f"unknown RSTN preset {preset!r}; expected one of {', '.join(RSTN_PRESETS)}")
+    allowed = [p for p in inspect.signature(RSTN.__init__).parameters if p != "self"]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown RSTN option(s) {', '.join(unknown)}; expected among {', '.join(allowed)}")
+    kwargs = {**RSTN_PRESETS[preset], **overrides}
+    return RSTN(**kwargs)

@@ -1,1 +1,40 @@
-"""atso_med.transforms."""
+"""atso_med.transforms: CT loading, HU windowing and tri-view (3-slice stack) sampling."""
+
+from atso_med.transforms.intensity import HUWindow, HUWindowd, HUWindowD, HUWindowDict
+from atso_med.transforms.io import LoadCT, LoadCTd, load_canonical
+from atso_med.transforms.triview import (
+    PLANES,
+    SliceStack,
+    SliceStackd,
+    SliceStackD,
+    SliceStackDict,
+    StackAccumulator,
+    iter_stacks,
+    plane_axis,
+    positive_slice_filter,
+    slice_pixel_counts,
+    slice_stack,
+    stacks_to_volume,
+)
+
+__all__ = [
+    "LoadCT",
+    "LoadCTd",
+    "load_canonical",
+    "HUWindow",
+    "HUWindowd",
+    "HUWindowD",
+    "HUWindowDict",
+    "PLANES",
+    "plane_axis",
+    "slice_stack",
+    "SliceStack",
+    "SliceStackd",
+    "SliceStackD",
+    "SliceStackDict",
+    "iter_stacks",
+    "StackAccumulator",
+    "stacks_to_volume",
+    "slice_pixel_counts",
+    "positive_slice_filter",
+]

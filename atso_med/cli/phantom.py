@@ -1,0 +1,106 @@
+"""``atso-med phantom``: write the synthetic abdominal CT data set."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``phantom`` on the top-level subparsers.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers``.
+
+    Returns:
+        The subcommand's parser.
+    """
+    parser = subparsers.add_parser(
+        "phantom",
+        help="write the synthetic abdominal CT data set (NIfTI + dataset.json)",
+        description=(
+            "Write a synthetic contrast-enhanced abdominal CT data set with pancreas labels, a "
+            "stand-in for NIH Pancreas-CT: OUT/imagesTr/case_000.nii.gz (int16 HU), "
+            "OUT/labelsTr/case_000.nii.gz (uint8) and OUT/dataset.json. Case k depends only on "
+            "(seed, domain, k). OUT must be new, empty, or a phantom of the same configuration "
+            "(then nothing is done, or an interrupted run is finished)."
+        ),
+    )
+    parser.add_argument("out", metavar="OUT", help="output folder")
+    parser.add_argument("--cases", type=int, default=20, help="number of cases (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--shape", type=int, nargs=3, metavar=("H", "W", "D"), default=None,
+        help="nominal array shape; the slice count varies +-25%% per case (default: 128 128 80)",
+    )
+    parser.add_argument(
+        "--spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"), default=None,
+        help="nominal voxel size in mm of the source scanner (default: 1.5 1.5 2.5)",
+    )
+    parser.add_argument(
+        "--domain", choices=("source", "shifted"), default="source",
+        help="source: portal-venous scanner; shifted: another scanner (arterial phase, noisier, "
+        "HU offset, other resolution, pancreatic lesions) (default: %(default)s)",
+    )
+    parser.add_argument("--preview", metavar="PNG", default=None, help="also save a PNG of case_000 with its label")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the data set (and the preview) and report where and how long.
+
+    Args:
+        args: parsed arguments of :func:`add_parser`.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ConfigError: a bad value, or OUT holds other data.
+    """
+    import sys
+    import time
+    from pathlib import Path
+
+    from atso_med.data.phantom import PhantomConfig, phantom_status, write_phantom_dataset
+
+    kwargs = {"cases": args.cases, "seed": args.seed, "domain": args.domain}
+    if args.shape is not None:
+        kwargs["shape"] = tuple(args.shape)
+    if args.spacing is not None:
+        kwargs["spacing"] = tuple(args.spacing)
+    config = PhantomConfig(**kwargs)
+    out = Path(args.out)
+    start = time.perf_counter()
+    status = phantom_status(out, config)
+    what = f"{config.cases} {config.domain} cases, seed {config.seed}"
+    if status == "complete":
+        print(f"{out}: already holds this phantom ({what}); nothing to do")
+    else:
+        if status == "partial":
+            print(f"{out}: finishing an interrupted run of the same configuration")
+
+        def progress(done: int, total: int) -> None:
+            print(f"\rcase {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+        dataset = write_phantom_dataset(out, config, progress=progress if sys.stderr.isatty() else None)
+        elapsed = time.perf_counter() - start
+        print(f"wrote {what} to {out} in {elapsed:.1f} s: {dataset}")
+    if args.preview:
+        preview = _write_preview(out, Path(args.preview))
+        print(f"preview: {preview}")
+    return 0
+
+
+def _write_preview(out, png):
+    """Render the first case from its files, as any reader of the data set would see it."""
+    import nibabel as nib
+    import numpy as np
+
+    from atso_med.visualize import save_case_preview
+
+    image = nib.load(str(out / "imagesTr" / "case_000.nii.gz"))
+    label = nib.load(str(out / "labelsTr" / "case_000.nii.gz"))
+    return save_case_preview(
+        np.asarray(image.dataobj), np.asarray(label.dataobj), image.affine, png,
+        title=f"{out.name}/case_000 (pancreas in red)",
+    )

@@ -1,0 +1,100 @@
+"""``atso-med train``: train the RSTN of one plane, the bundle's train workflow with friendlier flags."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one plane's RSTN on the labeled (and validation) cases of a split",
+        description="Train the RSTN of one plane with the bundle's train workflow (python -m monai.bundle run "
+        "--config_file bundles/rstn_pancreas_ct/configs/train.json). The data list is built from DATASET and "
+        "SPLITS: labeled cases train, validation cases select the model; test and reference labels are never used.",
+    )
+    parser.add_argument("dataset", help="dataset.json or its folder")
+    parser.add_argument("--splits", required=True, help="splits.json")
+    parser.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, tensorboard, datalist.json)")
+    parser.add_argument("--plane", default="Z", choices=["X", "Y", "Z", "x", "y", "z"], help="slicing plane (default Z, axial)")
+    parser.add_argument("--preset", default="full", help="network size: full (the paper's, default), small, tiny")
+    parser.add_argument("--iterations", type=int, default=80000, help="training iterations (default 80000)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=4, help="data loader workers")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data order and margins")
+    parser.add_argument("--init-seed", type=int, default=0, help="seed of the initial weights")
+    parser.add_argument("--init-weights", default=None, help="local state-dict file (RSTN, FCN8s or VGG16 keys)")
+    parser.add_argument("--no-amp", action="store_true", help="disable CUDA mixed precision")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda:0 if available, else cpu)")
+    parser.add_argument("--val-interval", type=int, default=5000, help="iterations between validations")
+    parser.add_argument("--continue", dest="resume", action="store_true", help="resume from the newest checkpoint in --out")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any bundle key (value read as JSON when it parses, else as text), e.g. --set lr_fine=0.01",
+    )
+    return parser
+
+
+def parse_settings(settings: list[str]) -> dict:
+    """``["lr_fine=0.01", "plane=Z"]`` -> ``{"lr_fine": 0.01, "plane": "Z"}``.
+
+    Raises:
+        ConfigError: for an item without ``=``.
+    """
+    import json
+
+    from atso_med.errors import ConfigError
+
+    parsed = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from atso_med.data.datalist import write_datalist
+    from atso_med.data.dataset import Dataset, evaluation_datalist, training_datalist
+    from atso_med.data.splits import Splits
+    from atso_med.engines.workflow import config_files, run_workflow
+
+    dataset = Dataset.load(args.dataset)
+    splits = Splits.load(args.splits)
+    splits.validate(dataset)
+    out = Path(args.out)
+    datalist = write_datalist(
+        out / "datalist.json", training_datalist(dataset, splits), evaluation_datalist(dataset, splits.validation)
+    )
+    overrides = {
+        "datalist": str(datalist),
+        "output_dir": str(out),
+        "plane": args.plane.upper(),
+        "preset": args.preset,
+        "iterations": args.iterations,
+        "batch_size": args.batch_size,
+        "num_workers": args.workers,
+        "seed": args.seed,
+        "init_seed": args.init_seed,
+        "init_weights": args.init_weights,
+        "amp": not args.no_amp,
+        "val_interval": args.val_interval,
+        "save_interval": args.val_interval,
+        "resume": args.resume,
+    }
+    if args.device:
+        overrides["device"] = f"$torch.device('{args.device}')"
+    overrides.update(parse_settings(args.settings))
+    run_workflow(config_files("train"), overrides)
+    print(f"model written to {out / 'model.pt'}")
+    return 0

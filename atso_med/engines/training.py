@@ -1,0 +1,233 @@
+"""Pieces of the RSTN training workflow that the bundle configs refer to by ``_target_`` or ``$`` expression."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from atso_med.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", "none", ""}
+
+
+def as_bool(value: object) -> bool:
+    """Read a flag that may arrive from the command line as a string.
+
+    ``python -m monai.bundle run --amp false`` passes the string ``"false"``, which Python finds
+    true; this function reads it as the user meant.
+
+    Raises:
+        ConfigError: for a string that is not a recognised yes/no word.
+    """
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ConfigError(f"expected a true/false flag, got {value!r}")
+    return bool(value)
+
+
+def read_datalist(path: str | os.PathLike, key: str = "training", required: bool = True) -> list[dict]:
+    """Read one list of a MONAI data-list JSON (``{"training": [...], "validation": [...]}``).
+
+    Relative ``image`` / ``label`` paths are resolved against the JSON file's folder, so a data list
+    works from any working directory.
+
+    Args:
+        path: the data-list file.
+        key: which list to read.
+        required: raise when the list is missing or empty; otherwise return ``[]``.
+
+    Raises:
+        ConfigError: when the file is missing, not JSON, or (``required``) the list is absent or empty.
+    """
+    if not path:
+        raise ConfigError("no data list given: set 'datalist' to a JSON file with a 'training' list")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data list {path} does not exist")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"data list {path} is not valid JSON: {error}") from None
+    items = content.get(key, []) if isinstance(content, Mapping) else []
+    if required and not items:
+        raise ConfigError(f"data list {path} has no {key!r} cases")
+    resolved = []
+    for item in items:
+        entry = dict(item)
+        for field in ("image", "label"):
+            if entry.get(field):
+                entry[field] = str((path.parent / entry[field]).resolve())
+        resolved.append(entry)
+    return resolved
+
+
+class RunState:
+    """Checkpointable record of a run: its resolved configuration and the random number generators' states.
+
+    Everything is stored as tensors, strings and numbers, so a checkpoint loads with
+    ``torch.load(..., weights_only=True)``.
+
+    Args:
+        config: the run's resolved configuration (JSON-serialisable).
+    """
+
+    def __init__(self, config: Mapping | None = None):
+        self.config = dict(config or {})
+
+    def state_dict(self) -> dict:
+        numpy_state = np.random.get_state()
+        return {
+            "config": json.dumps(self.config, sort_keys=True, default=str),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng_keys": torch.as_tensor(numpy_state[1].astype(np.int64)),
+            "numpy_rng_pos": int(numpy_state[2]),
+            "python_rng": json.dumps(random.getstate()),
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.config = json.loads(state["config"])
+        torch.set_rng_state(state["torch_rng"])
+        keys = state["numpy_rng_keys"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, int(state["numpy_rng_pos"]), 0, 0.0))
+        version, internal, gauss = json.loads(state["python_rng"])
+        random.setstate((version, tuple(internal), gauss))
+
+
+def network_state_shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in state.items()}
+
+
+def check_state_matches(state: Mapping[str, torch.Tensor], network: torch.nn.Module, source: str) -> None:
+    """Refuse weights of another width or layout, naming the first difference.
+
+    Raises:
+        ConfigError: when a key is missing, unexpected, or of another shape.
+    """
+    expected = network_state_shapes(network.state_dict())
+    found = network_state_shapes(state)
+    for key, shape in expected.items():
+        if key not in found:
+            raise ConfigError(f"{source} has no weights for {key!r}: it is not a checkpoint of this network layout")
+        if found[key] != shape:
+            raise ConfigError(
+                f"{source} does not fit the network: {key!r} has shape {found[key]} in the file but {shape} in the "
+                "network (another width/preset?)"
+            )
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise ConfigError(f"{source} holds weights the network does not have, e.g. {extra[0]!r}")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint as data (``weights_only=True``): a checkpoint never runs code.
+
+    Raises:
+        ConfigError: when the file is missing or not a loadable checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or code-carrying files
+        raise ConfigError(f"checkpoint {path} cannot be loaded as plain weights: {error}") from None
+
+
+def latest_checkpoint(directory: str | os.PathLike, prefix: str = "checkpoint") -> Path | None:
+    """The newest complete training checkpoint in ``directory`` (by iteration), or ``None``.
+
+    A file that does not load (for instance cut short by a kill during saving) is skipped, so a
+    resume falls back to the previous checkpoint instead of failing.
+    """
+    candidates = []
+    for path in Path(directory).glob(f"{prefix}_*.pt"):
+        digits = "".join(ch for ch in path.stem.rsplit("=", 1)[-1] if ch.isdigit())
+        if digits:
+            candidates.append((int(digits), path))
+    for _, path in sorted(candidates, reverse=True):
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            continue
+        return path
+    return None
+
+
+def attach_resume(trainer, output_dir: str | os.PathLike, load_dict: Mapping, network: torch.nn.Module) -> Path | None:
+    """Resume ``trainer`` from the newest complete checkpoint in ``output_dir``, if there is one.
+
+    The checkpoint's network weights are checked against ``network`` first, so a checkpoint of
+    another width is refused with a message instead of a shape error deep inside torch.
+
+    Returns:
+        The checkpoint resumed from, or ``None`` when the run starts fresh.
+    """
+    from monai.handlers import CheckpointLoader
+
+    path = latest_checkpoint(output_dir)
+    if path is None:
+        return None
+    check_state_matches(load_checkpoint(path)["network"], network, str(path))
+    CheckpointLoader(load_path=str(path), load_dict=dict(load_dict), map_location="cpu").attach(trainer)
+    return path
+
+
+def save_model_atomic(state: Mapping, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a model."""
+    from atso_med.data.nifti import atomic_path
+
+    final, tmp = atomic_path(path)
+    try:
+        torch.save(dict(state), tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def prepare_rstn_batch(batchdata: Mapping, device: torch.device | str | None = None, non_blocking: bool = False, **kwargs):
+    """Batch preparation for MONAI engines: the label also goes to the network (RSTN's boxes in modes S and I).
+
+    Returns:
+        ``(image, label, (), {"label": label})`` as MONAI's ``SupervisedTrainer`` expects from a
+        ``prepare_batch`` callable.
+    """
+    image = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)
+    label = batchdata["label"].to(device=device, non_blocking=non_blocking, **kwargs)
+    return image, label, (), {"label": label}
+
+
+def check_training_args(
+    plane: str, preset: str, iterations: int, datalist: str, output_dir: str | os.PathLike, resume: object
+) -> None:
+    """Check a training run's main arguments before any data is read or any model is built.
+
+    Raises:
+        ConfigError: naming the bad argument; also when ``output_dir`` already holds checkpoints of
+            another run and ``resume`` is off (a new run must not mix with an old one's files).
+    """
+    from atso_med.networks import RSTN_PRESETS
+    from atso_med.transforms.triview import plane_axis
+
+    plane_axis(plane)
+    if preset not in RSTN_PRESETS:
+        raise ConfigError(f"unknown network preset {preset!r}; expected one of {sorted(RSTN_PRESETS)}")
+    if int(iterations) < 1:
+        raise ConfigError(f"iterations must be at least 1, got {iterations}")
+    read_datalist(datalist, "training")
+    if not as_bool(resume) and latest_checkpoint(output_dir) is not None:
+        raise ConfigError(
+            f"{output_dir} already holds checkpoints of a training run: resume it (resume=True, "
+            "atso-med train --continue) or choose another output folder"
+        )

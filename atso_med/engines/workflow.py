@@ -1,0 +1,79 @@
+"""Running the bundle's workflows from Python, and the equivalent ``python -m monai.bundle run`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from atso_med.errors import ConfigError
+
+BUNDLE_NAME = "rstn_pancreas_ct"
+
+
+def bundle_root() -> Path:
+    """The folder of the RSTN bundle.
+
+    ``ATSO_MED_BUNDLE`` overrides the location; otherwise the ``bundles/`` folder of the source
+    checkout that the package was installed from (``pip install -e``) is used.
+
+    Raises:
+        ConfigError: when the bundle cannot be found.
+    """
+    override = os.environ.get("ATSO_MED_BUNDLE")
+    root = Path(override) if override else Path(__file__).resolve().parents[2] / "bundles" / BUNDLE_NAME
+    if not (root / "configs" / "metadata.json").is_file():
+        raise ConfigError(f"the RSTN bundle was not found at {root}; set ATSO_MED_BUNDLE to its folder")
+    return root
+
+
+def config_files(*names: str) -> list[str]:
+    """Absolute paths of bundle config files by name (``"train"``, ``"multi_gpu_train"``, ...)."""
+    root = bundle_root()
+    return [str(root / "configs" / f"{name}.json") for name in names]
+
+
+def bundle_command(configs: Sequence[str], overrides: Mapping[str, object]) -> str:
+    """The shell command that runs the same workflow by hand with ``python -m monai.bundle run``."""
+    parts = ["python", "-m", "monai.bundle", "run"]
+    config_arg = configs[0] if len(configs) == 1 else json.dumps(list(configs)).replace('"', "'")
+    parts += ["--config_file", config_arg, "--meta_file", str(Path(configs[0]).parent / "metadata.json")]
+    for key, value in overrides.items():
+        parts += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    return shlex.join(parts)
+
+
+def run_workflow(configs: Sequence[str], overrides: Mapping[str, object], workflow_type: str = "train"):
+    """Run a bundle workflow in this process and return it (its engines' states stay readable).
+
+    Args:
+        configs: config files, later ones overlaid on earlier ones.
+        overrides: top-level keys to override (``{"plane": "Z", "iterations": 100}``).
+        workflow_type: ``"train"`` or ``"infer"``.
+
+    Returns:
+        The finished ``monai.bundle.ConfigWorkflow``.
+
+    Raises:
+        ConfigError: when MONAI reports required bundle properties missing.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    logging.getLogger(__name__).info("equivalent command: %s", bundle_command(configs, overrides))
+    workflow = ConfigWorkflow(
+        config_file=list(configs),
+        meta_file=str(Path(configs[0]).parent / "metadata.json"),
+        logging_file=False,
+        workflow_type=workflow_type,
+        **dict(overrides),
+    )
+    workflow.initialize()
+    missing = workflow.check_properties()
+    if missing:
+        raise ConfigError(f"the bundle lacks required properties: {missing}")
+    workflow.run()
+    workflow.finalize()
+    return workflow

@@ -1,0 +1,59 @@
+"""Ignite handler that writes the selected model of a training run as ``model.pt``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+
+from atso_med.engines.training import load_checkpoint, save_model_atomic
+
+
+class ModelExportHandler:
+    """When training completes, write ``model.pt``: the best validation checkpoint if there is one, else the last weights.
+
+    The file holds ``{"network": state_dict, "config": run configuration, "iteration": n,
+    "selected": "best_validation" | "last"}`` and loads with ``torch.load(..., weights_only=True)``.
+
+    Args:
+        output_dir: run folder.
+        network: the trained network.
+        config: the run's resolved configuration (preset, plane, ...), stored with the weights.
+        best_checkpoint: file name of the best-validation checkpoint inside ``output_dir``.
+        filename: output file name.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        network: torch.nn.Module,
+        config: Mapping | None = None,
+        best_checkpoint: str = "model_best.pt",
+        filename: str = "model.pt",
+    ):
+        self.output_dir = Path(output_dir)
+        self.network = network
+        self.config = dict(config or {})
+        self.best_checkpoint = best_checkpoint
+        self.filename = filename
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        best = self.output_dir / self.best_checkpoint
+        if best.is_file():
+            # ignite's Checkpoint stores a lone object's state dict unwrapped: this file is the network's weights
+            weights, selected = load_checkpoint(best), "best_validation"
+        else:
+            model = self.network.module if hasattr(self.network, "module") else self.network
+            weights, selected = {k: v.detach().cpu() for k, v in model.state_dict().items()}, "last"
+        path = save_model_atomic(
+            {"network": weights, "config": self.config, "iteration": int(engine.state.iteration), "selected": selected},
+            self.output_dir / self.filename,
+        )
+        self.logger.info(f"wrote {path} ({selected} weights, iteration {engine.state.iteration})")

@@ -1,0 +1,139 @@
+"""Soft Dice losses of RSTN.
+
+The reference computes one soft Dice per sample over all 3 channels x H x W together,
+``1 - (2 sum(p g) + eps) / (sum p + sum g + eps)`` with ``eps = 1e-6``, on the coarse
+probabilities and on the uncropped fine ones, and trains on ``1/3 coarse + 2/3 fine``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from atso_med.errors import ConfigError
+
+__all__ = ["RSTNLoss", "SoftDiceLoss"]
+
+
+class SoftDiceLoss(nn.Module):
+    """Per-sample soft Dice loss over every non-batch dimension, averaged over the batch.
+
+    Args:
+        eps: smoothing added to numerator and denominator (an empty prediction of an empty
+            target then scores a loss of 0).
+
+    Raises:
+        ConfigError: if ``eps`` is negative.
+    """
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        if not float(eps) >= 0.0:
+            raise ConfigError(f"SoftDiceLoss eps must be >= 0, got {eps!r}")
+        self.eps = float(eps)
+
+    def forward(self, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Computes the loss.
+
+        Args:
+            probability: probabilities in [0, 1], (B, ...).
+            target: ground truth of the same shape (binary; any numeric or bool dtype).
+
+        Returns:
+            Scalar loss (float32, or float64 for float64 input): mean over the batch of ``1 - soft Dice``.
+
+        Raises:
+            ValueError: if the shapes differ or there is no batch dimension.
+        """
+        if probability.shape != target.shape or probability.ndim < 2:
+            raise ValueError(
+                f"SoftDiceLoss expects equal (B, ...) shapes, got {tuple(probability.shape)} and {tuple(target.shape)}"
+            )
+        # At least float32 sums: half precision overflows on a 512x512x3 sum.
+        p = probability if probability.dtype == torch.float64 else probability.float()
+        p = p.flatten(1)
+        g = target.to(p.dtype).flatten(1)
+        dice = (2.0 * (p * g).sum(1) + self.eps) / (p.sum(1) + g.sum(1) + self.eps)
+        return (1.0 - dice).mean()
+
+
+class RSTNLoss(nn.Module):
+    """Weighted sum of the coarse and fine soft Dice losses of an RSTN output.
+
+    Usable directly as MONAI's ``SupervisedTrainer(loss_function=...)``: it is called as
+    ``loss(y_pred, y)`` with ``y_pred`` what ``RSTN`` returns (coarse and fine probabilities
+    stacked on channels), an :class:`~atso_med.networks.rstn.RSTNOutput`, or any object or
+    mapping with ``coarse`` and ``fine`` probabilities.
+    The parts of the last call are kept, detached, in :attr:`last_parts`.
+
+    Args:
+        coarse_weight: weight of the coarse loss (1/3 in the paper).
+        fine_weight: weight of the fine loss (2/3 in the paper).
+        eps: soft Dice smoothing.
+
+    Raises:
+        ConfigError: if a weight is negative or both are zero.
+    """
+
+    def __init__(self, coarse_weight: float = 1.0 / 3.0, fine_weight: float = 2.0 / 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        if not (float(coarse_weight) >= 0.0 and float(fine_weight) >= 0.0) or coarse_weight + fine_weight == 0:
+            raise ConfigError(f"RSTNLoss weights must be >= 0 and not both 0, got {coarse_weight!r}, {fine_weight!r}")
+        self.coarse_weight = float(coarse_weight)
+        self.fine_weight = float(fine_weight)
+        self.dice = SoftDiceLoss(eps)
+        self.last_parts: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def _get(output: Any, name: str) -> torch.Tensor:
+        if isinstance(output, torch.Tensor):  # RSTN.forward's stacked form: coarse channels, then fine
+            if output.ndim < 2 or output.shape[1] % 2:
+                raise ValueError(f"a stacked RSTN output needs an even channel count, got shape {tuple(output.shape)}")
+            coarse, fine = output.chunk(2, dim=1)
+            return coarse if name == "coarse" else fine
+        if isinstance(output, dict):
+            if name in output:
+                return output[name]
+        elif hasattr(output, name):
+            return getattr(output, name)
+        raise ValueError(f"RSTNLoss expects an RSTNOutput (with .coarse and .fine), got {type(output).__name__}")
+
+    def components(self, output: Any, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All parts of the loss, with gradients.
+
+        Args:
+            output: an RSTNOutput (or anything with ``coarse``/``fine`` probabilities).
+            label: ground truth (B, C, H, W); a (B, 1, H, W) label is broadcast over C.
+
+        Returns:
+            ``{"coarse": ..., "fine": ..., "total": ...}`` scalar tensors.
+
+        Raises:
+            ValueError: on a malformed output or mismatched shapes.
+        """
+        coarse = self._get(output, "coarse")
+        fine = self._get(output, "fine")
+        if label.ndim == coarse.ndim and label.shape[1] == 1 and coarse.shape[1] != 1:
+            label = label.expand_as(coarse)
+        parts = {"coarse": self.dice(coarse, label), "fine": self.dice(fine, label)}
+        parts["total"] = self.coarse_weight * parts["coarse"] + self.fine_weight * parts["fine"]
+        return parts
+
+    def forward(self, output: Any, label: torch.Tensor) -> torch.Tensor:
+        """Total loss ``coarse_weight * Dice(coarse) + fine_weight * Dice(fine)``.
+
+        Args:
+            output: an RSTNOutput.
+            label: ground truth (B, C, H, W) or (B, 1, H, W).
+
+        Returns:
+            The scalar total loss (differentiable); the parts go to :attr:`last_parts`.
+
+        Raises:
+            ValueError: on a malformed output or mismatched shapes.
+        """
+        parts = self.components(output, label)
+        self.last_parts = {k: v.detach() for k, v in parts.items()}
+        return parts["total"]

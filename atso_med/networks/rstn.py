@@ -1,0 +1,434 @@
+"""RSTN: recurrent saliency transformation network (coarse FCN-8s -> saliency -> fine FCN-8s).
+
+A coarse FCN-8s segments the whole image; its sigmoid probabilities pass through a small
+saliency transformation module whose output multiplies the image; a fine FCN-8s (no weight
+sharing) segments the bounding box of a mask plus a margin, at native resolution, and its
+logits are pasted back into a full-size canvas that is very negative outside the box.
+
+Boxes are ``(top, bottom, left, right)`` with ``top``/``left`` inclusive and
+``bottom``/``right`` exclusive, so a box's crop is ``x[..., top:bottom, left:right]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atso_med.errors import ConfigError
+from atso_med.networks.fcn import FCN8s, named_generator
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "FILL_LOGIT",
+    "MODES",
+    "RSTN",
+    "RSTNOutput",
+    "SaliencyTransform",
+    "box_from_mask",
+    "sample_training_margins",
+]
+
+#: Margin in pixels on each side of a box when none is given (the reference's test margin).
+DEFAULT_MARGIN = 20
+#: Logit outside the fine box: sigmoid gives exactly 0 in float32, and the value is
+#: representable in float16/bfloat16 so AMP cannot turn it into -inf/NaN.
+FILL_LOGIT = -1.0e4
+#: Training / inference modes: S (box from label, raw image), I (box from label, image x
+#: saliency), J (box from the coarse prediction, image x saliency).
+MODES = ("S", "I", "J")
+
+
+class RSTNOutput(NamedTuple):
+    """What :meth:`RSTN.forward` returns.
+
+    Attributes:
+        coarse: coarse probabilities (sigmoid), float32, (B, C, H, W).
+        fine: fine probabilities (sigmoid), float32, (B, C, H, W); 0 outside each box.
+        boxes: int64 (B, 4) boxes ``(top, bottom, left, right)`` the fine FCN saw.
+    """
+
+    coarse: torch.Tensor
+    fine: torch.Tensor
+    boxes: torch.Tensor
+
+    def stacked(self) -> torch.Tensor:
+        """Coarse and fine probabilities concatenated on the channel axis: (B, 2C, H, W)."""
+        return torch.cat([self.coarse, self.fine], dim=1)
+
+
+class SaliencyTransform(nn.Module):
+    """Saliency transformation: conv 3x3 -> ReLU -> conv 5x5, no final activation.
+
+    Initialised so that the map starts as a per-channel constant: the first conv is
+    Xavier-normal with bias 1, the second has zero weights and biases spread evenly over
+    [1.0, 2.0] (exactly (1.0, 1.5, 2.0) for 3 channels).
+
+    Args:
+        channels: input = output channels (one per input slice).
+
+    Raises:
+        ConfigError: if ``channels < 1``.
+    """
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        if int(channels) < 1:
+            raise ConfigError(f"SaliencyTransform needs >= 1 channel, got {channels!r}")
+        self.channels = int(channels)
+        self.conv1 = nn.Conv2d(self.channels, self.channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(self.channels, self.channels, 5, padding=2)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int | None = None, prefix: str = "") -> None:
+        """Applies the reference initialisation.
+
+        Args:
+            seed: seeds the Xavier draw of ``conv1.weight`` through its own generator;
+                ``None`` uses the global RNG.
+            prefix: prepended to the parameter name for the per-parameter seed.
+        """
+        if self.conv1.weight.is_meta:
+            return
+        gen = None if seed is None else named_generator(seed, f"{prefix}conv1.weight")
+        nn.init.xavier_normal_(self.conv1.weight, generator=gen)
+        nn.init.ones_(self.conv1.bias)
+        nn.init.zeros_(self.conv2.weight)
+        self.conv2.bias.copy_(torch.linspace(1.0, 2.0, self.channels) if self.channels > 1 else torch.ones(1))
+
+    def forward(self, probability: torch.Tensor) -> torch.Tensor:
+        """Maps probabilities (B, C, H, W) to a saliency map of the same shape.
+
+        Args:
+            probability: coarse probabilities or a fused score map, (B, C, H, W).
+
+        Returns:
+            The saliency map (B, C, H, W).
+        """
+        return self.conv2(F.relu(self.conv1(probability)))
+
+
+def _as_margins(margins: int | Sequence[int] | torch.Tensor | None, batch: int) -> torch.Tensor:
+    """Normalises margins to a CPU int64 (B, 4) tensor (top, bottom, left, right)."""
+    if margins is None:
+        margins = DEFAULT_MARGIN
+    if isinstance(margins, bool):
+        raise ConfigError(f"margins must be an int or a (B, 4) tensor, got {margins!r}")
+    if isinstance(margins, int):
+        out = torch.full((batch, 4), int(margins), dtype=torch.int64)
+    else:
+        out = torch.as_tensor(margins).detach().to("cpu")
+        if out.is_floating_point() and not torch.equal(out, out.round()):
+            raise ConfigError("margins must be whole numbers of pixels")
+        out = out.to(torch.int64)
+        if out.ndim == 0:
+            out = out.expand(batch, 4)
+        elif out.shape == (4,):
+            out = out.expand(batch, 4)
+        elif out.shape != (batch, 4):
+            raise ConfigError(f"margins must be an int, 4 values or a ({batch}, 4) tensor, got shape {tuple(out.shape)}")
+    if bool((out < 0).any()):
+        raise ConfigError(f"margins must be >= 0, got {out.tolist()}")
+    return out.clone()
+
+
+def box_from_mask(
+    mask: torch.Tensor, margins: int | Sequence[int] | torch.Tensor | None = DEFAULT_MARGIN
+) -> torch.Tensor:
+    """Bounding box of each sample's mask, joint over channels, widened and clipped.
+
+    Args:
+        mask: (B, C, H, W) or (B, H, W); non-zero = inside.
+        margins: pixels added on each side: an int for all sides, 4 values
+            (top, bottom, left, right) for every sample, or a (B, 4) tensor; ``None`` = 20.
+
+    Returns:
+        int64 (B, 4) ``(top, bottom, left, right)`` on the mask's device, bottom/right
+        exclusive and clipped to the image. A sample whose mask is empty gets the whole
+        image ``(0, H, 0, W)``.
+
+    Raises:
+        ValueError: if the mask is not 3D or 4D.
+        ConfigError: if the margins are malformed or negative.
+    """
+    if hasattr(mask, "as_tensor"):  # MONAI MetaTensor: boxes need no metadata
+        mask = mask.as_tensor()
+    if mask.ndim == 3:
+        mask = mask.unsqueeze(1)
+    if mask.ndim != 4:
+        raise ValueError(f"box_from_mask expects a (B, C, H, W) or (B, H, W) mask, got {tuple(mask.shape)}")
+    batch, _, height, width = mask.shape
+    m = _as_margins(margins, batch)
+    inside = mask.detach() != 0
+    rows = inside.any(dim=3).any(dim=1).to("cpu")  # (B, H)
+    cols = inside.any(dim=2).any(dim=1).to("cpu")  # (B, W)
+    nonempty = rows.any(dim=1)
+    # argmax of a bool row gives the first True; on the flipped row it gives the last.
+    top = rows.to(torch.uint8).argmax(dim=1)
+    bottom = height - rows.flip(1).to(torch.uint8).argmax(dim=1)
+    left = cols.to(torch.uint8).argmax(dim=1)
+    right = width - cols.flip(1).to(torch.uint8).argmax(dim=1)
+    boxes = torch.stack(
+        [
+            (top - m[:, 0]).clamp(min=0),
+            (bottom + m[:, 1]).clamp(max=height),
+            (left - m[:, 2]).clamp(min=0),
+            (right + m[:, 3]).clamp(max=width),
+        ],
+        dim=1,
+    )
+    full = torch.tensor([0, height, 0, width], dtype=torch.int64)
+    boxes = torch.where(nonempty[:, None], boxes, full)
+    return boxes.to(mask.device)
+
+
+def sample_training_margins(
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    fixed_margin: int = DEFAULT_MARGIN,
+    max_margin: int = 40,
+    fixed_probability: float = 0.5,
+) -> torch.Tensor:
+    """Draws training margins as the reference does.
+
+    With probability ``fixed_probability`` a sample gets ``fixed_margin`` on all sides, otherwise each
+    side gets an independent integer uniform in ``[0, max_margin]``.
+
+    Args:
+        batch_size: number of samples.
+        generator: CPU generator for reproducible draws; ``None`` uses the global RNG.
+        fixed_margin: the all-sides margin (20 in the reference).
+        max_margin: upper bound (inclusive) of a random side (40 in the reference).
+        fixed_probability: probability of the all-sides margin.
+
+    Returns:
+        int64 (B, 4) margins (top, bottom, left, right).
+
+    Raises:
+        ConfigError: on a negative size/margin or a probability outside [0, 1].
+    """
+    if int(batch_size) < 0 or int(fixed_margin) < 0 or int(max_margin) < 0:
+        raise ConfigError("batch_size, fixed_margin and max_margin must be >= 0")
+    if not 0.0 <= float(fixed_probability) <= 1.0:
+        raise ConfigError(f"fixed_probability must be in [0, 1], got {fixed_probability!r}")
+    fixed = torch.rand(int(batch_size), generator=generator) < fixed_probability
+    random = torch.randint(0, int(max_margin) + 1, (int(batch_size), 4), generator=generator)
+    return torch.where(fixed[:, None], torch.full_like(random, int(fixed_margin)), random)
+
+
+class RSTN(nn.Module):
+    """Recurrent saliency transformation network (Yu et al., CVPR 2018).
+
+    Two FCN-8s (``coarse`` and ``fine``, no weight sharing) and a :class:`SaliencyTransform`
+    (``saliency``). The network predicts one output per input channel (the reference feeds
+    3 adjacent slices and predicts all 3), with a sigmoid per output.
+
+    At full size it holds 268,555,786 parameters: 268,550,602 trainable plus 2 x 2,592
+    frozen bilinear decoder weights. Construction gives a random initialisation from the
+    global RNG; use :func:`atso_med.networks.init.initialize_rstn` for a seeded one or for
+    weights from a local file.
+
+    Args:
+        width: trunk width multiplier of both FCNs (1.0 = VGG16).
+        fc_channels: channels of fc6/fc7 (4096 in the paper).
+        dropout: dropout probability after fc6 and fc7.
+        in_channels: input slices per sample = outputs per sample (3 in the paper).
+
+    Raises:
+        ConfigError: if a size or probability is out of range.
+    """
+
+    def __init__(self, width: float = 1.0, fc_channels: int = 4096, dropout: float = 0.5, in_channels: int = 3) -> None:
+        super().__init__()
+        self.width = width
+        self.fc_channels = fc_channels
+        self.in_channels = int(in_channels)
+        self.coarse = FCN8s(in_channels, in_channels, width=width, fc_channels=fc_channels, dropout=dropout)
+        self.fine = FCN8s(in_channels, in_channels, width=width, fc_channels=fc_channels, dropout=dropout)
+        self.saliency = SaliencyTransform(in_channels)
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Re-initialises both FCNs randomly and the saliency module as the reference does.
+
+        Args:
+            seed: see :meth:`FCN8s.reset_parameters`; ``None`` uses the global RNG.
+        """
+        self.coarse.reset_parameters(seed, prefix="coarse.")
+        self.fine.reset_parameters(seed, prefix="fine.")
+        self.saliency.reset_parameters(seed, prefix="saliency.")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _check_image(self, image: torch.Tensor) -> None:
+        if image.ndim != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"RSTN expects images (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
+
+    def _check_mask(self, mask: torch.Tensor, image: torch.Tensor, what: str) -> None:
+        b, _, h, w = image.shape
+        if mask.ndim != 4 or mask.shape[0] != b or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, self.in_channels):
+            raise ValueError(
+                f"{what} must be (B, {self.in_channels} or 1, H, W) matching the image {tuple(image.shape)}, "
+                f"got {tuple(mask.shape)}"
+            )
+
+    def _fine_canvas(self, fine_input: torch.Tensor, boxes: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Runs the fine FCN on each sample's box and pastes the logits into full-size canvases.
+
+        Samples whose crops have the same size run together; the others one group at a time.
+        Inactive samples get a canvas of :data:`FILL_LOGIT` and no computation.
+        """
+        batch, _, height, width = fine_input.shape
+        box_list = boxes.detach().to("cpu").tolist()
+        act = [True] * batch if active is None else [bool(a) for a in active.detach().to("cpu").tolist()]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (t, b, l, r) in enumerate(box_list):
+            if act[i]:
+                groups.setdefault((b - t, r - l), []).append(i)
+        pieces: list[torch.Tensor | None] = [None] * batch
+        for idx in groups.values():
+            crops = torch.cat(
+                [fine_input[i : i + 1, :, box_list[i][0] : box_list[i][1], box_list[i][2] : box_list[i][3]] for i in idx]
+            )
+            logits = self.fine(crops)
+            for k, i in enumerate(idx):
+                t, b, l, r = box_list[i]
+                # Constant padding is differentiable w.r.t. the crop, and keeps the fill value
+                # in the logits' own dtype (half under AMP).
+                pieces[i] = F.pad(logits[k : k + 1], (l, width - r, t, height - b), value=FILL_LOGIT)
+        for i in range(batch):
+            if pieces[i] is None:
+                pieces[i] = fine_input.new_full((1, self.in_channels, height, width), FILL_LOGIT)
+        return torch.cat(pieces)  # type: ignore[arg-type]
+
+    # -- public API --------------------------------------------------------------------------
+
+    def coarse_probability(self, image: torch.Tensor) -> torch.Tensor:
+        """Coarse probabilities of whole images.
+
+        Args:
+            image: (B, C, H, W) images.
+
+        Returns:
+            float32 sigmoid probabilities (B, C, H, W).
+
+        Raises:
+            ValueError: on a malformed image.
+        """
+        self._check_image(image)
+        return torch.sigmoid(self.coarse(image).float())
+
+    def fine_probability(
+        self,
+        image: torch.Tensor,
+        score_map: torch.Tensor,
+        mask: torch.Tensor,
+        margin: int | Sequence[int] | torch.Tensor = DEFAULT_MARGIN,
+    ) -> torch.Tensor:
+        """Test-time fine pass: saliency from a score map, fine FCN in the box of a given mask.
+
+        Args:
+            image: (B, C, H, W) images.
+            score_map: coarse probabilities or the previous round's fused score map,
+                (B, C, H, W); it feeds the saliency module.
+            mask: the previous round's binary mask, (B, C, H, W) or (B, 1, H, W); its box
+                (joint over channels) plus ``margin`` is what the fine FCN sees.
+            margin: pixels per side (int, 4 values or a (B, 4) tensor).
+
+        Returns:
+            float32 fine probabilities (B, C, H, W): 0 outside each box, and 0 everywhere
+            for a sample whose mask is empty (that sample is not computed).
+
+        Raises:
+            ValueError: on malformed shapes.
+            ConfigError: on malformed margins.
+        """
+        self._check_image(image)
+        if score_map.shape != image.shape:
+            raise ValueError(f"score_map must have the image's shape {tuple(image.shape)}, got {tuple(score_map.shape)}")
+        self._check_mask(mask, image, "mask")
+        boxes = box_from_mask(mask, margin)
+        active = (mask != 0).flatten(1).any(dim=1)
+        fine_input = image * self.saliency(score_map.to(image.dtype))
+        return torch.sigmoid(self._fine_canvas(fine_input, boxes, active).float())
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        label: torch.Tensor | None = None,
+        mode: str = "J",
+        margins: int | Sequence[int] | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One coarse -> saliency -> fine pass, as one tensor.
+
+        MONAI's engines, post-transforms and bundle checks handle plain tensors, so the module's
+        call returns :meth:`RSTNOutput.stacked`: channels ``0..C-1`` are the coarse and
+        ``C..2C-1`` the fine probabilities. Arguments as in :meth:`forward_parts`.
+
+        Returns:
+            (B, 2C, H, W) float32 probabilities.
+        """
+        return self.forward_parts(image, label, mode=mode, margins=margins).stacked()
+
+    def forward_parts(
+        self,
+        image: torch.Tensor,
+        label: torch.Tensor | None = None,
+        mode: str = "J",
+        margins: int | Sequence[int] | torch.Tensor | None = None,
+    ) -> RSTNOutput:
+        """One coarse -> saliency -> fine pass.
+
+        Args:
+            image: (B, C, H, W) images (C = ``in_channels``).
+            label: (B, C, H, W) or (B, 1, H, W) ground truth; required in modes S and I,
+                optional in J (the fallback box where the coarse prediction is empty).
+            mode: ``"S"``: box from the label, fine input = raw image; ``"I"``: box from the
+                label, fine input = image x saliency(coarse); ``"J"``: box from the coarse
+                probabilities >= 0.5 (joint over channels), per sample falling back to the
+                label and then to the whole image where empty; image x saliency(coarse).
+            margins: per-side margins: an int, 4 values or a (B, 4) tensor (top, bottom,
+                left, right); ``None`` = 20 on every side. Trainers pass
+                :func:`sample_training_margins` to reproduce the reference's training.
+
+        Returns:
+            :class:`RSTNOutput` with float32 coarse and fine probabilities and the boxes.
+
+        Raises:
+            ConfigError: on an unknown mode, a missing label in mode S/I, bad margins.
+            ValueError: on malformed shapes.
+        """
+        mode_u = str(mode).upper()
+        if mode_u not in MODES:
+            raise ConfigError(f"unknown RSTN mode {mode!r}; expected one of {', '.join(MODES)}")
+        self._check_image(image)
+        if label is not None:
+            self._check_mask(label, image, "label")
+        elif mode_u in ("S", "I"):
+            raise ConfigError(f"RSTN mode {mode_u} takes its box from the label, but no label was given")
+        batch, _, height, width = image.shape
+
+        coarse_prob = torch.sigmoid(self.coarse(image).float())
+        with torch.no_grad():
+            if mode_u == "J":
+                pred = coarse_prob >= 0.5
+                has_pred = pred.flatten(1).any(dim=1)
+                if label is not None:
+                    gt = (label > 0.5).expand_as(pred)
+                    mask = torch.where(has_pred[:, None, None, None], pred, gt)
+                else:
+                    mask = pred
+            else:
+                mask = label > 0.5  # type: ignore[operator]
+            # An empty mask gives the whole image (box_from_mask's convention).
+            boxes = box_from_mask(mask, margins)
+
+        if mode_u == "S":
+            fine_input = image
+        else:
+            fine_input = image * self.saliency(coarse_prob.to(image.dtype))
+        fine_prob = torch.sigmoid(self._fine_canvas(fine_input, boxes).float())
+        return RSTNOutput(coarse=coarse_prob, fine=fine_prob, boxes=boxes)

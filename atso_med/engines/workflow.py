@@ -7,9 +7,10 @@ import logging
 import os
 import shlex
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from atso_med.errors import ConfigError
+from atso_med.errors import AtsoMedError, ConfigError
 
 BUNDLE_NAME = "rstn_pancreas_ct"
 
@@ -46,6 +47,24 @@ def bundle_command(configs: Sequence[str], overrides: Mapping[str, object]) -> s
     return shlex.join(parts)
 
 
+@contextmanager
+def user_errors():
+    """Re-raise an :class:`~atso_med.errors.AtsoMedError` that MONAI's config parser wrapped in a ``RuntimeError``.
+
+    MONAI reports a failing ``$`` expression as "Failed to evaluate ..." with the real error as its
+    cause; the user needs the cause's message, not the expression.
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, AtsoMedError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
+
+
 def run_workflow(configs: Sequence[str], overrides: Mapping[str, object], workflow_type: str = "train"):
     """Run a bundle workflow in this process and return it (its engines' states stay readable).
 
@@ -70,10 +89,11 @@ def run_workflow(configs: Sequence[str], overrides: Mapping[str, object], workfl
         workflow_type=workflow_type,
         **dict(overrides),
     )
-    workflow.initialize()
-    missing = workflow.check_properties()
-    if missing:
-        raise ConfigError(f"the bundle lacks required properties: {missing}")
-    workflow.run()
-    workflow.finalize()
+    with user_errors():
+        workflow.initialize()
+        missing = workflow.check_properties()
+        if missing:
+            raise ConfigError(f"the bundle lacks required properties: {missing}")
+        workflow.run()
+        workflow.finalize()
     return workflow

@@ -15,7 +15,7 @@ from atso_med.engines.training import load_checkpoint, save_model_atomic
 class ModelExportHandler:
     """When training completes, write ``model.pt``: the best validation checkpoint if there is one, else the last weights.
 
-    The file holds ``{"network": state_dict, "config": run configuration, "iteration": n,
+    In a distributed run only rank 0 writes. The file holds ``{"network": state_dict, "config": run configuration, "iteration": n,
     "selected": "best_validation" | "last"}`` and loads with ``torch.load(..., weights_only=True)``.
 
     Args:
@@ -45,6 +45,8 @@ class ModelExportHandler:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
         best = self.output_dir / self.best_checkpoint
         if best.is_file():
             # ignite's Checkpoint stores a lone object's state dict unwrapped: this file is the network's weights

@@ -225,7 +225,7 @@ def parameter_groups(
     ``"initial_lr"`` entry for schedulers and logs.
 
     Args:
-        model: the network.
+        model: the network, or a ``DistributedDataParallel`` / ``DataParallel`` wrapping it.
         coarse_lr: learning rate of the coarse FCN's weights.
         fine_lr: learning rate of the fine FCN's and saliency module's weights.
         bias_lr_mult: multiplier of the learning rate for biases.
@@ -237,6 +237,7 @@ def parameter_groups(
     Raises:
         ConfigError: if a rate or the decay is negative, or ``model`` is not an RSTN.
     """
+    model = model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
     if not isinstance(model, RSTN):
         raise ConfigError(f"parameter_groups expects an RSTN, got {type(model).__name__}")
     for name, value in (("coarse_lr", coarse_lr), ("fine_lr", fine_lr), ("bias_lr_mult", bias_lr_mult), ("weight_decay", weight_decay)):

@@ -153,6 +153,23 @@ def test_resume_continues_the_iteration_count_and_schedule(phantom_datalist, tmp
     assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 12
 
 
+def test_same_seed_gives_the_same_model_whatever_the_worker_count(phantom_datalist, tmp_path):
+    states = []
+    for workers in (0, 2):
+        out = tmp_path / f"workers{workers}"
+        run_workflow(config_files("train"), {**FAST, "datalist": str(phantom_datalist), "output_dir": str(out), "iterations": 3, "num_workers": workers, "val_interval": 100})
+        states.append(torch.load(out / "model.pt", weights_only=True)["network"])
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+
+
+def test_resume_from_a_checkpoint_of_another_width_is_refused(phantom_datalist, tmp_path):
+    out = tmp_path / "run"
+    run_workflow(config_files("train"), {**FAST, "datalist": str(phantom_datalist), "output_dir": str(out), "iterations": 2, "save_interval": 2, "val_interval": 100})
+    with pytest.raises(ConfigError, match="another width"):
+        run_workflow(config_files("train"), {**FAST, "preset": "small", "datalist": str(phantom_datalist), "output_dir": str(out), "iterations": 4, "resume": True})
+
+
 def test_amp_flag_given_as_text_false_is_read_as_false(phantom_datalist, tmp_path):
     workflow = _workflow(phantom_datalist, tmp_path / "run", iterations=1, amp="false")
     workflow.initialize()

@@ -291,3 +291,10 @@ def test_canonical_of_real_dicom_grid_puts_axial_planes_last():
     canonical, ornt = reorient_to_canonical(Volume(array, affine))
     np.testing.assert_array_equal(canonical.array, array[::-1, ::-1, :])
     np.testing.assert_array_equal(reorient_from_canonical(canonical.array, ornt), array)
+
+
+def test_single_slice_nifti_is_refused_as_2d(tmp_path):
+    path = tmp_path / "slice.nii.gz"
+    save_nifti(np.zeros((8, 9, 1), dtype=np.int16), np.eye(4), path)
+    with pytest.raises(ImageReadError, match="single slice.*2D"):
+        load_image(path)

@@ -100,6 +100,9 @@ def _open_nifti(path: Path, what: str) -> tuple[nib.Nifti1Image, tuple[int, ...]
             f"{path}: {what} is {len(shape)}D (shape {shape}, {int(np.prod(shape[3:]))} volumes); "
             "one 3D volume is needed"
         )
+    if 1 in shape:
+        # A single slice stored as (X, Y, 1) is a 2D image: two of the three planes would be lines.
+        raise ImageReadError(f"{path}: {what} is a single slice (shape {shape}): a 2D image; a 3D volume is needed")
     affine = np.asarray(image.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         raise ImageReadError(f"{path}: {what} has a non-finite affine (NaN/inf in the header):\n{affine}")

@@ -3,6 +3,7 @@
 from atso_med.data.datalist import write_datalist
 from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
 from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
+from atso_med.data.importers import build_dataset, import_nih_pancreas
 from atso_med.data.nifti import save_nifti, write_text_atomic
 from atso_med.data.phantom import PhantomConfig, make_phantom_case, write_phantom_dataset
 from atso_med.data.readers import load_image, load_label, reorient_from_canonical, reorient_to_canonical
@@ -20,7 +21,9 @@ __all__ = [
     "Splits",
     "VerifyReport",
     "Volume",
+    "build_dataset",
     "evaluation_datalist",
+    "import_nih_pancreas",
     "list_dicom_series",
     "load_case",
     "load_image",

@@ -2,5 +2,13 @@
 
 from atso_med.metrics.cumulative import GlobalDiceMetric
 from atso_med.metrics.dice import DiceAccumulator, dice_score, dice_summary, global_dice
+from atso_med.metrics.evaluation import (
+    EvaluationReport,
+    EvaluationRun,
+    evaluate_predictions,
+    evaluation_pairs,
+    run_evaluation,
+)
 
 __all__ = ["DiceAccumulator", "GlobalDiceMetric", "dice_score", "dice_summary", "global_dice"]
+__all__ += ["EvaluationReport", "EvaluationRun", "evaluate_predictions", "evaluation_pairs", "run_evaluation"]

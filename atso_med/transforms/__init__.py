@@ -2,6 +2,14 @@
 
 from atso_med.transforms.intensity import HUWindow, HUWindowd, HUWindowD, HUWindowDict
 from atso_med.transforms.io import LoadCT, LoadCTd, load_canonical
+from atso_med.transforms.spacing import (
+    LongAxisSpacing,
+    LongAxisSpacingd,
+    LongAxisSpacingD,
+    LongAxisSpacingDict,
+    long_axis_slices,
+    resample_long_axis,
+)
 from atso_med.transforms.triview import (
     PLANES,
     SliceStack,
@@ -37,4 +45,10 @@ __all__ = [
     "stacks_to_volume",
     "slice_pixel_counts",
     "positive_slice_filter",
+    "LongAxisSpacing",
+    "LongAxisSpacingd",
+    "LongAxisSpacingD",
+    "LongAxisSpacingDict",
+    "long_axis_slices",
+    "resample_long_axis",
 ]

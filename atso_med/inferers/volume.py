@@ -1,0 +1,575 @@
+"""Whole-volume coarse-to-fine RSTN inference with tri-view fusion (the reference's testing).
+
+Round 0 runs each plane's coarse FCN over every 3-slice stack of the volume, averages the (up
+to 3) stacks covering a voxel and fuses the planes. Rounds ``1..R`` run, for every plane and
+every stack on which the previous fused mask is non-empty, the fine FCN on the box of that mask
+(plus a margin), with the saliency computed from the previous round's fused score map (the mean
+of the planes' probabilities); skipped stacks count as zero. Each fine round's fused mask is
+cleaned (:func:`keep_large_components`) and compared with the previous one; the first round whose
+inter-round DSC reaches ``stop_dsc`` is returned, else round ``R``, or the round in which the
+mask became empty.
+
+Plane fusion (:func:`fuse_planes`):
+
+* ``"majority"``: a voxel is organ when more than half of the planes' masks
+  (probability >= threshold) say so: 2 of 3 planes, both of 2 planes, the single plane of 1.
+* ``"mean"``: the mean of the planes' probabilities >= threshold (what the reference code does).
+
+With one plane both rules give the same mask.
+
+Host memory (``V`` voxels, float32 volume = ``4 V`` bytes; 512x512x300 -> ``4 V`` = 315 MB):
+the inferer never holds all stacks of a plane, only one batch at a time. At the peak of a fine
+round it holds the float32 input (``4 V``; no copy if it is already float32), the previous
+round's fused score map (``4 V``), the plane being accumulated (``4 V``), the running sum of
+the finished planes (``4 V``), the previous mask, the vote counts and a boolean temporary
+(``V`` each), plus one batch of stacks and the clean-up's labels on the mask's bounding box
+only: about ``19 V`` bytes (:func:`estimate_peak_host_bytes`), 1.5 GB for 512x512x300 with 3
+planes (the plane count changes the time, not the peak), plus ``V`` per round mask kept.
+
+The networks come on top, in host memory only when they run on the CPU: about 1.07 GB of
+weights per full-size plane model (3.2 GB for 3 planes) and the activations of one batch,
+measured at +0.54 GB for one 512x512 stack and +3.0 GB for a batch of 8 (coarse FCN, inference
+mode). On a GPU, 3 planes of a 512x512x300 volume need about 2 GB of host memory; on the CPU
+about 5.5 GB at ``batch_size=1`` but about 8 GB at 8, so use 1 or 2 there (batching does not
+make the CPU faster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from atso_med.errors import ConfigError, GridMismatchError, ImageReadError
+from atso_med.metrics.dice import dice_score
+from atso_med.transforms.triview import PLANES, StackAccumulator, iter_stacks, plane_axis, slice_stack
+
+__all__ = [
+    "FUSIONS",
+    "CoarseToFineInferer",
+    "InferenceConfig",
+    "VolumePrediction",
+    "estimate_peak_host_bytes",
+    "fuse_planes",
+    "keep_large_components",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Plane fusion rules understood by :func:`fuse_planes` and :class:`InferenceConfig`.
+FUSIONS = ("majority", "mean")
+#: Tolerance on the [0, 1] intensity range of an input volume (float rounding of the window).
+_RANGE_TOLERANCE = 1e-3
+
+
+class PlaneModel(Protocol):
+    """What the inferer needs of a plane model (an :class:`~atso_med.networks.RSTN`)."""
+
+    def coarse_probability(self, image: torch.Tensor) -> torch.Tensor: ...
+
+    def fine_probability(
+        self, image: torch.Tensor, score_map: torch.Tensor, mask: torch.Tensor, margin: int = 20
+    ) -> torch.Tensor: ...
+
+
+@dataclass
+class InferenceConfig:
+    """Settings of :class:`CoarseToFineInferer`.
+
+    The defaults are the reference's testing (10 rounds, stop at DSC 0.99, margin 20, 0.5),
+    except the fusion rule: the reference thresholds the mean of the planes (``"mean"``), the
+    default here is the 2-of-3 vote (``"majority"``).
+
+    Attributes:
+        rounds: maximum number of fine rounds ``R`` (0 = coarse only).
+        stop_dsc: stop at the first fine round whose inter-round DSC reaches this, in (0, 1].
+        margin: box margin in pixels on every side, >= 0.
+        threshold: probability threshold of a plane mask / of the mean, in (0, 1).
+        fusion: ``"majority"`` (more than half of the planes' masks) or ``"mean"`` (mean
+            probability >= threshold).
+        batch_size: stacks per network call, >= 1. On the CPU prefer 1 or 2: batching is not
+            faster there and each full-size 512x512 stack adds about 0.4 GB of activations.
+        amp: run the networks under ``torch.autocast("cuda")`` on a CUDA device; ignored on the
+            CPU, which always runs float32.
+        cleanup: apply :func:`keep_large_components` to every fine round's fused mask.
+        keep_round_masks: return every round's mask in :attr:`VolumePrediction.round_masks`
+            (one uint8 volume per round).
+
+    Raises:
+        ConfigError: if a value is of the wrong type or out of range.
+    """
+
+    rounds: int = 10
+    stop_dsc: float = 0.99
+    margin: int = 20
+    threshold: float = 0.5
+    fusion: str = "majority"
+    batch_size: int = 8
+    amp: bool = True
+    cleanup: bool = True
+    keep_round_masks: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "margin", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"InferenceConfig.{name} must be an integer, got {value!r}")
+            setattr(self, name, int(value))
+        if self.rounds < 0:
+            raise ConfigError(f"InferenceConfig.rounds must be >= 0, got {self.rounds}")
+        if self.margin < 0:
+            raise ConfigError(f"InferenceConfig.margin must be >= 0, got {self.margin}")
+        if self.batch_size < 1:
+            raise ConfigError(f"InferenceConfig.batch_size must be >= 1, got {self.batch_size}")
+        for name in ("stop_dsc", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise ConfigError(f"InferenceConfig.{name} must be a number, got {value!r}")
+            setattr(self, name, float(value))
+        if not 0.0 < self.stop_dsc <= 1.0:
+            raise ConfigError(f"InferenceConfig.stop_dsc must be in (0, 1], got {self.stop_dsc}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"InferenceConfig.threshold must be in (0, 1), got {self.threshold}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"InferenceConfig.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        for name in ("amp", "cleanup", "keep_round_masks"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"InferenceConfig.{name} must be True or False, got {getattr(self, name)!r}")
+
+
+@dataclass
+class VolumePrediction:
+    """Result of :class:`CoarseToFineInferer` for one volume.
+
+    Attributes:
+        mask: uint8 (0/1) mask of the returned round, shape of the input volume.
+        probability: float32 fused probability of the returned round: the mean of the planes'
+            probabilities (coarse for round 0, fine with skipped stacks as 0 afterwards).
+        rounds: one dict per round run, in order: ``round`` (0 = coarse), ``voxels`` (mask
+            size), ``inter_round_dsc`` (DSC with the previous round's mask; ``None`` for round
+            0), ``seconds`` (wall time of the round) and, only when a truth was given, ``dsc``.
+        stopped_round: the round whose mask is returned.
+        round_masks: every round's uint8 mask when ``keep_round_masks`` is set, else ``None``.
+    """
+
+    mask: np.ndarray
+    probability: np.ndarray
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    stopped_round: int = 0
+    round_masks: list[np.ndarray] | None = None
+
+
+class _PlaneFusion:
+    """Streams plane probability volumes into the fused mean and mask.
+
+    Holds one float32 sum (and one uint8 vote count for the majority rule), so planes can be
+    released as soon as they are added.
+    """
+
+    def __init__(self, fusion: str, threshold: float) -> None:
+        if fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if not 0.0 < float(threshold) < 1.0:
+            raise ConfigError(f"threshold must be in (0, 1), got {threshold!r}")
+        self.fusion = fusion
+        self.threshold = float(threshold)
+        self.count = 0
+        self._sum: np.ndarray | None = None
+        self._votes: np.ndarray | None = None
+
+    def add(self, probability: np.ndarray, owned: bool = False) -> None:
+        """Adds one plane's float32 probabilities; ``owned`` lets the first one be reused as the sum."""
+        if self._sum is None:
+            self._sum = probability if owned else np.array(probability, dtype=np.float32, copy=True)
+        else:
+            if probability.shape != self._sum.shape:
+                raise GridMismatchError(
+                    f"plane probabilities differ in shape: {probability.shape} vs {self._sum.shape}"
+                )
+            self._sum += probability
+        if self.fusion == "majority":
+            vote = probability >= self.threshold
+            if self._votes is None:
+                self._votes = vote.astype(np.uint8)
+            else:
+                self._votes += vote
+        self.count += 1
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mask uint8, mean probability float32)``; the sum is turned into the mean in place."""
+        if self._sum is None:
+            raise ConfigError("fuse_planes needs at least one plane")
+        mean = self._sum
+        mean /= np.float32(self.count)
+        if self.fusion == "mean":
+            mask = (mean >= self.threshold).view(np.uint8)
+        else:
+            # More than half of the planes: 2 of 3, 2 of 2, 1 of 1.
+            mask = (self._votes > self.count // 2).view(np.uint8)  # type: ignore[operator]
+        self._sum = self._votes = None
+        return mask, mean
+
+
+def fuse_planes(probabilities: Sequence[np.ndarray], fusion: str = "majority", threshold: float = 0.5) -> np.ndarray:
+    """Fuses the probability volumes of the planes (1 to 3 for RSTN) into one binary mask.
+
+    Args:
+        probabilities: one float probability volume per plane, all of one shape.
+        fusion: ``"majority"``: organ where more than half of the planes have probability >=
+            ``threshold`` (2 of 3; with 2 planes both must agree; 1 plane: itself).
+            ``"mean"``: organ where the mean probability >= ``threshold``.
+        threshold: probability threshold in (0, 1).
+
+    Returns:
+        uint8 (0/1) mask of the volumes' shape.
+
+    Raises:
+        ConfigError: on an unknown rule, a threshold out of range, or no volume.
+        GridMismatchError: if the volumes differ in shape.
+    """
+    fuser = _PlaneFusion(fusion, threshold)
+    for probability in probabilities:
+        fuser.add(np.asarray(probability, dtype=np.float32))
+    return fuser.result()[0]
+
+
+def _bounding_slices(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Tight bounding box of the non-zero voxels as slices, ``None`` if there are none."""
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def keep_large_components(mask: np.ndarray) -> np.ndarray:
+    """Keeps every 6-connected component at least half as large as the largest one.
+
+    The reference's post-processing: it removes small islands far from the organ but keeps a
+    pancreas split in two comparable pieces. Skipped (mask returned as is) when the mask is
+    empty or covers at least half of the volume, where components are meaningless.
+
+    Args:
+        mask: 3D binary mask; non-zero = organ.
+
+    Returns:
+        A new uint8 (0/1) mask of the same shape.
+
+    Raises:
+        GridMismatchError: if the mask is not 3D.
+    """
+    binary = np.asarray(mask) != 0
+    if binary.ndim != 3:
+        raise GridMismatchError(f"keep_large_components expects a 3D mask, got shape {binary.shape}")
+    out = binary.view(np.uint8)
+    voxels = int(np.count_nonzero(binary))
+    if voxels == 0 or 2 * voxels >= binary.size:
+        return out
+    # Labelling only the bounding box keeps the int32 label array small.
+    box = _bounding_slices(binary)
+    assert box is not None
+    labels, n = ndimage.label(binary[box], structure=ndimage.generate_binary_structure(3, 1))
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        keep = 2 * sizes >= int(sizes.max())
+        keep[0] = False
+        out[box] = keep[labels]
+    return out
+
+
+def _batches(positions: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, positions.size, batch_size):
+        yield positions[start : start + batch_size]
+
+
+def _stack_batch(volume: np.ndarray, plane: str, positions: np.ndarray) -> np.ndarray:
+    """The 3-slice stacks of ``volume`` at ``positions`` as one ``(B, 3, H, W)`` array."""
+    return np.stack([slice_stack(volume, plane, int(p)) for p in positions])
+
+
+def _active_positions(mask: np.ndarray, plane: str) -> np.ndarray:
+    """Stack positions of a plane whose 3 slices hold at least one mask voxel."""
+    axis = plane_axis(plane)
+    others = tuple(a for a in range(3) if a != axis)
+    slice_hit = mask.any(axis=others)
+    stack_hit = slice_hit.copy()
+    stack_hit[1:] |= slice_hit[:-1]  # slice j - 1
+    stack_hit[:-1] |= slice_hit[1:]  # slice j + 1
+    return np.flatnonzero(stack_hit)
+
+
+class CoarseToFineInferer:
+    """RSTN test-time inference of a whole volume with 1 to 3 planes.
+
+    Args:
+        models: plane models keyed ``"X"``, ``"Y"``, ``"Z"`` (1 to 3 of them, any case): RSTNs or
+            anything with RSTN's ``coarse_probability`` and ``fine_probability``. Modules are
+            moved to ``device`` (in place) and run in eval mode; their training flag is restored
+            after each call.
+        config: the :class:`InferenceConfig`.
+        device: where the networks run; batches go there and come back as CPU numpy.
+        progress: optional callable receiving each round's record (the dicts of
+            :attr:`VolumePrediction.rounds`) as soon as the round is done; rounds are also
+            logged at INFO level.
+
+    Raises:
+        ConfigError: on no model, more than 3, an unknown or repeated plane, a model without
+            the two methods, or a config that is not an :class:`InferenceConfig`.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, PlaneModel],
+        config: InferenceConfig | None = None,
+        device: str | torch.device = "cpu",
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = InferenceConfig() if config is None else config
+        if not isinstance(self.config, InferenceConfig):
+            raise ConfigError(f"config must be an InferenceConfig, got {type(self.config).__name__}")
+        if not isinstance(models, Mapping) or not 1 <= len(models) <= 3:
+            raise ConfigError("models must map 1 to 3 of the planes X, Y, Z to a model")
+        by_plane: dict[str, PlaneModel] = {}
+        for key, model in models.items():
+            plane = PLANES[plane_axis(key)]
+            if plane in by_plane:
+                raise ConfigError(f"plane {plane} is given more than once")
+            methods = (getattr(model, "coarse_probability", None), getattr(model, "fine_probability", None))
+            if not all(callable(m) for m in methods):
+                raise ConfigError(f"the model of plane {plane} has no coarse_probability/fine_probability")
+            by_plane[plane] = model
+        # Fixed X, Y, Z order: the float sums of the fusion do not depend on the mapping's order.
+        self.models = {p: by_plane[p] for p in PLANES if p in by_plane}
+        self.device = torch.device(device)
+        for model in self.models.values():
+            if isinstance(model, torch.nn.Module):
+                model.to(self.device)
+        self.progress = progress
+
+    @property
+    def planes(self) -> tuple[str, ...]:
+        """The planes inferred, in X, Y, Z order."""
+        return tuple(self.models)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast("cuda")
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        modules = [m for m in self.models.values() if isinstance(m, torch.nn.Module)]
+        flags = [m.training for m in modules]
+        try:
+            for m in modules:
+                m.eval()
+            with torch.inference_mode(), self._autocast():
+                yield
+        finally:
+            for m, flag in zip(modules, flags):
+                m.train(flag)
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device, non_blocking=True)
+
+    @staticmethod
+    def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+        return tensor.detach().float().cpu().numpy()
+
+    def _check_volume(self, volume: np.ndarray) -> np.ndarray:
+        if not isinstance(volume, np.ndarray):
+            raise ImageReadError(f"the volume must be a numpy array, got {type(volume).__name__}")
+        if volume.ndim != 3 or min(volume.shape) < 1:
+            raise ImageReadError(f"the volume must be a non-empty 3D (I, J, K) array, got shape {volume.shape}")
+        volume = np.asarray(volume, dtype=np.float32)  # no copy when already float32
+        lo, hi = float(volume.min()), float(volume.max())
+        # Also catches NaN, which fails every comparison.
+        if not (lo >= -_RANGE_TOLERANCE and hi <= 1.0 + _RANGE_TOLERANCE):
+            raise ImageReadError(
+                f"the volume must be HU-windowed to [0, 1] (see atso_med.transforms.intensity), "
+                f"got values in [{lo}, {hi}]"
+            )
+        return volume
+
+    # -- rounds ---------------------------------------------------------------------------------
+
+    def coarse_round(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Round 0 alone: every plane's coarse pass over all its stacks, then plane fusion.
+
+        Args:
+            volume: (I, J, K) volume in [0, 1].
+
+        Returns:
+            ``(mask, probability)``: uint8 fused mask and float32 mean of the planes.
+
+        Raises:
+            ImageReadError: if the volume is not a 3D numpy array with values in [0, 1].
+        """
+        return self._coarse_round(self._check_volume(volume))
+
+    def fine_round(
+        self, volume: np.ndarray, score_map: np.ndarray, mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One fine round alone: fine passes where ``mask`` is non-empty, fusion, clean-up.
+
+        Args:
+            volume: (I, J, K) volume in [0, 1].
+            score_map: previous fused probability (the saliency source), same shape.
+            mask: previous binary mask (the box source), same shape.
+
+        Returns:
+            ``(mask, probability)``: uint8 fused (and cleaned, if configured) mask and float32
+            mean of the planes' fine probabilities (skipped stacks count as 0).
+
+        Raises:
+            ImageReadError: if the volume is not a 3D numpy array with values in [0, 1].
+            GridMismatchError: if the score map or the mask does not have the volume's shape.
+        """
+        volume = self._check_volume(volume)
+        for name, other in (("score_map", score_map), ("mask", mask)):
+            if tuple(np.shape(other)) != volume.shape:
+                raise GridMismatchError(
+                    f"{name} shape {tuple(np.shape(other))} differs from the volume's {volume.shape}"
+                )
+        return self._fine_round(volume, np.asarray(score_map, dtype=np.float32), np.asarray(mask) != 0)
+
+    def _coarse_round(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fusion = _PlaneFusion(self.config.fusion, self.config.threshold)
+        with self._eval_mode():
+            for plane, model in self.models.items():
+                acc = StackAccumulator(plane, volume.shape)
+                for positions, batch in iter_stacks(volume, plane, self.config.batch_size):
+                    prob = model.coarse_probability(self._to_device(batch))
+                    acc.add(positions, self._to_numpy(prob))
+                fusion.add(acc.result(), owned=True)
+                del acc  # release the plane before the next one is accumulated
+        return fusion.result()
+
+    def _fine_round(
+        self, volume: np.ndarray, score_map: np.ndarray, prev: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`fine_round` on checked inputs; ``prev`` is the previous mask as bool."""
+        cfg = self.config
+        fusion = _PlaneFusion(cfg.fusion, cfg.threshold)
+        with self._eval_mode():
+            for plane, model in self.models.items():
+                acc = StackAccumulator(plane, volume.shape)
+                for positions in _batches(_active_positions(prev, plane), cfg.batch_size):
+                    prob = model.fine_probability(
+                        self._to_device(_stack_batch(volume, plane, positions)),
+                        self._to_device(_stack_batch(score_map, plane, positions)),
+                        self._to_device(_stack_batch(prev, plane, positions)),
+                        margin=cfg.margin,
+                    )
+                    acc.add(positions, self._to_numpy(prob))
+                fusion.add(np.asarray(acc.result(skipped_as_zero=True), dtype=np.float32), owned=True)
+                del acc
+        fused, probability = fusion.result()
+        if cfg.cleanup:
+            fused = keep_large_components(fused)
+        return fused, probability
+
+    # -- whole volume ---------------------------------------------------------------------------
+
+    def _record(self, record: dict[str, Any]) -> None:
+        dsc = record.get("inter_round_dsc")
+        logger.info(
+            "round %d: %d voxels, inter-round DSC %s, %.2f s%s",
+            record["round"],
+            record["voxels"],
+            "-" if dsc is None else f"{dsc:.4f}",
+            record["seconds"],
+            f", DSC {record['dsc']:.4f}" if "dsc" in record else "",
+        )
+        if self.progress is not None:
+            self.progress(dict(record))
+
+    def __call__(self, volume: np.ndarray, truth: np.ndarray | None = None) -> VolumePrediction:
+        """Segments one volume.
+
+        Args:
+            volume: (I, J, K) CT volume already HU-windowed to [0, 1] (any float dtype;
+                converted to float32 once).
+            truth: optional ground-truth mask of the same shape (non-zero = organ); each
+                round's DSC against it is recorded.
+
+        Returns:
+            The :class:`VolumePrediction` of the round where inference stopped.
+
+        Raises:
+            ImageReadError: if the volume is not a 3D numpy array with values in [0, 1].
+            GridMismatchError: if ``truth`` does not have the volume's shape.
+        """
+        cfg = self.config
+        volume = self._check_volume(volume)
+        if truth is not None and tuple(np.shape(truth)) != volume.shape:
+            raise GridMismatchError(f"truth shape {tuple(np.shape(truth))} differs from the volume's {volume.shape}")
+
+        def record(r: int, mask: np.ndarray, previous: np.ndarray | None, seconds: float) -> dict[str, Any]:
+            rec: dict[str, Any] = {
+                "round": r,
+                "voxels": int(np.count_nonzero(mask)),
+                "inter_round_dsc": None if previous is None else dice_score(previous, mask),
+                "seconds": seconds,
+            }
+            if truth is not None:
+                rec["dsc"] = dice_score(mask, truth)
+            return rec
+
+        start = time.perf_counter()
+        mask, probability = self._coarse_round(volume)
+        records = [record(0, mask, None, time.perf_counter() - start)]
+        self._record(records[-1])
+        round_masks = [mask] if cfg.keep_round_masks else None
+
+        r = 0
+        # An empty mask has no box to refine: every later round would be empty too.
+        while r < cfg.rounds and records[-1]["voxels"] > 0:
+            r += 1
+            start = time.perf_counter()
+            # Masks made here are 0/1 uint8: a bool view costs no copy.
+            new_mask, new_probability = self._fine_round(volume, probability, mask.view(np.bool_))
+            records.append(record(r, new_mask, mask, time.perf_counter() - start))
+            self._record(records[-1])
+            mask, probability = new_mask, new_probability  # the previous round is released here
+            if round_masks is not None:
+                round_masks.append(mask)
+            if records[-1]["voxels"] == 0 or records[-1]["inter_round_dsc"] >= cfg.stop_dsc:
+                break
+        return VolumePrediction(
+            mask=mask, probability=probability, rounds=records, stopped_round=r, round_masks=round_masks
+        )
+
+
+def estimate_peak_host_bytes(shape: Sequence[int], kept_round_masks: int = 0) -> int:
+    """Estimated peak host bytes of the volumes the inferer holds (networks not included).
+
+    The peak is inside a fine round: four float32 volumes (input, previous score map, plane
+    accumulator, plane sum) and three one-byte ones (previous mask, votes, a boolean
+    temporary), plus one uint8 volume per kept round mask. A batch of stacks and the clean-up's
+    labels (bounding box of the mask only) are small next to these; the networks are not
+    counted.
+
+    Args:
+        shape: the volume shape.
+        kept_round_masks: number of round masks kept (``keep_round_masks``).
+
+    Returns:
+        Bytes.
+    """
+    voxels = math.prod(int(s) for s in shape)
+    return voxels * (4 * 4 + 3 + int(kept_round_masks))

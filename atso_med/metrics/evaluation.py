@@ -1,0 +1,512 @@
+"""Evaluation of written predictions against labels: per-case DSC, mean / std, global DSC, per-round DSC.
+
+Predictions and labels are read from NIfTI files and compared voxel for voxel on the
+prediction's grid. Nothing is ever resampled: a label must lie on the same world grid as its
+prediction. A label stored in another axis order of that very grid (LAS against LPS, as NIH
+labels of DICOM images often are) is read in the prediction's order by axis permutation / flips
+(:func:`atso_med.data.readers.load_label`); any other difference - shape, spacing, direction, a
+shifted origin, a mirrored (flipped-axis) header - is a
+:class:`~atso_med.errors.GridMismatchError` that says how the grids differ.
+
+Outputs (written atomically): ``summary.json`` and ``per_case.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atso_med.data.nifti import write_text_atomic
+from atso_med.errors import ConfigError, DatasetError, ImageReadError
+from atso_med.metrics.dice import DiceAccumulator
+
+__all__ = [
+    "CSV_COLUMNS",
+    "EvaluationReport",
+    "EvaluationRun",
+    "PREDICTION_STATS_FILE",
+    "SUMMARY_FILE",
+    "PER_CASE_FILE",
+    "binarize_label",
+    "datalist_items",
+    "evaluate_predictions",
+    "evaluation_pairs",
+    "per_round_summary",
+    "read_pair",
+    "read_prediction_stats",
+    "run_evaluation",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File a prediction run writes its per-case statistics (rounds, timings) to, in its output folder.
+PREDICTION_STATS_FILE = "prediction_stats.json"
+SUMMARY_FILE = "summary.json"
+PER_CASE_FILE = "per_case.csv"
+#: Columns of ``per_case.csv``, in order.
+CSV_COLUMNS = (
+    "id",
+    "dsc",
+    "intersection",
+    "prediction_voxels",
+    "truth_voxels",
+    "prediction_ml",
+    "truth_ml",
+    "stopped_round",
+    "prediction",
+    "truth",
+)
+
+
+def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) -> np.ndarray:
+    """Organ mask of a label map.
+
+    Args:
+        values: label values.
+        foreground: values that count as organ; ``None`` means every non-zero value (MSD's
+            pancreas 1 and tumour 2 both count).
+
+    Returns:
+        A bool array of the same shape.
+    """
+    values = np.asarray(values)
+    if foreground is None:
+        return values != 0
+    return np.isin(values, np.asarray(list(foreground)))
+
+
+def _check_foreground(foreground: Sequence[int] | None) -> tuple[int, ...] | None:
+    if foreground is None:
+        return None
+    if isinstance(foreground, (int, np.integer)):
+        foreground = [int(foreground)]
+    try:
+        values = tuple(int(v) for v in foreground)
+    except (TypeError, ValueError):
+        raise ConfigError(f"foreground must be a list of label values, got {foreground!r}") from None
+    if not values or any(v == 0 for v in values):
+        raise ConfigError(f"foreground must list non-zero label values, got {list(foreground)!r}")
+    return values
+
+
+def read_pair(
+    prediction_path: str | os.PathLike, truth_path: str | os.PathLike, foreground: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Read a prediction and its label as organ masks on the prediction's voxel grid.
+
+    Args:
+        prediction_path: predicted mask NIfTI (non-zero = organ).
+        truth_path: label NIfTI.
+        foreground: label values that count as organ (``None``: every non-zero value).
+
+    Returns:
+        ``(prediction, truth, voxel_ml)``: two bool arrays of one shape and the volume of one voxel
+        in millilitres.
+
+    Raises:
+        ImageReadError: a file is missing, unreadable or not 3D.
+        GridMismatchError: the label does not lie on the prediction's grid (see the module docstring).
+    """
+    from atso_med.data.readers import _open_nifti, load_label  # _open_nifti: the readers' header checks and messages
+    from atso_med.data.volume import Volume
+
+    prediction_path, truth_path = Path(prediction_path), Path(truth_path)
+    if not prediction_path.is_file():
+        raise ImageReadError(f"{prediction_path}: prediction does not exist")
+    header, shape = _open_nifti(prediction_path, "prediction")
+    affine = np.asarray(header.affine, dtype=np.float64)
+    # A zero-strided stand-in: load_label only needs the reference's grid, not its voxels.
+    reference = Volume(np.broadcast_to(np.uint8(0), shape), affine, source=str(prediction_path))
+    prediction = load_label(prediction_path, reference) != 0
+    truth = binarize_label(load_label(truth_path, reference), foreground)
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    return prediction, truth, voxel_ml
+
+
+def read_prediction_stats(source: str | os.PathLike | Mapping | Sequence | None) -> dict[str, dict]:
+    """Per-case prediction statistics by case id.
+
+    Args:
+        source: a ``prediction_stats.json`` file (``{"cases": {id: stats}}``), such a dict, a
+            ``{id: stats}`` mapping, a list of stats dicts with ``"id"``, or ``None``.
+
+    Returns:
+        ``{id: stats}`` (empty for ``None``).
+
+    Raises:
+        ConfigError: an unreadable file or an unexpected structure.
+    """
+    if source is None:
+        return {}
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"prediction statistics {path} do not exist")
+        try:
+            source = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"prediction statistics {path} are not valid JSON: {error}") from None
+    if isinstance(source, Mapping):
+        cases = source.get("cases", source)
+        if isinstance(cases, Mapping):
+            return {str(k): dict(v) for k, v in cases.items() if isinstance(v, Mapping)}
+        source = cases
+    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+        out = {}
+        for entry in source:
+            if not isinstance(entry, Mapping) or "id" not in entry:
+                raise ConfigError(f"prediction statistics: every entry needs an 'id', got {entry!r}")
+            out[str(entry["id"])] = dict(entry)
+        return out
+    raise ConfigError(f"prediction statistics: unexpected structure {type(source).__name__}")
+
+
+def per_round_summary(stats: Mapping[str, Mapping], ids: Iterable[str] | None = None) -> list[dict] | None:
+    """Mean DSC after each coarse-to-fine round, from the rounds the inferer recorded.
+
+    Two means are given per round: over the cases that ran that round (``mean_dsc``), and over every
+    case with its DSC carried forward from the round it stopped at (``mean_dsc_carried``: the same
+    case set at every round, so rounds can be compared).
+
+    Args:
+        stats: ``{id: {"rounds": [{"round", "dsc", "inter_round_dsc", ...}, ...]}}``.
+        ids: cases to include (default: all in ``stats``).
+
+    Returns:
+        ``[{"round", "cases", "mean_dsc", "mean_dsc_carried", "mean_inter_round_dsc"}, ...]``, or
+        ``None`` when no case recorded a per-round DSC (prediction ran without the labels).
+    """
+    wanted = list(stats) if ids is None else [i for i in ids if i in stats]
+    series: dict[str, dict[int, Mapping]] = {}
+    for case_id in wanted:
+        rounds = stats[case_id].get("rounds") or []
+        by_round = {int(r["round"]): r for r in rounds if isinstance(r, Mapping) and r.get("dsc") is not None}
+        if by_round:
+            series[case_id] = by_round
+    if not series:
+        return None
+    last = max(max(r) for r in series.values())
+    first = min(min(r) for r in series.values())
+    table = []
+    for n in range(first, last + 1):
+        ran = [float(r[n]["dsc"]) for r in series.values() if n in r]
+        carried = []
+        for r in series.values():
+            done = [k for k in r if k <= n]
+            if done:
+                carried.append(float(r[max(done)]["dsc"]))
+        inter = [
+            float(r[n]["inter_round_dsc"])
+            for r in series.values()
+            if n in r and r[n].get("inter_round_dsc") is not None and math.isfinite(float(r[n]["inter_round_dsc"]))
+        ]
+        table.append(
+            {
+                "round": n,
+                "cases": len(ran),
+                "mean_dsc": float(np.mean(ran)) if ran else None,
+                "mean_dsc_carried": float(np.mean(carried)) if carried else None,
+                "mean_inter_round_dsc": float(np.mean(inter)) if inter else None,
+            }
+        )
+    return table
+
+
+@dataclass
+class EvaluationReport:
+    """Result of :func:`evaluate_predictions`.
+
+    Attributes:
+        per_case: one row per case (the :data:`CSV_COLUMNS`), in evaluation order.
+        summary: ``cases``, ``mean_dsc``, ``std_dsc`` (population, ddof 0), ``min_dsc``,
+            ``max_dsc``, ``global_dsc`` (all cases pooled), ``foreground``, and ``per_round``
+            (``None`` without per-round statistics).
+    """
+
+    per_case: list[dict[str, Any]]
+    summary: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def dsc(self) -> dict[str, float]:
+        """DSC by case id."""
+        return {row["id"]: row["dsc"] for row in self.per_case}
+
+    def to_dict(self) -> dict[str, Any]:
+        """``summary.json`` content: the summary plus the per-case rows."""
+        return {**self.summary, "per_case": self.per_case}
+
+    def write(self, output_dir: str | os.PathLike) -> dict[str, Path]:
+        """Write ``summary.json`` and ``per_case.csv`` into ``output_dir`` atomically.
+
+        Returns:
+            ``{"summary": path, "per_case": path}``.
+        """
+        out = Path(output_dir)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for row in self.per_case:
+            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in CSV_COLUMNS})
+        self.files = {
+            "summary": write_text_atomic(json.dumps(self.to_dict(), indent=2) + "\n", out / SUMMARY_FILE),
+            "per_case": write_text_atomic(text.getvalue(), out / PER_CASE_FILE),
+        }
+        return self.files
+
+
+def evaluate_predictions(
+    pairs: Sequence[tuple[str, str | os.PathLike, str | os.PathLike]],
+    foreground: Sequence[int] | None = None,
+    stats: str | os.PathLike | Mapping | Sequence | None = None,
+    output_dir: str | os.PathLike | None = None,
+) -> EvaluationReport:
+    """Score predicted masks against labels.
+
+    Every file is checked to exist before any is read; grids are checked case by case as the
+    files are read.
+
+    Args:
+        pairs: ``(case_id, prediction_path, truth_path)`` triples; ids unique.
+        foreground: label values counted as organ (``None``: every non-zero value).
+        stats: per-case prediction statistics (see :func:`read_prediction_stats`) for per-round
+            DSC and stopping rounds; optional.
+        output_dir: when given, ``summary.json`` and ``per_case.csv`` are written there.
+
+    Returns:
+        The report.
+
+    Raises:
+        ConfigError: no pairs, a bad foreground list, unreadable statistics.
+        DatasetError: a duplicate case id.
+        ImageReadError: a missing or unreadable file (all missing files are named at once).
+        GridMismatchError: a label not on its prediction's grid.
+    """
+    pairs = [(str(i), Path(p), Path(t)) for i, p, t in pairs]
+    if not pairs:
+        raise ConfigError("nothing to evaluate: no (prediction, label) pairs")
+    fg = _check_foreground(foreground)
+    ids = [case_id for case_id, _, _ in pairs]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise DatasetError(f"case id(s) listed twice for evaluation: {', '.join(map(repr, duplicates))}")
+    missing = [f"{i}: prediction {p}" for i, p, _ in pairs if not p.is_file()]
+    missing += [f"{i}: label {t}" for i, _, t in pairs if not t.is_file()]
+    if missing:
+        raise ImageReadError("missing file(s) for evaluation:\n  " + "\n  ".join(missing))
+    case_stats = read_prediction_stats(stats)
+
+    accumulator = DiceAccumulator()
+    rows = []
+    for case_id, prediction_path, truth_path in pairs:
+        prediction, truth, voxel_ml = read_pair(prediction_path, truth_path, fg)
+        score = accumulator.add(case_id, prediction, truth)
+        n_p, n_t = int(np.count_nonzero(prediction)), int(np.count_nonzero(truth))
+        stopped = case_stats.get(case_id, {}).get("stopped_round")
+        rows.append(
+            {
+                "id": case_id,
+                "dsc": score,
+                "intersection": int(np.count_nonzero(prediction & truth)),
+                "prediction_voxels": n_p,
+                "truth_voxels": n_t,
+                "prediction_ml": n_p * voxel_ml,
+                "truth_ml": n_t * voxel_ml,
+                "stopped_round": stopped,
+                "prediction": str(prediction_path),
+                "truth": str(truth_path),
+            }
+        )
+    summary_stats = accumulator.summary()
+    summary = {
+        "cases": summary_stats["n"],
+        "mean_dsc": summary_stats["mean"],
+        "std_dsc": summary_stats["std"],
+        "std_ddof": 0,
+        "min_dsc": summary_stats["min"],
+        "max_dsc": summary_stats["max"],
+        "global_dsc": accumulator.global_dice(),
+        "foreground": "non-zero" if fg is None else list(fg),
+        "per_round": per_round_summary(case_stats, ids) if case_stats else None,
+    }
+    report = EvaluationReport(per_case=rows, summary=summary)
+    if output_dir is not None:
+        report.write(output_dir)
+    return report
+
+
+def evaluation_pairs(
+    predictions_dir: str | os.PathLike, items: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, Path, Path]]:
+    """Pair each labeled item with ``predictions_dir/<id>.nii.gz``.
+
+    Args:
+        predictions_dir: folder of predictions named by case id.
+        items: data-list items (``id``, ``label``); items without a label are skipped.
+
+    Returns:
+        ``(id, prediction, label)`` triples.
+
+    Raises:
+        ConfigError: the folder does not exist, no item has a label, or an item has no id.
+    """
+    folder = Path(predictions_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"prediction folder {folder} does not exist")
+    folder = folder.resolve()  # absolute paths in the report
+    pairs = []
+    for item in items:
+        if not item.get("label"):
+            continue
+        if not item.get("id"):
+            raise ConfigError(f"data-list item without an 'id': {dict(item)!r}")
+        pairs.append((str(item["id"]), folder / f"{item['id']}.nii.gz", Path(item["label"])))
+    if not pairs:
+        raise ConfigError("no labeled cases to evaluate")
+    return pairs
+
+
+def datalist_items(path: str | os.PathLike, key: str | None = None) -> list[dict]:
+    """Items of one list of a MONAI data-list JSON, paths resolved against the file's folder.
+
+    Args:
+        path: the data-list file.
+        key: the list to read; by default ``testing``, or the file's only list of cases.
+
+    Raises:
+        ConfigError: unreadable file, no such list, or several lists and no ``key``.
+    """
+    from atso_med.engines.training import read_datalist
+
+    path = Path(path)
+    content = _read_json(path)
+    if not isinstance(content, Mapping):
+        raise ConfigError(f"{path}: a data list must be a JSON object with lists of cases")
+    if key:
+        return read_datalist(path, key)
+    lists = [k for k, v in content.items() if isinstance(v, list) and v and all(isinstance(e, Mapping) for e in v)]
+    if "testing" in lists:
+        return read_datalist(path, "testing")
+    if len(lists) == 1:
+        return read_datalist(path, lists[0])
+    if not lists:
+        raise ConfigError(f"{path} holds no list of cases")
+    raise ConfigError(f"{path} holds several lists ({', '.join(lists)}); choose one (datalist_key / --key)")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path} is not a readable JSON file: {error}") from None
+
+
+def _items_from(source: str | os.PathLike, ids: Sequence[str] | None, key: str | None) -> list[dict]:
+    """Labeled items from a dataset.json (or its folder) or a MONAI data-list JSON."""
+    from atso_med.data.dataset import Dataset, evaluation_datalist
+
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"data list / dataset {path} does not exist")
+    content = None if path.is_dir() else _read_json(path)
+    if path.is_dir() or (isinstance(content, Mapping) and "cases" in content):
+        dataset = Dataset.load(path)
+        return evaluation_datalist(dataset, ids if ids else dataset.labeled_ids)
+    items = datalist_items(path, key)
+    if ids:
+        known = {str(item.get("id")) for item in items}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise DatasetError(f"ids not in {path}: {', '.join(map(repr, unknown))}")
+        items = [item for item in items if str(item.get("id")) in set(ids)]
+    return items
+
+
+class EvaluationRun:
+    """A prediction folder evaluated against the labels of a dataset: the evaluate bundle's engine.
+
+    The pairs are built, and every file checked to exist, when the object is made; :meth:`run`
+    reads the volumes and writes the report.
+
+    Args:
+        predictions_dir: folder with ``<id>.nii.gz`` predictions.
+        datalist: a ``dataset.json`` (or its folder) or a MONAI data-list JSON.
+        output_dir: where ``summary.json`` / ``per_case.csv`` go (default: ``predictions_dir``).
+        ids: restrict to these case ids (default: every labeled case).
+        foreground: label values counted as organ (``None``: every non-zero value).
+        stats: prediction statistics file; default ``predictions_dir/prediction_stats.json`` when
+            it exists.
+        datalist_key: which list of a data-list JSON (default: ``testing``, or its only list).
+
+    Raises:
+        ConfigError / DatasetError / ImageReadError: missing folder, list, ids or files.
+    """
+
+    def __init__(
+        self,
+        predictions_dir: str | os.PathLike,
+        datalist: str | os.PathLike,
+        output_dir: str | os.PathLike | None = None,
+        ids: Sequence[str] | None = None,
+        foreground: Sequence[int] | None = None,
+        stats: str | os.PathLike | None = None,
+        datalist_key: str | None = None,
+    ) -> None:
+        if not predictions_dir:
+            raise ConfigError("no prediction folder given")
+        if not datalist:
+            raise ConfigError("no dataset.json / data list with labels given")
+        ids = [str(i) for i in ([ids] if isinstance(ids, str) else ids)] if ids else None
+        self.pairs = evaluation_pairs(predictions_dir, _items_from(datalist, ids, datalist_key))
+        self.foreground = _check_foreground(foreground)
+        missing = [f"{i}: prediction {p}" for i, p, _ in self.pairs if not p.is_file()]
+        missing += [f"{i}: label {t}" for i, _, t in self.pairs if not t.is_file()]
+        if missing:
+            raise ImageReadError("missing file(s) for evaluation:\n  " + "\n  ".join(missing))
+        default_stats = Path(predictions_dir) / PREDICTION_STATS_FILE
+        self.stats = stats if stats else (default_stats if default_stats.is_file() else None)
+        self.output_dir = Path(output_dir) if output_dir else Path(predictions_dir)
+        self.report: EvaluationReport | None = None
+
+    def run(self) -> EvaluationReport:
+        """Evaluate and write ``summary.json`` and ``per_case.csv``."""
+        self.report = evaluate_predictions(self.pairs, self.foreground, self.stats, self.output_dir)
+        summary = self.report.summary
+        logger.info(
+            "%d cases: mean DSC %.4f +- %.4f, global DSC %.4f -> %s",
+            summary["cases"],
+            summary["mean_dsc"],
+            summary["std_dsc"],
+            summary["global_dsc"],
+            self.report.files["summary"],
+        )
+        return self.report
+
+
+def run_evaluation(
+    predictions_dir: str | os.PathLike,
+    datalist: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    ids: Sequence[str] | None = None,
+    foreground: Sequence[int] | None = None,
+    stats: str | os.PathLike | None = None,
+    datalist_key: str | None = None,
+) -> EvaluationReport:
+    """Evaluate a prediction folder against the labels of a dataset.json or data list (see :class:`EvaluationRun`).
+
+    Returns:
+        The written report.
+    """
+    return EvaluationRun(predictions_dir, datalist, output_dir, ids, foreground, stats, datalist_key).run()

@@ -46,7 +46,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--fusion", default="majority", choices=["majority", "mean"], help="plane fusion rule (default majority)"
     )
     parser.add_argument("--margin", type=int, default=20, help="fine box margin in pixels (default 20)")
-    parser.add_argument("--batch-size", type=int, default=8, help="3-slice stacks per network call (default 8)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="3-slice stacks per network call (default 8 on CUDA, 1 on CPU, which keeps a 512x512x300 volume "
+        "with full-size networks within 8 GB of host memory)",
+    )
     parser.add_argument("--no-amp", action="store_true", help="disable CUDA mixed precision")
     parser.add_argument("--no-cleanup", action="store_true", help="keep small connected components")
     parser.add_argument("--probability", action="store_true", help="also write OUT/<id>_probability.nii.gz (float32)")
@@ -110,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "stop_dsc": args.stop_dsc,
         "fusion": args.fusion,
         "margin": args.margin,
-        "batch_size": args.batch_size,
+        **({"batch_size": args.batch_size} if args.batch_size else {}),
         "amp": not args.no_amp,
         "cleanup": not args.no_cleanup,
         "save_probability": args.probability,

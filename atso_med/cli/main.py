@@ -14,7 +14,7 @@ import sys
 from atso_med.errors import AtsoMedError
 
 #: Subcommand modules, in the order of an experiment.
-COMMANDS = ("phantom", "verify", "split", "train", "predict", "evaluate")
+COMMANDS = ("phantom", "verify", "split", "train", "predict", "evaluate", "run", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,425 @@
+"""Reports of an experiment: the paper's tables from the journal's evaluations, a plot, overlays.
+
+Written to ``<experiment>/reports/``:
+
+* ``report.json``: every number below, per strategy and generation (mean, std and global DSC).
+* ``report.csv``: the same, one row per (strategy, generation, measure).
+* ``report.md``: strategies side by side per generation, ``@R`` (the reference set's pseudo labels
+  made by that generation) and ``@E`` (the test set), like the paper's Table 1; ATSO's fold models
+  on each reference fold and on the test set, like its Table 4; the fully supervised upper bound
+  and the share of the supervised -> fully supervised gap each strategy closes.
+* ``progress.png``: DSC per generation per strategy, reference and test.
+* ``overlays/<case_id>.png``: test cases with truth (red), prediction (green) and overlap (yellow)
+  for M0, each strategy's final model and the upper bound.
+
+What each measure is:
+
+* ``@R`` of generation ``t``: the pseudo labels generation ``t`` hands to ``t + 1`` (for ATSO the
+  cross-fold labels: "updated R_t"), scored on every reference case that has a label.
+* ``@E`` of generation ``t``: the test DSC of generation ``t``'s model (ATSO: the vote of its fold
+  models). ``final``: self-learning and STSO's last generation, ATSO's final model trained on all
+  pseudo labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from atso_med.data.nifti import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from atso_med.atso.trainer import ATSOTrainer
+
+NAMES = {
+    "supervised": "Supervised (M0)",
+    "fully_supervised": "Fully supervised",
+    "self_learning": "Self-learning",
+    "stso": "STSO",
+    "atso": "ATSO",
+}
+_COLOURS = {"supervised": "#555555", "fully_supervised": "#000000", "self_learning": "#1f77b4", "stso": "#ff7f0e", "atso": "#2ca02c"}
+_SEMI = ("self_learning", "stso", "atso")
+
+
+def pool(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Combine evaluations of disjoint case sets (e.g. the reference folds) into one.
+
+    Returns:
+        ``{"cases", "mean_dsc", "std_dsc", "global_dsc"}`` over all their cases, or ``None`` when
+        there is nothing to pool.
+    """
+    results = [r for r in results if r]
+    if not results:
+        return None
+    scores = [v for r in results for v in r["dsc"].values()]
+    counts = np.array([c for r in results for c in r["counts"].values()], dtype=np.int64).reshape(-1, 3)
+    size = int(counts[:, 1].sum() + counts[:, 2].sum())
+    return {
+        "cases": len(scores),
+        "mean_dsc": float(np.mean(scores)),
+        "std_dsc": float(np.std(scores)),
+        "global_dsc": 1.0 if size == 0 else 2.0 * float(counts[:, 0].sum()) / size,
+    }
+
+
+class _Evaluations:
+    """Evaluation results of an experiment, looked up by the folder they scored."""
+
+    def __init__(self, trainer: ATSOTrainer) -> None:
+        self.by_target: dict[str, dict[str, Any]] = {}
+        for step in trainer.plan:
+            if step.kind == "evaluate" and trainer.journal.is_done(step.id):
+                self.by_target[step.params["target"]] = trainer.journal.result(step.id)
+
+    def get(self, folder: str) -> dict[str, Any] | None:
+        result = self.by_target.get(folder)
+        return None if result is None else pool([result])
+
+    def pooled(self, folders: Sequence[str]) -> dict[str, Any] | None:
+        found = [self.by_target[f] for f in folders if f in self.by_target]
+        return pool(found) if len(found) == len(folders) else None
+
+
+def collect(trainer: ATSOTrainer) -> dict[str, Any]:
+    """The numbers of the report, from the journal (nothing is recomputed)."""
+    config, splits = trainer.config, trainer.data.splits
+    evaluations = _Evaluations(trainer)
+    K, T = splits.folds, config.generations
+    folds = [f"fold{k}" for k in range(K)]
+    m0 = "predictions/supervised/gen0/all"
+    m0_reference = evaluations.pooled([f"{m0}/{f}" for f in folds])
+    m0_test = evaluations.get(f"{m0}/test")
+    strategies: dict[str, Any] = {
+        "supervised": {"generations": {"0": {"reference": m0_reference, "test": m0_test}}, "final": {"test": m0_test}}
+    }
+    fully = evaluations.get("predictions/fully_supervised/gen0/all/test")
+    if "fully_supervised" in config.strategies:
+        strategies["fully_supervised"] = {"final": {"test": fully}, "trained": fully is not None or _planned(trainer, "fully_supervised")}
+    for strategy in _SEMI:
+        if strategy not in config.strategies:
+            continue
+        generations = {}
+        for t in range(0, T + 1):
+            reference = evaluations.pooled([f"pseudo_labels/{strategy}/gen{t + 1}/{f}" for f in folds])
+            if t == 0:
+                test = m0_test
+            elif strategy == "atso":
+                test = evaluations.get(f"predictions/atso/gen{t}/fused/test")
+            else:
+                test = evaluations.get(f"predictions/{strategy}/gen{t}/all/test")
+            generations[str(t)] = {"reference": reference, "test": test}
+        final_folder = f"predictions/{strategy}/gen{T}/all/test"
+        entry: dict[str, Any] = {"generations": generations, "final": {"test": evaluations.get(final_folder)}}
+        if strategy == "atso":
+            entry["folds"] = _atso_folds(evaluations, K, T, m0)
+        strategies[strategy] = entry
+    for strategy in _SEMI:
+        if strategy in strategies:
+            strategies[strategy]["gap_closed"] = {
+                metric: _gap(_value(m0_test, metric), _value(strategies[strategy]["final"]["test"], metric), _value(fully, metric))
+                for metric in ("mean", "global")
+            }
+    return {
+        "experiment": str(trainer.dir),
+        "setting": "transfer" if config.transfer is not None else "semi-supervised",
+        "metric": config.report.metric,
+        "generations": T,
+        "folds": K,
+        "planes": list(config.planes),
+        "cases": {
+            "labeled": len(splits.labeled),
+            "reference": [len(f) for f in splits.reference],
+            "test": len(splits.test),
+        },
+        "strategies": strategies,
+    }
+
+
+def _planned(trainer: ATSOTrainer, strategy: str) -> bool:
+    return any(s.kind == "train" and s.tags.get("strategy") == strategy for s in trainer.plan)
+
+
+def _atso_folds(evaluations: _Evaluations, K: int, T: int, m0: str) -> dict[str, Any]:
+    """Table 4: each fold model on each reference fold and on the test set, per generation."""
+    out = {}
+    for t in range(0, T + 1):
+        models = {}
+        for j in range(K):
+            base = m0 if t == 0 else f"predictions/atso/gen{t}/fold{j}"
+            models[f"fold{j}"] = {
+                **{f"fold{k}": evaluations.get(f"{base}/fold{k}") for k in range(K)},
+                "test": evaluations.get(f"{base}/test"),
+            }
+        out[str(t)] = {
+            "models": models,
+            "updated_reference": evaluations.pooled([f"pseudo_labels/atso/gen{t + 1}/fold{k}" for k in range(K)]),
+            "test": evaluations.get(f"{m0}/test" if t == 0 else f"predictions/atso/gen{t}/fused/test"),
+        }
+    return out
+
+
+def _value(result: Mapping[str, Any] | None, metric: str) -> float | None:
+    if not result:
+        return None
+    return float(result["global_dsc" if metric == "global" else "mean_dsc"])
+
+
+def _gap(supervised: float | None, strategy: float | None, fully: float | None) -> float | None:
+    """Share of the supervised -> fully supervised gap a strategy closes (1 = all of it).
+
+    ``None`` unless the upper bound is above the supervised model by at least 0.5 DSC points: a
+    gap that does not exist (or is reversed, as in runs too short to learn) cannot be closed.
+    """
+    if supervised is None or strategy is None or fully is None or fully - supervised < 0.005:
+        return None
+    return (strategy - supervised) / (fully - supervised)
+
+
+def _pct(result: Mapping[str, Any] | None, metric: str) -> str:
+    value = _value(result, metric)
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------
+
+
+def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
+    """``report.md``: the tables of the report."""
+    metric = report["metric"]
+    strategies = report["strategies"]
+    semi = [s for s in _SEMI if s in strategies]
+    label = "global DSC (all test cases pooled)" if metric == "global" else "mean DSC over cases"
+    cases = report["cases"]
+    lines = [
+        "# ATSO experiment report",
+        "",
+        f"Setting: {report['setting']}; {cases['labeled']} labeled, {sum(cases['reference'])} reference "
+        f"({' + '.join(map(str, cases['reference']))} in {report['folds']} folds), {cases['test']} test cases; "
+        f"planes {', '.join(report['planes'])}; {report['generations']} generation(s). Numbers: {label}, %.",
+        "",
+    ]
+    lines += [f"{note}" for note in notes]
+    if notes:
+        lines.append("")
+    lines += ["## Strategies by generation (@R: pseudo labels of the reference set, @E: test set)", ""]
+    header = "| Generation | " + " | ".join(f"{NAMES[s]} @R | {NAMES[s]} @E" for s in semi) + " |"
+    lines += [header, "|" + "---|" * (1 + 2 * len(semi))]
+    for t in range(report["generations"] + 1):
+        cells = []
+        for s in semi:
+            generation = strategies[s]["generations"][str(t)]
+            cells += [_pct(generation["reference"], metric), _pct(generation["test"], metric)]
+        lines.append(f"| G{t} | " + " | ".join(cells) + " |")
+    if semi:
+        cells = []
+        for s in semi:
+            cells += ["", _pct(strategies[s]["final"]["test"], metric)]
+        lines.append("| final | " + " | ".join(cells) + " |")
+    lines += ["", "## Test DSC of the final models", "", "| Strategy | @E | gap closed |", "|---|---|---|"]
+    for s, entry in strategies.items():
+        gap = entry.get("gap_closed", {}).get(metric)
+        gap_text = "—" if gap is None else f"{100 * gap:.0f}%"
+        lines.append(f"| {NAMES[s]} | {_pct(entry['final']['test'], metric)} | {gap_text} |")
+    lines += [
+        "",
+        "final: self-learning and STSO's last generation; ATSO's model trained on all pseudo labels of its last "
+        "generation. gap closed: (strategy - supervised) / (fully supervised - supervised) on the test set.",
+    ]
+    if "atso" in strategies:
+        folds = report["folds"]
+        lines += ["", "## ATSO fold models (Table 4 layout)", ""]
+        columns = [f"M(fold{j}) @R(fold{k})" for k in range(folds) for j in range(folds)]
+        columns += [f"M(fold{j}) @E" for j in range(folds)] + ["updated R_t", "M_t @E (vote)"]
+        lines += ["| Generation | " + " | ".join(columns) + " |", "|" + "---|" * (1 + len(columns))]
+        for t, entry in strategies["atso"]["folds"].items():
+            cells = [_pct(entry["models"][f"fold{j}"][f"fold{k}"], metric) for k in range(folds) for j in range(folds)]
+            cells += [_pct(entry["models"][f"fold{j}"]["test"], metric) for j in range(folds)]
+            cells += [_pct(entry["updated_reference"], metric), _pct(entry["test"], metric)]
+            lines.append(f"| G{t} | " + " | ".join(cells) + " |")
+        lines += ["", "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels."]
+    return "\n".join(lines) + "\n"
+
+
+def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``report.csv``: one row per (strategy, generation, measure)."""
+    rows = []
+
+    def add(strategy: str, generation: str, measure: str, result: Mapping[str, Any] | None) -> None:
+        if result:
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "generation": generation,
+                    "measure": measure,
+                    "cases": result["cases"],
+                    "mean_dsc": round(result["mean_dsc"], 6),
+                    "std_dsc": round(result["std_dsc"], 6),
+                    "global_dsc": round(result["global_dsc"], 6),
+                }
+            )
+
+    for strategy, entry in report["strategies"].items():
+        for t, generation in entry.get("generations", {}).items():
+            add(strategy, t, "reference", generation["reference"])
+            add(strategy, t, "test", generation["test"])
+        add(strategy, "final", "test", entry["final"]["test"])
+        for t, fold_entry in entry.get("folds", {}).items():
+            for model, sets in fold_entry["models"].items():
+                for case_set, result in sets.items():
+                    add(strategy, t, f"{model}@{case_set}", result)
+    return rows
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    columns = ["strategy", "generation", "measure", "cases", "mean_dsc", "std_dsc", "global_dsc"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(text.getvalue(), path)
+
+
+def _save_figure(figure: Any, path: Path) -> Path:
+    import os
+
+    final, tmp = atomic_path(path)
+    try:
+        figure.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def plot_progress(report: Mapping[str, Any], path: Path) -> Path:
+    """``progress.png``: DSC per generation per strategy, on the reference set and on the test set."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metric = report["metric"]
+    strategies = report["strategies"]
+    T = report["generations"]
+    figure = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    for ax, measure, title in ((axes[0], "reference", "reference set (@R, pseudo labels)"), (axes[1], "test", "test set (@E)")):
+        for strategy in _SEMI:
+            if strategy not in strategies:
+                continue
+            values = [_value(strategies[strategy]["generations"][str(t)][measure], metric) for t in range(T + 1)]
+            xs = [t for t, v in enumerate(values) if v is not None]
+            ax.plot(xs, [100 * values[t] for t in xs], marker="o", color=_COLOURS[strategy], label=NAMES[strategy])
+            final = _value(strategies[strategy]["final"]["test"], metric)
+            if measure == "test" and final is not None:
+                ax.plot([T + 0.25], [100 * final], marker="*", markersize=11, color=_COLOURS[strategy], linestyle="none")
+        for strategy, style in (("supervised", ":"), ("fully_supervised", "--")):
+            value = _value(strategies.get(strategy, {}).get("final", {}).get("test"), metric)
+            if measure == "test" and value is not None:
+                ax.axhline(100 * value, color=_COLOURS[strategy], linestyle=style, label=NAMES[strategy])
+        ax.set_title(title)
+        ax.set_xlabel("generation (star: final model)")
+        ax.set_ylabel(f"DSC % ({'global' if metric == 'global' else 'mean'})")
+        ax.set_xticks(range(T + 1))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def _overlay_models(trainer: ATSOTrainer) -> list[tuple[str, str]]:
+    """(title, prediction folder of the test set) for M0, each final model and the upper bound."""
+    config, T = trainer.config, trainer.config.generations
+    models = [("M0", "predictions/supervised/gen0/all/test")]
+    for strategy in _SEMI:
+        if strategy in config.strategies and T >= 1:
+            models.append((f"{NAMES[strategy]} final", f"predictions/{strategy}/gen{T}/all/test"))
+    models.append(("Fully supervised", "predictions/fully_supervised/gen0/all/test"))
+    return [(title, folder) for title, folder in models if (trainer.dir / folder).is_dir()]
+
+
+def draw_overlays(trainer: ATSOTrainer, out_dir: Path) -> list[Path]:
+    """One PNG per test case (the first ``report.overlay_cases`` with a label): axial slice through
+    the largest cross-section of the truth, truth red, prediction green, overlap yellow."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from atso_med.data.readers import load_image, load_label, reorient_to_canonical
+    from atso_med.data.volume import Volume
+    from atso_med.metrics.dice import dice_score
+    from atso_med.visualize import overlay_rgb
+
+    dataset, splits = trainer.data.dataset, trainer.data.splits
+    cases = [i for i in splits.test if dataset.case(i).label is not None][: trainer.config.report.overlay_cases]
+    models = _overlay_models(trainer)
+    written = []
+    for case_id in cases:
+        case = dataset.case(case_id)
+        volume = load_image(case.image, series_uid=case.series_uid)
+        truth = load_label(case.label, volume) != 0
+        if trainer.config.foreground is not None:
+            truth = np.isin(load_label(case.label, volume), trainer.config.foreground)
+
+        def canonical(array: np.ndarray) -> np.ndarray:
+            return reorient_to_canonical(Volume(array, volume.affine))[0].array
+
+        image_c, truth_c = canonical(volume.array), canonical(truth.astype(np.uint8))
+        k = int(np.argmax(truth_c.sum(axis=(0, 1)))) if truth_c.any() else truth_c.shape[2] // 2
+        panels = []
+        for title, folder in models:
+            file = trainer.dir / folder / f"{case_id}.nii.gz"
+            if not file.is_file():
+                continue
+            prediction = load_label(file, volume) != 0
+            panels.append((f"{title}\nDSC {100 * dice_score(prediction, truth):.1f}%", canonical(prediction.astype(np.uint8))))
+        if not panels:
+            continue
+        figure = Figure(figsize=(2.6 * len(panels), 3.0), facecolor="black")
+        FigureCanvasAgg(figure)
+        axes = np.atleast_1d(figure.subplots(1, len(panels)))
+        def axial(volume: np.ndarray) -> np.ndarray:
+            # canonical (RAS) slice in radiological view: anterior up, the patient's right on the left
+            return np.rot90(volume[:, :, k])[:, ::-1]
+
+        for ax, (title, prediction_c) in zip(axes, panels):
+            rgb = overlay_rgb(axial(image_c), axial(truth_c), axial(prediction_c))
+            ax.imshow(rgb, interpolation="nearest")
+            ax.set_title(title, color="white", fontsize=8)
+            ax.axis("off")
+        figure.suptitle(f"{case_id}, axial slice {k}: truth red, prediction green, overlap yellow", color="white", fontsize=9)
+        figure.tight_layout(rect=(0, 0, 1, 0.88))
+        written.append(_save_figure(figure, out_dir / f"{case_id}.png"))
+    return written
+
+
+def write_reports(trainer: ATSOTrainer) -> dict[str, Any]:
+    """Write every report file; returns the report (also the journal's result of the report step)."""
+    out = trainer.dir / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    report = collect(trainer)
+    notes = []
+    if "fully_supervised" in report["strategies"] and not report["strategies"]["fully_supervised"]["trained"]:
+        notes.append("Fully supervised: not trained (some reference cases have no label).")
+    report["files"] = {
+        "json": str(out / "report.json"),
+        "csv": str(out / "report.csv"),
+        "markdown": str(out / "report.md"),
+        "progress": str(out / "progress.png"),
+    }
+    write_csv(csv_rows(report), out / "report.csv")
+    table = markdown(report, notes)
+    write_text_atomic(table, out / "report.md")
+    plot_progress(report, out / "progress.png")
+    overlays = draw_overlays(trainer, out / "overlays")
+    report["files"]["overlays"] = [str(p) for p in overlays]
+    write_text_atomic(json.dumps(report, indent=2) + "\n", out / "report.json")
+    return report

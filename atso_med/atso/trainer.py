@@ -1,0 +1,809 @@
+"""ATSOTrainer: runs an experiment's plan step by step, journaled, resumable, with reports at the end.
+
+Layout of an experiment folder (every path predictable from the plan)::
+
+    config.yaml                     the resolved configuration (defaults filled in, absolute paths)
+    splits.json                     the splits used (copied or drawn)
+    dataset.json                    transfer only: the merged source + target data set
+    plan.json                       every step: kind, inputs, outputs, training case ids
+    state.json                      the journal of finished steps and their results
+    log.txt                         every stage, with the equivalent `python -m monai.bundle run ...`
+    datalists/<set>.json            images to predict (test, fold<k>); no labels
+    models/<strategy>/gen<t>/<all|fold<k>>/datalist.json
+    models/<strategy>/gen<t>/<all|fold<k>>/plane_<P>/model.pt (+ training.json, tensorboard/)
+    pseudo_labels/<strategy>/gen<t>/fold<k>/<case_id>.nii.gz   what generation t trains on
+    predictions/<strategy>/gen<t>/<all|fold<k>|fused>/<test|fold<k>>/<case_id>.nii.gz
+    reports/report.json, report.csv, report.md, progress.png, overlays/<case_id>.png
+    reports/evaluations/<evaluated folder>/summary.json, per_case.csv
+
+M0 (``models/supervised/gen0/all``) is every strategy's generation 0; generation 1's pseudo labels
+of every strategy are copies of M0's predictions.
+
+Truth labels of reference and test cases are read by evaluations only; training data lists are
+built by :func:`atso_med.data.dataset.training_datalist`, which never reads a reference case's
+label, except for the ``fully_supervised`` upper bound, whose list is built separately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from atso_med.atso.config import ExperimentConfig
+from atso_med.atso.data import ExperimentData, load_experiment_data
+from atso_med.atso.journal import JOURNAL_FILE, Journal
+from atso_med.atso.strategies import PlanInputs, Step, build_plan
+from atso_med.data.nifti import atomic_path, write_text_atomic
+from atso_med.errors import ConfigError
+
+logger = logging.getLogger("atso_med.atso")
+
+LOG_FILE = "log.txt"
+PLAN_FILE = "plan.json"
+CONFIG_FILE = "config.yaml"
+SPLITS_FILE = "splits.json"
+#: Exit status of a run stopped on purpose by ``stop_after`` (a debugging aid for resume tests).
+STOP_EXIT_STATUS = 75
+# Settings that may change between a run and its resumption without changing any result.
+_RESUMABLE_CHANGES = ("devices",)
+
+
+class TrainingRunner(Protocol):
+    """Runs one training: ``(configs, overrides) -> {"initial_weights_sha256", "model_sha256", ...}``."""
+
+    def __call__(self, configs: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+class Predictor(Protocol):
+    """Predicts the images of a data list with one model set into ``output_dir/<id>.nii.gz``."""
+
+    def __call__(self, datalist: Path, model_dir: Path, output_dir: Path, save_probability: bool) -> list[dict]: ...
+
+
+class BundlePredictor:
+    """The default predictor: :func:`atso_med.inferers.predict.predict_datalist` (the inference bundle's engine).
+
+    Args:
+        config: the experiment (inference settings, long-axis spacing, foreground).
+        device: torch device to predict on.
+    """
+
+    def __init__(self, config: ExperimentConfig, device: str) -> None:
+        self.inference = config.inference.to_inference_config()
+        self.long_axis_spacing = config.long_axis_spacing
+        self.device = device
+
+    def __call__(self, datalist: Path, model_dir: Path, output_dir: Path, save_probability: bool) -> list[dict]:
+        from atso_med.inferers.predict import predict_datalist
+
+        return predict_datalist(
+            str(datalist),
+            str(model_dir),
+            output_dir,
+            config=self.inference,
+            device=self.device,
+            save_probability=save_probability,
+            long_axis_spacing=self.long_axis_spacing,
+            datalist_key="testing",
+        )
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class ATSOTrainer:
+    """Run (or resume) an ATSO experiment: supervised, fully supervised, self-learning, STSO and ATSO.
+
+    Args:
+        config: the experiment, or the path of its YAML file.
+        resume: continue the experiment found in ``output_dir`` from its journal. Without it an
+            existing experiment folder is refused.
+        stop_after: debugging aid: exit the process abruptly (``os._exit``) once this many steps
+            have finished in this run, as a kill would; for resume tests.
+        predictor: replaces the whole-volume predictor (tests inject a fake).
+        training_runner: replaces the in-process bundle training (tests inject a fake).
+        progress: show a progress bar with an estimate of the time left.
+        console: where progress and summaries go (default: standard error).
+        output_dir: overrides the configuration's ``output_dir``.
+
+    Raises:
+        ConfigError: invalid configuration (checked before any work).
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig | str | os.PathLike,
+        resume: bool = False,
+        stop_after: int | None = None,
+        predictor: Predictor | None = None,
+        training_runner: TrainingRunner | None = None,
+        progress: bool = True,
+        console: Any = None,
+        output_dir: str | os.PathLike | None = None,
+    ) -> None:
+        from atso_med.engines.training import as_bool
+
+        if not isinstance(config, ExperimentConfig):
+            # an output_dir given here is relative to the working directory, not to the YAML file
+            config = ExperimentConfig.load(config, output_dir=str(Path(output_dir).resolve()) if output_dir else None)
+        elif output_dir:
+            config.output_dir = Path(output_dir).resolve()
+        self.config = config
+        self.resume = as_bool(resume)
+        if stop_after is not None and (isinstance(stop_after, bool) or int(stop_after) < 1):
+            raise ConfigError(f"stop_after must be a positive number of steps, got {stop_after!r}")
+        self.stop_after = None if stop_after is None else int(stop_after)
+        self.devices = [_resolve_device(d) for d in config.devices]
+        self.predictor = predictor
+        self.training_runner = training_runner
+        self.progress = progress
+        self.console = console
+        self.dir = Path(config.output_dir)
+        self.data: ExperimentData | None = None
+        self.plan: list[Step] = []
+        self.journal: Journal | None = None
+        self.report: dict[str, Any] | None = None
+        self._finished_here = 0
+        #: Remarks found while preparing (logged once the log file is open).
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ setup
+
+    def prepare(self) -> list[Step]:
+        """Check inputs and the experiment folder, write config, splits, data lists and plan.
+
+        Returns:
+            The plan.
+
+        Raises:
+            ConfigError: an existing experiment without ``resume``, or a resumed experiment whose
+                configuration or splits differ from this one.
+        """
+        config = self.config
+        journal_file = self.dir / JOURNAL_FILE
+        if journal_file.exists() and not self.resume:
+            raise ConfigError(
+                f"{self.dir} already holds an experiment ({JOURNAL_FILE}); resume it with --resume "
+                "or choose another output_dir"
+            )
+        if self.dir.exists() and not self.dir.is_dir():
+            raise ConfigError(f"output_dir {self.dir} is a file")
+        self._check_inputs_are_not_outputs()
+        started = (self.dir / CONFIG_FILE).is_file()  # a run killed before its first journal write
+        if self.dir.is_dir() and not journal_file.exists() and not started and any(self.dir.iterdir()):
+            raise ConfigError(f"output_dir {self.dir} is not empty and holds no experiment; choose an empty or new folder")
+        if self.resume and (self.dir / CONFIG_FILE).is_file():
+            self._check_same_config()
+        self.data = data = load_experiment_data(config, self.dir)
+        if "fully_supervised" in config.strategies:
+            unlabeled = [i for i in data.splits.reference_ids if i not in data.with_truth]
+            if unlabeled:
+                self.notes.append(
+                    f"fully_supervised is skipped: {len(unlabeled)} reference case(s) have no label (e.g. {unlabeled[0]})"
+                )
+        if self.config.long_axis_spacing is not None:
+            _require_long_axis_transform()
+        self.plan = build_plan(
+            PlanInputs(
+                strategies=config.strategies,
+                generations=config.generations,
+                planes=config.planes,
+                labeled=data.splits.labeled,
+                reference=data.splits.reference,
+                test=data.splits.test,
+                with_truth=data.with_truth,
+                own_fold_predictions=config.report.own_fold_predictions,
+            )
+        )
+        digest = plan_digest(self.plan)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        splits_file = self.dir / SPLITS_FILE
+        if self.resume and splits_file.is_file():
+            from atso_med.data.splits import Splits
+
+            if Splits.load(splits_file).to_dict() != data.splits.to_dict():
+                raise ConfigError(f"{splits_file} differs from the splits of this configuration; it cannot be resumed")
+        write_text_atomic(config.to_yaml(), self.dir / CONFIG_FILE)
+        data.splits.write(splits_file)
+        if config.transfer is not None:
+            data.dataset.write(data.dataset_file)
+        self._write_prediction_datalists()
+        plan_text = json.dumps({"digest": digest, "steps": [s.to_dict() for s in self.plan]}, indent=1) + "\n"
+        write_text_atomic(plan_text, self.dir / PLAN_FILE)
+        self.journal = Journal(journal_file, digest)
+        self.journal.save()
+        return self.plan
+
+    def _check_same_config(self) -> None:
+        import yaml
+
+        saved = yaml.safe_load((self.dir / CONFIG_FILE).read_text())
+        current = self.config.resolved()
+        differing = sorted(
+            key for key in set(saved) | set(current) if key not in _RESUMABLE_CHANGES and saved.get(key) != current.get(key)
+        )
+        if differing:
+            raise ConfigError(
+                f"{self.dir / CONFIG_FILE} differs from this configuration in {', '.join(differing)}; "
+                "an experiment is resumed with the configuration it was started with"
+            )
+
+    def _check_inputs_are_not_outputs(self) -> None:
+        # The experiment folder must not contain the input data: outputs are never written
+        # among the user's files, and a folder holding them is not mistaken for an experiment.
+        inputs = [self.config.dataset, self.config.splits]
+        if self.config.transfer is not None:
+            inputs += [self.config.transfer.source, self.config.transfer.target]
+        for path in inputs:
+            if path is None:
+                continue
+            path = Path(path).resolve()
+            folder = path.parent if path.is_file() or path.suffix else path
+            if folder == self.dir.resolve():
+                raise ConfigError(f"output_dir {self.dir} is the folder of the input {path}; choose another output_dir")
+
+    def _write_prediction_datalists(self) -> None:
+        splits = self.data.splits
+        sets = {"test": splits.test, **{f"fold{k}": fold for k, fold in enumerate(splits.reference)}}
+        for name, ids in sets.items():
+            # Images only: a prediction never sees a label.
+            items = [{"id": i, "image": str(self.data.dataset.case(i).image)} for i in ids]
+            extra = [{"series_uid": self.data.dataset.case(i).series_uid} for i in ids]
+            for item, more in zip(items, extra):
+                if more["series_uid"]:
+                    item.update(more)
+            write_text_atomic(json.dumps({"testing": items}, indent=2) + "\n", self.dir / "datalists" / f"{name}.json")
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> dict[str, Any]:
+        """Run every step not yet in the journal, then write the reports.
+
+        Returns:
+            The report (also in ``reports/report.json``).
+        """
+        if self.journal is None:
+            self.prepare()
+        with self._logging():
+            for note in self.notes:
+                logger.warning(note)
+            pending = [s for s in self.plan if not self.journal.is_done(s.id)]
+            logger.info(
+                "experiment %s: %d steps, %d done, %d to run (devices: %s)",
+                self.dir,
+                len(self.plan),
+                len(self.plan) - len(pending),
+                len(pending),
+                ", ".join(self.devices),
+            )
+            with self._progress_bar(len(self.plan), len(self.plan) - len(pending)) as bar:
+                if len(self.devices) > 1:
+                    self._run_parallel(pending, bar)
+                else:
+                    for step in pending:
+                        self._execute(step, bar)
+            self.report = self.journal.result("report")
+        return self.report
+
+    def _execute(self, step: Step, bar: Any) -> None:
+        if bar is not None:
+            bar.set_postfix_str(f"{step.id} | {self._eta_text(step)}", refresh=True)
+        logger.info("step %s: start", step.id)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        handler = {
+            "train": self._train,
+            "predict": self._predict,
+            "fuse": self._fuse,
+            "evaluate": self._evaluate,
+            "report": self._report,
+        }[step.kind]
+        result = dict(handler(step))
+        # CPU time of this process (all its threads): with other work on the machine it shows
+        # what a step costs better than the wall clock.
+        result.setdefault("cpu_seconds", round(time.process_time() - cpu_start, 3))
+        self._finish(step, result, time.perf_counter() - start, bar)
+
+    def _finish(self, step: Step, result: Mapping[str, Any], seconds: float, bar: Any) -> None:
+        self.journal.record(step.id, result, seconds)
+        logger.info("step %s: done in %.1f s", step.id, seconds)
+        if bar is not None:
+            bar.update(1)
+        self._finished_here += 1
+        if self.stop_after is not None and self._finished_here >= self.stop_after:
+            logger.warning("stopping abruptly after %d steps (stop_after)", self._finished_here)
+            self._stop_workers()
+            for handler in logging.getLogger().handlers + logger.handlers:
+                handler.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(STOP_EXIT_STATUS)
+
+    def _run_parallel(self, pending: list[Step], bar: Any) -> None:
+        """Trainings on several devices at once (worker processes); everything else here, in order."""
+        waiting = list(pending)
+        running: dict[str, tuple[subprocess.Popen, str, Step, float, dict]] = {}
+        self._workers = running
+        free = list(self.devices)
+        try:
+            self._schedule(waiting, running, free, bar)
+        finally:
+            # A failure (or Ctrl-C) here must not leave workers writing into the experiment.
+            self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        for process, *_ in list(getattr(self, "_workers", {}).values()):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def _schedule(self, waiting: list[Step], running: dict, free: list[str], bar: Any) -> None:
+        while waiting or running:
+            progressed = False
+            for step in list(waiting):
+                if step.kind != "train" or not free or not self._ready(step, running):
+                    continue
+                device = free.pop(0)
+                running[step.id] = self._launch_training(step, device)
+                waiting.remove(step)
+                progressed = True
+            for step_id, (process, device, step, start, context) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[step_id]
+                free.append(device)
+                result = self._collect_training(step, process, context)
+                self._finish(step, result, time.perf_counter() - start, bar)
+                progressed = True
+            for step in list(waiting):
+                if step.kind != "train" and self._ready(step, running):
+                    waiting.remove(step)
+                    self._execute(step, bar)
+                    progressed = True
+                    break  # new trainings may have become ready: launch them first
+            if not progressed:
+                if not running:
+                    blocked = ", ".join(s.id for s in waiting[:3])
+                    raise ConfigError(f"internal error: no step can run (e.g. {blocked})")
+                time.sleep(0.5)
+
+    def _ready(self, step: Step, running: Mapping[str, Any]) -> bool:
+        return all(self.journal.is_done(r) for r in step.requires) and step.id not in running
+
+    # ------------------------------------------------------------------ trainings
+
+    def _training_overrides(self, step: Step, device: str) -> dict[str, Any]:
+        """The bundle keys of one training (what ``monai.bundle run`` gets on its command line)."""
+        config, training = self.config, self.config.training
+        out = self.dir / step.params["output_dir"]
+        init = step.params["init"]
+        init_file = None
+        if init["kind"] == "finetune":
+            init_file = out / "initial_weights.pt"
+        elif training.init_weights is not None:
+            init_file = Path(training.init_weights)
+        overrides: dict[str, Any] = {
+            "datalist": str(self.dir / step.params["datalist"]),
+            "output_dir": str(out),
+            "plane": step.params["plane"],
+            "preset": training.preset,
+            "iterations": training.iterations,
+            "stage_fractions": training.stage_fractions,
+            "batch_size": training.batch_size,
+            "num_workers": training.num_workers,
+            "seed": training.seed,
+            "init_seed": training.init_seed,
+            "lr_coarse": training.lr_coarse,
+            "lr_fine": training.lr_fine,
+            "weight_decay": training.weight_decay,
+            "momentum": training.momentum,
+            "amp": training.amp,
+            "progress_bar": False,
+            "resume": False,
+            "val_interval": training.val_interval or max(1, training.iterations // 10),
+            "save_interval": (training.save_interval or max(1, training.iterations // 10))
+            if training.resume == "checkpoint"
+            else training.iterations,
+            "device": device,
+        }
+        if init_file is not None:
+            overrides["init_weights"] = str(init_file)
+        if config.foreground is not None:
+            overrides["foreground"] = list(config.foreground)
+        if training.optimizer == "adam":
+            overrides["optimizer"] = {
+                "_target_": "torch.optim.Adam",
+                "params": "$atso_med.networks.parameter_groups(@network, coarse_lr=@lr_coarse, fine_lr=@lr_fine, "
+                "bias_lr_mult=@bias_lr_mult, weight_decay=@weight_decay)",
+                "lr": "@lr_fine",
+            }
+        if config.long_axis_spacing is not None:
+            # train.json has no long-axis key: the preprocessing is given whole, with the
+            # resampling between loading and windowing (labels by nearest neighbour).
+            overrides["preprocessing#transforms"] = [
+                {"_target_": "atso_med.transforms.LoadCTd", "foreground": "@foreground"},
+                {
+                    "_target_": "atso_med.transforms.LongAxisSpacingd",
+                    "keys": ["image", "label"],
+                    "target_mm": config.long_axis_spacing,
+                    "mode": ["linear", "nearest"],
+                },
+                {"_target_": "atso_med.transforms.HUWindowd", "keys": "image", "a_min": "$@hu_window[0]", "a_max": "$@hu_window[1]"},
+            ]
+        overrides.update(training.overrides)
+        return overrides
+
+    def _prepare_training(self, step: Step) -> None:
+        """Data list, a clean output folder, and the teacher's weights for a fine-tuning."""
+        from atso_med.engines.training import latest_checkpoint
+
+        out = self.dir / step.params["output_dir"]
+        self._write_training_datalist(step)
+        if self.config.training.resume == "restart" or latest_checkpoint(out) is None:
+            # A half-finished training is redone from its first iteration: the same seeds give
+            # the model an uninterrupted run would have given.
+            if out.exists():
+                shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if step.params["init"]["kind"] == "finetune":
+            from atso_med.engines.training import load_checkpoint, save_model_atomic
+
+            teacher = load_checkpoint(self.dir / step.params["init"]["weights"])
+            save_model_atomic(teacher["network"], out / "initial_weights.pt")
+
+    def _write_training_datalist(self, step: Step) -> Path:
+        from atso_med.data.datalist import write_datalist
+        from atso_med.data.dataset import evaluation_datalist, training_datalist
+
+        dataset, splits = self.data.dataset, self.data.splits
+        pseudo = {}
+        for entry in step.params["pseudo_labels"].values():
+            for case_id in entry["ids"]:
+                pseudo[case_id] = self.dir / entry["dir"] / f"{case_id}.nii.gz"
+        items = training_datalist(dataset, splits, pseudo)
+        if step.params["truth_ids"]:
+            items += fully_supervised_items(dataset, step.params["truth_ids"])
+        trained = [item["id"] for item in items]
+        if sorted(trained) != sorted(step.params["train_ids"]):
+            raise ConfigError(f"internal error: the data list of {step.id} differs from its plan")
+        validation = evaluation_datalist(dataset, splits.validation) if splits.validation else []
+        return write_datalist(self.dir / step.params["datalist"], items, validation)
+
+    def _train(self, step: Step, device: str | None = None) -> dict[str, Any]:
+        from atso_med.engines.training import latest_checkpoint
+        from atso_med.engines.workflow import bundle_command, config_files
+
+        device = device or self.devices[0]
+        self._prepare_training(step)
+        out = self.dir / step.params["output_dir"]
+        overrides = self._training_overrides(step, device)
+        if self.config.training.resume == "checkpoint" and latest_checkpoint(out) is not None:
+            overrides["resume"] = True
+        configs = config_files("train")
+        command = bundle_command(configs, overrides)
+        logger.info("train %s (%d cases) on %s: %s", step.id, len(step.params["train_ids"]), device, command)
+        runner = self.training_runner
+        if runner is None:
+            from atso_med.atso.runner import run_training
+
+            with _output_to(self.dir / LOG_FILE):
+                result = run_training(configs, overrides)
+        else:
+            result = runner(configs, overrides)
+        return self._after_training(step, result, command)
+
+    def _after_training(self, step: Step, result: Mapping[str, Any], command: str) -> dict[str, Any]:
+        out = self.dir / step.params["output_dir"]
+        if not self.config.training.keep_checkpoints:
+            for checkpoint in out.glob("checkpoint_*.pt"):
+                checkpoint.unlink()
+            (out / "model_best.pt").unlink(missing_ok=True)
+        (out / "initial_weights.pt").unlink(missing_ok=True)
+        record = {
+            "step": step.id,
+            "model": step.params["model"],
+            "plane": step.params["plane"],
+            "init": step.params["init"],
+            "train_ids": step.params["train_ids"],
+            "initial_weights_sha256": result.get("initial_weights_sha256"),
+            "model_sha256": result.get("model_sha256"),
+            "iterations": result.get("iterations"),
+            "seconds": result.get("seconds"),
+            "command": command,
+        }
+        write_text_atomic(json.dumps(record, indent=2) + "\n", out / "training.json")
+        return {k: record[k] for k in ("initial_weights_sha256", "model_sha256", "iterations", "seconds")} | {
+            "model": f"{step.params['output_dir']}/model.pt"
+        }
+
+    def _launch_training(self, step: Step, device: str) -> tuple[subprocess.Popen, str, Step, float, dict]:
+        """Start one training in a worker process that sees only its device."""
+        from atso_med.engines.workflow import bundle_command, config_files
+
+        self._prepare_training(step)
+        out = self.dir / step.params["output_dir"]
+        env = dict(os.environ)
+        if device.startswith("cuda"):
+            env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
+            worker_device = "cuda:0"
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+            # CPU workers share the cores instead of each taking all of them.
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.devices)))
+            worker_device = "cpu"
+        overrides = self._training_overrides(step, worker_device)
+        configs = config_files("train")
+        command = bundle_command(configs, overrides)
+        spec = {"configs": configs, "overrides": overrides, "result": str(out / "worker_result.json")}
+        spec_file = out / "worker_spec.json"
+        write_text_atomic(json.dumps(spec, indent=2) + "\n", spec_file)
+        (out / "worker_result.json").unlink(missing_ok=True)
+        logger.info("train %s on %s (worker, CUDA_VISIBLE_DEVICES=%s): %s", step.id, device, env["CUDA_VISIBLE_DEVICES"], command)
+        log = open(self.dir / LOG_FILE, "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "atso_med.atso.runner", str(spec_file)], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        log.close()
+        return process, device, step, time.perf_counter(), {"command": command, "spec": spec}
+
+    def _collect_training(self, step: Step, process: subprocess.Popen, context: Mapping[str, Any]) -> dict[str, Any]:
+        out = self.dir / step.params["output_dir"]
+        result_file = Path(context["spec"]["result"])
+        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        if process.returncode != 0 or "error" in result or not result:
+            reason = result.get("error") or f"exit status {process.returncode}; see {self.dir / LOG_FILE}"
+            raise ConfigError(f"training {step.id} failed: {reason}")
+        for name in ("worker_spec.json", "worker_result.json"):
+            (out / name).unlink(missing_ok=True)
+        return self._after_training(step, result, context["command"])
+
+    # ------------------------------------------------------------------ predictions
+
+    def _predictor(self) -> Predictor:
+        if self.predictor is None:
+            self.predictor = BundlePredictor(self.config, self.devices[0])
+        return self.predictor
+
+    def _predict(self, step: Step) -> dict[str, Any]:
+        from atso_med.engines.workflow import bundle_command, config_files
+
+        params = step.params
+        datalist = self.dir / "datalists" / f"{params['set']}.json"
+        model_dir = self.dir / params["model_dir"]
+        out = self.dir / params["output_dir"]
+        inference = self.config.inference
+        overrides = {
+            "input": str(datalist),
+            "datalist_key": "testing",
+            "model_dir": str(model_dir),
+            "output_dir": str(out),
+            "rounds": inference.rounds,
+            "stop_dsc": inference.stop_dsc,
+            "margin": inference.margin,
+            "threshold": inference.threshold,
+            "fusion": inference.fusion,
+            "batch_size": inference.batch_size,
+            "amp": inference.amp,
+            "cleanup": inference.cleanup,
+            "save_probability": params["save_probability"],
+            "device": self.devices[0],
+        }
+        if self.config.long_axis_spacing is not None:
+            overrides["long_axis_spacing"] = self.config.long_axis_spacing
+        logger.info("predict %s (%d cases): %s", step.id, len(params["ids"]), bundle_command(config_files("inference"), overrides))
+        # predict_datalist skips cases already written (atomically), so a killed prediction resumes.
+        with _output_to(self.dir / LOG_FILE):
+            stats = self._predictor()(datalist, model_dir, out, params["save_probability"])
+        missing = [i for i in params["ids"] if not (out / f"{i}.nii.gz").is_file()]
+        if missing:
+            raise ConfigError(f"prediction {step.id} did not write {missing}")
+        rounds = {s["id"]: s.get("stopped_round") for s in stats if isinstance(s, Mapping) and "id" in s}
+        return {"cases": len(params["ids"]), "output_dir": params["output_dir"], "stopped_round": rounds}
+
+    def _fuse(self, step: Step) -> dict[str, Any]:
+        """Pseudo labels (or an ensemble's prediction): a copy of one teacher's masks, or the vote of several."""
+        params = step.params
+        sources = [self.dir / s for s in params["sources"]]
+        out = self.dir / params["output_dir"]
+        out.mkdir(parents=True, exist_ok=True)
+        logger.info("%s %s: %s of %s", params["purpose"], step.id, "copy" if len(sources) == 1 else "majority vote", ", ".join(params["teachers"]))
+        for case_id in params["ids"]:
+            target = out / f"{case_id}.nii.gz"
+            if len(sources) == 1:
+                final, tmp = atomic_path(target)
+                try:
+                    shutil.copyfile(sources[0] / f"{case_id}.nii.gz", tmp)
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                vote_files(sources, case_id, target)
+        return {"cases": len(params["ids"]), "teachers": params["teachers"], "output_dir": params["output_dir"]}
+
+    def _evaluate(self, step: Step) -> dict[str, Any]:
+        from atso_med.metrics.evaluation import evaluate_predictions
+
+        params = step.params
+        folder = self.dir / params["target"]
+        pairs = [(i, folder / f"{i}.nii.gz", self.data.dataset.case(i).label) for i in params["ids"]]
+        report = evaluate_predictions(pairs, foreground=self.config.foreground, output_dir=self.dir / params["output_dir"])
+        summary = report.summary
+        logger.info("evaluate %s: mean DSC %.4f, global DSC %.4f (%d cases)", params["target"], summary["mean_dsc"], summary["global_dsc"], summary["cases"])
+        return {
+            "cases": summary["cases"],
+            "mean_dsc": summary["mean_dsc"],
+            "std_dsc": summary["std_dsc"],
+            "global_dsc": summary["global_dsc"],
+            "dsc": {k: float(v) for k, v in report.dsc.items()},
+            # the voxel counts let reports pool several folders into one global DSC
+            "counts": {r["id"]: [r["intersection"], r["prediction_voxels"], r["truth_voxels"]] for r in report.per_case},
+        }
+
+    def _report(self, step: Step) -> dict[str, Any]:
+        from atso_med.atso.reports import write_reports
+
+        return write_reports(self)
+
+    # ------------------------------------------------------------------ output
+
+    @contextlib.contextmanager
+    def _logging(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.dir / LOG_FILE, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        previous_level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(previous_level)
+            handler.close()
+
+    @contextlib.contextmanager
+    def _progress_bar(self, total: int, done: int) -> Iterator[Any]:
+        if not self.progress:
+            yield None
+            return
+        from tqdm import tqdm
+
+        console = self.console or sys.stderr
+        bar = tqdm(
+            total=total,
+            initial=done,
+            unit="step",
+            file=console,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}] {postfix}",
+            desc="ATSO",
+        )
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    def _eta_text(self, current: Step) -> str:
+        """Time left, from the measured cost of finished steps (seconds per iteration, per case)."""
+        rates: dict[str, list[float]] = {}
+        for step in self.plan:
+            if self.journal.is_done(step.id) and step.kind != "report":
+                units = _step_units(step, self.config)
+                if units:
+                    rates.setdefault(step.kind, []).append(self.journal.seconds(step.id) / units)
+        remaining = 0.0
+        for step in self.plan:
+            if self.journal.is_done(step.id) or step.kind == "report":
+                continue
+            if step.kind not in rates:
+                return "ETA: measuring"
+            remaining += sum(rates[step.kind]) / len(rates[step.kind]) * _step_units(step, self.config)
+        return f"ETA {_format_seconds(remaining)}"
+
+
+def _step_units(step: Step, config: ExperimentConfig) -> float:
+    if step.kind == "train":
+        return float(config.training.iterations)
+    return float(len(step.params.get("ids", [])) or 1)
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def fully_supervised_items(dataset: Any, ids: Sequence[str]) -> list[dict[str, str]]:
+    """Training items of reference cases WITH their true labels: the fully supervised upper bound only.
+
+    Raises:
+        ConfigError: a case without a label.
+    """
+    items = []
+    for case_id in ids:
+        case = dataset.case(case_id)
+        if case.label is None:
+            raise ConfigError(f"fully_supervised needs the label of reference case {case_id!r}")
+        items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "truth"})
+    return items
+
+
+def vote_files(sources: Sequence[Path], case_id: str, target: Path) -> Path:
+    """Majority vote of several model sets' masks of one case (ties: mean probability >= 0.5).
+
+    The rule is :func:`atso_med.inferers.predict.ensemble_vote`'s, applied to the masks written on
+    the image's grid; an even number of sets needs their ``<id>_probability.nii.gz`` files.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from atso_med.data.nifti import save_nifti
+    from atso_med.inferers.predict import ensemble_vote
+
+    masks, probabilities, affine = [], [], None
+    for source in sources:
+        image = nib.load(str(source / f"{case_id}.nii.gz"))
+        affine = image.affine if affine is None else affine
+        mask = np.asarray(image.dataobj) != 0
+        masks.append(mask)
+        probability_file = source / f"{case_id}_probability.nii.gz"
+        if len(sources) % 2 == 0:
+            if not probability_file.is_file():
+                raise ConfigError(f"{probability_file} is missing: an even vote breaks ties with the probabilities")
+            probabilities.append(np.asarray(nib.load(str(probability_file)).dataobj, dtype=np.float32))
+        else:
+            probabilities.append(mask.astype(np.float32))  # an odd vote has no tie
+    fused, _ = ensemble_vote(masks, probabilities)
+    return save_nifti(fused, affine, target, dtype=np.uint8)
+
+
+def plan_digest(steps: Sequence[Step]) -> str:
+    """Digest of a plan: a journal only resumes the plan it was written for."""
+    text = json.dumps([s.to_dict() for s in steps], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _require_long_axis_transform() -> None:
+    try:
+        from atso_med.transforms import LongAxisSpacingd  # noqa: F401
+    except ImportError:
+        raise ConfigError("long_axis_spacing needs atso_med.transforms.LongAxisSpacingd, which is not installed") from None
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path) -> Iterator[None]:
+    """Send everything written to the process's stdout and stderr (MONAI's logs too) to ``log_file``.
+
+    File descriptors 1 and 2 are redirected, so handlers created earlier that hold the original
+    streams are caught as well; the progress bar writes to its own duplicate of the terminal.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_file, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)

@@ -1,0 +1,262 @@
+"""ATSO experiments with the real bundle training and whole-volume predictor, CPU-sized.
+
+Tiny phantoms (32x32x16), the tiny RSTN, a few iterations: the numbers mean nothing, the paths
+are the real ones. A run killed at any moment (``--stop-after``, SIGKILL in the middle of a
+training) and resumed must end with the same models and report as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+import torch
+import yaml
+
+from atso_med.atso.runner import model_file_sha256, state_dict_sha256
+from atso_med.atso.trainer import STOP_EXIT_STATUS
+from atso_med.cli.main import main
+from atso_med.data import PhantomConfig, write_phantom_dataset
+
+pytestmark = pytest.mark.slow
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct" / "configs"
+TINY_TRAINING = {
+    "preset": "tiny",
+    "iterations": 3,
+    "batch_size": 1,
+    "optimizer": "adam",
+    "lr_coarse": 0.001,
+    "lr_fine": 0.001,
+    "weight_decay": 0.0,
+    "num_workers": 0,
+}
+ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory) -> Path:
+    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "phantom", PhantomConfig(cases=6, seed=5, shape=(32, 32, 16)))
+
+
+def write_experiment(path: Path, **settings) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def semi_supervised(phantom: Path, out: Path, **extra) -> dict:
+    return {
+        "output_dir": str(out),
+        "dataset": str(phantom),
+        "split": {"labeled": 1, "test": 1},
+        "strategies": ["supervised", "self_learning", "atso"],
+        "generations": 1,
+        "folds": 2,
+        "planes": ["Z"],
+        "devices": ["cpu"],
+        "training": TINY_TRAINING,
+        "inference": {"rounds": 1},
+        "report": {"overlay_cases": 1},
+        **extra,
+    }
+
+
+def journal(out: Path) -> dict:
+    return json.loads((out / "state.json").read_text())
+
+
+def report_numbers(out: Path) -> dict:
+    report = json.loads((out / "reports" / "report.json").read_text())
+    return {k: v for k, v in report.items() if k not in ("files", "experiment")}
+
+
+def run_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "atso_med", *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(phantom, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    config = write_experiment(root / "experiment.yaml", **semi_supervised(phantom, root / "run"))
+    assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    return root / "run"
+
+
+def test_killed_run_resumes_to_the_same_models_and_report(phantom, uninterrupted, tmp_path):
+    config = write_experiment(tmp_path / "experiment.yaml", **semi_supervised(phantom, tmp_path / "run"))
+    out = tmp_path / "run"
+    plan = json.loads((uninterrupted / "plan.json").read_text())["steps"]
+
+    # 1. an abrupt exit (os._exit) after 3 finished steps
+    first = run_cli("run", "--config", str(config), "--no-progress", "--stop-after", "3")
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == STOP_EXIT_STATUS, output[-3000:]
+    assert len(journal(out)["order"]) == 3
+
+    # 2. SIGKILL in the middle of a training: wait until the journal reaches the step before it
+    target = next(i for i, s in enumerate(plan) if s["kind"] == "train" and s["params"]["model"] == "atso/gen1/fold0")
+    second = run_cli("run", "--config", str(config), "--no-progress", "--resume")
+    deadline = time.time() + 600
+    while time.time() < deadline and second.poll() is None:
+        try:
+            if len(journal(out)["order"]) >= target:
+                break
+        except (json.JSONDecodeError, FileNotFoundError):  # never expected: the journal is written atomically
+            raise
+        time.sleep(0.02)
+    second.send_signal(signal.SIGKILL)
+    second.communicate(timeout=60)
+    assert second.returncode == -signal.SIGKILL
+    done = journal(out)["order"]
+    assert 3 < len(done) < len(plan)
+    # the killed step left a partial training folder behind (or had not started writing)
+    assert plan[len(done)]["id"] not in done
+
+    # 3. resume to the end, in this process
+    assert main(["run", "--config", str(config), "--no-progress", "--resume"]) == 0
+    finished = journal(out)
+    assert finished["order"][: len(done)] == done and set(finished["steps"]) == {s["id"] for s in plan}
+    reference = journal(uninterrupted)
+    for step in plan:
+        if step["kind"] == "train":
+            assert finished["steps"][step["id"]]["result"]["model_sha256"] == reference["steps"][step["id"]]["result"]["model_sha256"], step["id"]
+    assert report_numbers(out) == report_numbers(uninterrupted)
+    # nothing was left of the interrupted attempts
+    assert not list(out.glob("models/**/checkpoint_*.pt")) and not list(out.glob("models/**/initial_weights.pt"))
+
+
+def test_scratch_trainings_start_from_bit_identical_weights_and_self_learning_from_its_teacher(uninterrupted):
+    from atso_med.networks import build_rstn, initialize_rstn
+
+    state = journal(uninterrupted)["steps"]
+    expected = state_dict_sha256(initialize_rstn(build_rstn("tiny"), seed=0).state_dict())
+    scratch = ["supervised/gen0/all", "atso/gen1/fold0", "atso/gen1/fold1", "atso/gen1/all"]
+    for model in scratch:
+        assert state[f"train/{model}/plane_Z"]["result"]["initial_weights_sha256"] == expected, model
+        meta = json.loads((uninterrupted / "models" / model / "plane_Z" / "training.json").read_text())
+        assert meta["initial_weights_sha256"] == expected and meta["init"] == {"kind": "scratch"}
+    m0 = model_file_sha256(uninterrupted / "models/supervised/gen0/all/plane_Z/model.pt")
+    assert state["train/self_learning/gen1/all/plane_Z"]["result"]["initial_weights_sha256"] == m0 != expected
+    # trained weights differ from the initial ones: the trainings did train
+    assert state["train/atso/gen1/fold0/plane_Z"]["result"]["model_sha256"] != expected
+
+
+def test_logged_commands_are_the_bundle_runs(uninterrupted):
+    log = (uninterrupted / "log.txt").read_text()
+    train_commands = [line.split(": ", 1)[1] for line in log.splitlines() if " INFO train train/" in line]
+    assert len(train_commands) == 5
+    assert all(c.startswith(f"python -m monai.bundle run --config_file {BUNDLE / 'train.json'}") for c in train_commands)
+    assert f"--config_file {BUNDLE / 'inference.json'}" in log
+
+
+def test_pseudo_labels_and_predictions_lie_on_the_images_grids(uninterrupted, phantom):
+    dataset = json.loads(phantom.read_text())
+    splits = json.loads((uninterrupted / "splits.json").read_text())
+    for k, fold in enumerate(splits["reference"]):
+        for case in fold:
+            image = nib.load(str(phantom.parent / f"imagesTr/{case}.nii.gz"))
+            label = nib.load(str(uninterrupted / f"pseudo_labels/atso/gen1/fold{k}/{case}.nii.gz"))
+            assert label.shape == image.shape and (label.affine == image.affine).all()
+    assert len(dataset["cases"]) == 6
+
+
+def test_bundle_config_runs_the_whole_experiment(phantom, tmp_path):
+    settings = semi_supervised(phantom, tmp_path / "run", strategies=["supervised"], generations=0)
+    config = write_experiment(tmp_path / "experiment.yaml", **settings)
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "atso.json"),
+        "--meta_file", str(BUNDLE / "metadata.json"), "--experiment", str(config), "--progress", "false",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "reports" / "report.json").read_text())
+    assert report["strategies"]["supervised"]["final"]["test"]["cases"] == 1
+    assert (tmp_path / "run" / "models/supervised/gen0/all/plane_Z/model.pt").is_file()
+
+
+def test_trainings_run_concurrently_in_worker_processes_when_several_devices_are_given(phantom, tmp_path):
+    settings = semi_supervised(phantom, tmp_path / "run", strategies=["supervised"], generations=0, planes=["Y", "Z"], devices=["cpu", "cpu"])
+    config = write_experiment(tmp_path / "experiment.yaml", **settings)
+    assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert log.count("(worker, CUDA_VISIBLE_DEVICES=)") == 2
+    starts = [line for line in log.splitlines() if "(worker" in line]
+    ends = [line for line in log.splitlines() if "step train/" in line and ": done" in line]
+    # both workers were started before the first one finished
+    assert log.index(starts[1]) < log.index(ends[0])
+    state = journal(tmp_path / "run")["steps"]
+    for plane in "YZ":
+        result = state[f"train/supervised/gen0/all/plane_{plane}"]["result"]
+        assert result["model_sha256"] == model_file_sha256(tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt")
+        assert torch.load(tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt", weights_only=True)["config"]["plane"] == plane
+
+
+def test_transfer_from_a_labeled_source_to_a_shifted_unlabeled_target(tmp_path):
+    source = write_phantom_dataset(tmp_path / "source", PhantomConfig(cases=2, seed=7, shape=(32, 32, 16)))
+    target = write_phantom_dataset(tmp_path / "target", PhantomConfig(cases=5, seed=7, shape=(32, 32, 16), domain="shifted"))
+    settings = {
+        "output_dir": str(tmp_path / "run"),
+        "transfer": {"source": str(source), "target": str(target), "target_test": 1},
+        "strategies": ["supervised", "fully_supervised", "atso"],
+        "generations": 1,
+        "planes": ["X", "Y", "Z"],
+        "devices": ["cpu"],
+        "long_axis_spacing": 2.0,
+        "training": {**TINY_TRAINING, "iterations": 2},
+        "inference": {"rounds": 1},
+        "report": {"overlay_cases": 1},
+    }
+    config = write_experiment(tmp_path / "experiment.yaml", **settings)
+    assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    out = tmp_path / "run"
+    splits = json.loads((out / "splits.json").read_text())
+    assert splits["labeled"] == ["source_case_000", "source_case_001"]
+    assert len(splits["test"]) == 1 and splits["test"][0].startswith("target_")
+    assert sorted(i for fold in splits["reference"] for i in fold) == sorted(f"target_case_{k:03d}" for k in range(5) if f"target_case_{k:03d}" != splits["test"][0])
+    merged = json.loads((out / "dataset.json").read_text())
+    assert len(merged["cases"]) == 7 and merged["transfer"]["target"] == str(target)
+    report = json.loads((out / "reports" / "report.json").read_text())
+    assert report["setting"] == "transfer" and report["metric"] == "global"
+    assert 0.0 <= report["strategies"]["atso"]["final"]["test"]["global_dsc"] <= 1.0
+    assert "global DSC" in (out / "reports" / "report.md").read_text()
+    # long-axis spacing: in the training preprocessing and in the prediction; outputs on the original grid
+    log = (out / "log.txt").read_text()
+    assert "atso_med.transforms.LongAxisSpacingd" in log and "--long_axis_spacing 2.0" in log
+    test_case = splits["test"][0][len("target_"):]
+    prediction = nib.load(str(out / f"predictions/atso/gen1/all/test/target_{test_case}.nii.gz"))
+    image = nib.load(str(target.parent / f"imagesTr/{test_case}.nii.gz"))
+    assert prediction.shape == image.shape and (prediction.affine == image.affine).all()
+    # the target's labels (reference folds) never reached a training list except the upper bound's
+    for datalist in out.glob("models/atso/**/datalist.json"):
+        for item in json.loads(datalist.read_text())["training"]:
+            assert item["id"].startswith("source_") or "/pseudo_labels/atso/" in item["label"]
+
+
+def test_demo_runs_end_to_end_and_says_it_is_a_cpu_demo(tmp_path, monkeypatch, capsys):
+    from atso_med.cli import demo
+
+    monkeypatch.setattr(demo, "DEMO_PHANTOM", {"cases": 6, "seed": 5, "shape": (32, 32, 16)})
+    monkeypatch.setattr(
+        demo,
+        "DEMO_EXPERIMENT",
+        {**demo.DEMO_EXPERIMENT, "split": {"labeled": 1, "test": 1}, "planes": ["Z"], "training": {**TINY_TRAINING, "iterations": 2}, "inference": {"rounds": 1}},
+    )
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "CPU demo, not the paper's setting" in printed
+    assert "| G1 |" in printed and "ATSO @E" in printed and str(tmp_path / "demo" / "experiment" / "reports") in printed
+    for path in ("data/dataset.json", "splits.json", "experiment.yaml", "experiment/reports/report.md", "experiment/reports/progress.png"):
+        assert (tmp_path / "demo" / path).is_file(), path
+    for strategy in ("supervised", "fully_supervised", "self_learning", "stso", "atso"):
+        assert (tmp_path / "demo" / "experiment" / "models" / strategy).is_dir()
+    # a second demo in the same folder resumes: nothing left to do, the report is printed again
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    assert "(resuming)" in capsys.readouterr().out

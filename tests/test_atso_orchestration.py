@@ -1,0 +1,284 @@
+"""ATSOTrainer's orchestration with an injected training runner and predictor (fast).
+
+The fakes stand in for the bundle training and the whole-volume predictor only; the plan, data
+lists, pseudo-label votes, journal, resume, evaluations and reports are the real code. The real
+training and predictor run in ``test_atso_end_to_end.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from atso_med.atso import ATSOTrainer, ExperimentConfig
+from atso_med.atso.runner import state_dict_sha256
+from atso_med.atso.trainer import vote_files
+from atso_med.data import PhantomConfig, write_phantom_dataset
+from atso_med.data.nifti import save_nifti
+from atso_med.errors import ConfigError
+
+
+class FakeTraining:
+    """Writes a model.pt whose weights are the real seeded initial weights nudged by the data list's content."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, configs, overrides):
+        from atso_med.engines.training import save_model_atomic
+        from atso_med.networks import build_rstn, initialize_rstn
+
+        self.calls.append(overrides["output_dir"])
+        network = initialize_rstn(build_rstn(overrides["preset"]), seed=overrides["init_seed"], weights_file=overrides.get("init_weights"))
+        initial = state_dict_sha256(network.state_dict())
+        # "learning": a nudge that depends on what the list holds (ids and label voxels), not on paths
+        content = hashlib.sha256()
+        for item in json.loads(Path(overrides["datalist"]).read_text())["training"]:
+            content.update(item["id"].encode() + np.asarray(nib.load(item["label"]).dataobj).tobytes())
+        digest = content.digest()
+        with torch.no_grad():
+            network.saliency.conv2.bias += digest[0] / 255.0
+        out = Path(overrides["output_dir"])
+        config = {"plane": overrides["plane"], "preset": overrides["preset"]}
+        save_model_atomic({"network": network.state_dict(), "config": config, "iteration": 1, "selected": "last"}, out / "model.pt")
+        return {"initial_weights_sha256": initial, "model_sha256": state_dict_sha256(network.state_dict()), "iterations": 1, "seconds": 0.0}
+
+
+class FakePredictor:
+    """Truth with a model-dependent share of voxels dropped (reads the phantom's labels: a fake may)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def __call__(self, datalist, model_dir, output_dir, save_probability):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        from atso_med.atso.runner import model_file_sha256
+
+        model_hash = "".join(model_file_sha256(p) for p in sorted(Path(model_dir).glob("plane_*/model.pt")))
+        stats = []
+        for item in json.loads(Path(datalist).read_text())["testing"]:
+            assert "label" not in item  # predictions never see a label
+            image = Path(item["image"])
+            label = nib.load(str(image.parent.parent / "labelsTr" / image.name))
+            truth = np.asarray(label.dataobj) != 0
+            rng = np.random.default_rng(int(hashlib.sha256((model_hash + item["id"]).encode()).hexdigest()[:8], 16))
+            keep = rng.uniform(0.5, 0.95)
+            probability = np.where(truth, rng.uniform(0.3, 1.0, truth.shape), 0.0).astype(np.float32)
+            mask = probability >= 1.0 - keep * 0.7
+            out = Path(output_dir)
+            if save_probability:
+                save_nifti(probability, label.affine, out / f"{item['id']}_probability.nii.gz", dtype=np.float32)
+            save_nifti(mask.astype(np.uint8), label.affine, out / f"{item['id']}.nii.gz", dtype=np.uint8)
+            stats.append({"id": item["id"], "stopped_round": 1})
+        return stats
+
+
+@pytest.fixture(scope="module")
+def dataset_file(tmp_path_factory) -> Path:
+    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "phantom", PhantomConfig(cases=10, seed=2, shape=(32, 32, 16)))
+
+
+def settings(dataset_file: Path, out: Path, **extra) -> dict:
+    return {
+        "output_dir": str(out),
+        "dataset": str(dataset_file),
+        "split": {"labeled": 2, "test": 2},
+        "folds": 2,
+        "generations": 2,
+        "training": {"preset": "tiny", "iterations": 3},
+        "report": {"overlay_cases": 2},
+        **extra,
+    }
+
+
+def run(dataset_file: Path, out: Path, predictor=None, training=None, resume=False, **extra) -> ATSOTrainer:
+    config = ExperimentConfig.from_dict(settings(dataset_file, out, **extra), base=out.parent)
+    trainer = ATSOTrainer(config, resume=resume, predictor=predictor or FakePredictor(), training_runner=training or FakeTraining(), progress=False)
+    trainer.run()
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def finished(dataset_file, tmp_path_factory) -> ATSOTrainer:
+    return run(dataset_file, tmp_path_factory.mktemp("runs") / "experiment")
+
+
+def numbers(report: dict) -> dict:
+    """The report without its file paths and timings."""
+    return {k: v for k, v in report.items() if k not in ("files", "experiment", "cpu_seconds")}
+
+
+def test_layout_is_the_documented_one(finished):
+    root = finished.dir
+    for name in ("config.yaml", "splits.json", "plan.json", "state.json", "log.txt", "datalists/test.json", "datalists/fold1.json"):
+        assert (root / name).is_file(), name
+    splits = finished.data.splits
+    for model in ("supervised/gen0/all", "fully_supervised/gen0/all", "self_learning/gen2/all", "stso/gen1/all", "atso/gen1/fold0", "atso/gen2/fold1", "atso/gen2/all"):
+        for plane in "XYZ":
+            assert (root / "models" / model / f"plane_{plane}" / "model.pt").is_file(), model
+            meta = json.loads((root / "models" / model / f"plane_{plane}" / "training.json").read_text())
+            assert meta["command"].startswith("python -m monai.bundle run --config_file ") and f"--plane {plane}" in meta["command"]
+    for strategy in ("self_learning", "stso", "atso"):
+        for generation in (1, 2, 3):
+            for k, fold in enumerate(splits.reference):
+                files = sorted(p.name for p in (root / "pseudo_labels" / strategy / f"gen{generation}" / f"fold{k}").glob("*.nii.gz"))
+                assert files == sorted(f"{i}.nii.gz" for i in fold)
+    assert sorted(p.name for p in (root / "predictions/atso/gen2/fused/test").glob("*.nii.gz")) == sorted(f"{i}.nii.gz" for i in splits.test)
+    for name in ("report.json", "report.csv", "report.md", "progress.png"):
+        assert (root / "reports" / name).stat().st_size > 0
+    assert (root / "reports" / "progress.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((root / "reports" / "overlays").glob("*.png"))) == 2
+
+
+def test_every_stage_is_logged_with_its_bundle_command(finished):
+    log = (finished.dir / "log.txt").read_text()
+    trains = [s for s in finished.plan if s.kind == "train"]
+    assert log.count("--config_file") >= len(trains)
+    assert all(f"train {s.id} " in log for s in trains)
+    assert "configs/inference.json" in log and "--model_dir" in log
+
+
+def test_journal_records_every_step_and_scratch_trainings_share_initial_weights(finished):
+    state = json.loads((finished.dir / "state.json").read_text())
+    assert set(state["steps"]) == {s.id for s in finished.plan}
+    for plane in "XYZ":
+        initial = {
+            s.params["model"]: state["steps"][s.id]["result"]["initial_weights_sha256"]
+            for s in finished.plan
+            if s.kind == "train" and s.params["plane"] == plane
+        }
+        scratch = {m: h for m, h in initial.items() if not m.startswith("self_learning")}
+        assert len(set(scratch.values())) == 1, scratch
+        # self-learning starts from its teacher's trained weights
+        models = {s.params["model"]: state["steps"][s.id]["result"]["model_sha256"] for s in finished.plan if s.kind == "train" and s.params["plane"] == plane}
+        assert initial["self_learning/gen1/all"] == models["supervised/gen0/all"]
+        assert initial["self_learning/gen2/all"] == models["self_learning/gen1/all"]
+
+
+def test_training_lists_never_carry_a_reference_or_test_truth(finished):
+    dataset, splits = finished.data.dataset, finished.data.splits
+    reference = set(splits.reference_ids)
+    for datalist in (finished.dir / "models").glob("*/gen*/*/datalist.json"):
+        strategy = datalist.relative_to(finished.dir / "models").parts[0]
+        for item in json.loads(datalist.read_text())["training"]:
+            assert item["id"] not in splits.test
+            if item["id"] in reference:
+                truth = str(dataset.case(item["id"]).label)
+                if strategy == "fully_supervised":
+                    assert item["label"] == truth
+                else:
+                    assert item["label"] != truth and f"/pseudo_labels/{strategy}/" in item["label"], item
+
+
+def test_atso_pseudo_labels_are_the_other_fold_models_predictions(finished):
+    root = finished.dir
+    for k in (0, 1):
+        other = 1 - k
+        for case in finished.data.splits.reference[k]:
+            labels = (root / f"pseudo_labels/atso/gen2/fold{k}/{case}.nii.gz").read_bytes()
+            assert labels == (root / f"predictions/atso/gen1/fold{other}/fold{k}/{case}.nii.gz").read_bytes()
+            assert labels != (root / f"predictions/atso/gen1/fold{k}/fold{k}/{case}.nii.gz").read_bytes()
+
+
+def test_report_tables_have_the_papers_layout(finished):
+    report = json.loads((finished.dir / "reports" / "report.json").read_text())
+    assert report["metric"] == "mean" and report["generations"] == 2
+    atso = report["strategies"]["atso"]
+    assert set(atso["generations"]) == {"0", "1", "2"} and atso["final"]["test"]["cases"] == 2
+    assert set(atso["folds"]["1"]["models"]["fold0"]) == {"fold0", "fold1", "test"}
+    # G0 is M0 for every strategy
+    for strategy in ("self_learning", "stso", "atso"):
+        assert report["strategies"][strategy]["generations"]["0"] == report["strategies"]["supervised"]["generations"]["0"]
+    text = (finished.dir / "reports" / "report.md").read_text()
+    assert "| Generation | Self-learning @R | Self-learning @E | STSO @R | STSO @E | ATSO @R | ATSO @E |" in text
+    assert "| G2 |" in text and "| final |" in text and "updated R_t" in text and "gap closed" in text
+    rows = (finished.dir / "reports" / "report.csv").read_text().splitlines()
+    assert rows[0] == "strategy,generation,measure,cases,mean_dsc,std_dsc,global_dsc"
+    assert any(r.startswith("atso,1,fold1@fold0,") for r in rows)
+
+
+def test_interrupted_run_resumes_from_the_journal_to_the_same_result(finished, dataset_file, tmp_path):
+    out = tmp_path / "experiment"
+    training = FakeTraining()
+    with pytest.raises(KeyboardInterrupt):
+        run(dataset_file, out, predictor=FakePredictor(fail_after=9), training=training)
+    done = json.loads((out / "state.json").read_text())["order"]
+    assert 0 < len(done) < len(finished.plan)
+    trained_before = len(training.calls)
+
+    with pytest.raises(ConfigError, match="--resume"):
+        run(dataset_file, out)
+
+    resumed_training = FakeTraining()
+    resumed = run(dataset_file, out, training=resumed_training, resume=True)
+    trains = [s for s in finished.plan if s.kind == "train"]
+    assert len(resumed_training.calls) == len(trains) - trained_before  # finished trainings are not redone
+    assert numbers(resumed.report) == numbers(finished.report)
+    state = json.loads((out / "state.json").read_text())
+    assert state["order"][: len(done)] == done and len(state["order"]) == len(finished.plan)
+
+
+def test_resume_with_another_configuration_is_refused(finished, dataset_file):
+    with pytest.raises(ConfigError, match="generations"):
+        run(dataset_file, finished.dir, resume=True, generations=3)
+
+
+def test_output_folder_with_other_files_is_refused(dataset_file, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        run(dataset_file, tmp_path / "busy")
+    with pytest.raises(ConfigError, match="folder of the input"):
+        run(dataset_file, dataset_file.parent)
+
+
+def test_fully_supervised_is_skipped_when_reference_cases_have_no_label(dataset_file, tmp_path):
+    data = json.loads(dataset_file.read_text())
+    splits = {"labeled": ["case_000", "case_001"], "reference": [["case_002", "case_003"], ["case_004", "case_005"]], "test": ["case_006"]}
+    for case in data["cases"]:
+        case["image"] = str(dataset_file.parent / case["image"])
+        case["label"] = str(dataset_file.parent / case["label"])
+        if case["id"] == "case_004":
+            del case["label"]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "dataset.json").write_text(json.dumps(data))
+    (tmp_path / "in" / "splits.json").write_text(json.dumps(splits))
+    config = settings(tmp_path / "in" / "dataset.json", tmp_path / "out", generations=1, splits=str(tmp_path / "in" / "splits.json"))
+    del config["split"]
+    trainer = ATSOTrainer(ExperimentConfig.from_dict(config, base=tmp_path), predictor=FakePredictor(), training_runner=FakeTraining(), progress=False)
+    report = trainer.run()
+    assert not [s for s in trainer.plan if s.tags.get("strategy") == "fully_supervised"]
+    assert report["strategies"]["fully_supervised"]["final"]["test"] is None
+    assert "not trained" in (trainer.dir / "reports" / "report.md").read_text()
+    # the unlabeled reference case is pseudo-labeled, never evaluated
+    assert (trainer.dir / "pseudo_labels/atso/gen1/fold1/case_004.nii.gz").is_file()
+    assert report["strategies"]["atso"]["generations"]["0"]["reference"]["cases"] == 3
+
+
+def test_vote_of_model_sets_is_a_majority_with_ties_broken_by_probability(tmp_path):
+    affine = np.eye(4)
+    masks = [np.array([1, 1, 0, 0, 1], np.uint8), np.array([1, 0, 1, 0, 0], np.uint8), np.array([0, 1, 1, 0, 0], np.uint8)]
+    probabilities = [np.array([0.9, 0.8, 0.1, 0.2, 0.9]), np.array([0.9, 0.4, 0.6, 0.2, 0.3]), np.array([0.1, 0.7, 0.9, 0.2, 0.1])]
+    sources = []
+    for n, (mask, probability) in enumerate(zip(masks, probabilities)):
+        folder = tmp_path / f"set{n}"
+        save_nifti(mask.reshape(5, 1, 1), affine, folder / "c.nii.gz", dtype=np.uint8)
+        save_nifti(probability.reshape(5, 1, 1).astype(np.float32), affine, folder / "c_probability.nii.gz", dtype=np.float32)
+        sources.append(folder)
+    three = np.asarray(nib.load(str(vote_files(sources, "c", tmp_path / "three.nii.gz"))).dataobj).ravel()
+    assert three.tolist() == [1, 1, 1, 0, 0]
+    # two sets: a tie (one vote each) is organ when the mean probability >= 0.5
+    two = np.asarray(nib.load(str(vote_files(sources[:2], "c", tmp_path / "two.nii.gz"))).dataobj).ravel()
+    assert two.tolist() == [1, 1, 0, 0, 1]
+    (sources[1] / "c_probability.nii.gz").unlink()
+    with pytest.raises(ConfigError, match="probabilit"):
+        vote_files(sources[:2], "c", tmp_path / "x.nii.gz")

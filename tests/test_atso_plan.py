@@ -1,0 +1,197 @@
+"""The experiment plan: ATSO never labels a fold with a model that saw it; the baselines are what the paper says.
+
+These checks read the plan (what every step trains on, initialises from and labels) with their own
+logic, independent of :func:`atso_med.atso.strategies.check_plan`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from atso_med.atso.strategies import PlanInputs, build_plan, check_plan, model_training_ids
+from atso_med.errors import ConfigError
+
+LABELED = ["L0", "L1"]
+TEST = ["E0", "E1"]
+
+
+def inputs(folds: int, generations: int = 3, strategies=("supervised", "fully_supervised", "self_learning", "stso", "atso"), labeled_reference=True):
+    reference = [[f"R{k}_{i}" for i in range(2)] for k in range(folds)]
+    truth = LABELED + TEST + ([i for fold in reference for i in fold] if labeled_reference else [])
+    return PlanInputs(
+        strategies=list(strategies),
+        generations=generations,
+        planes=["X", "Y", "Z"],
+        labeled=LABELED,
+        reference=reference,
+        test=TEST,
+        with_truth=truth,
+    )
+
+
+def by_kind(steps, kind):
+    return [s for s in steps if s.kind == kind]
+
+
+def trained_on(steps) -> dict[str, set[str]]:
+    """Model key -> case ids in its plane trainings, plus everything its fine-tuning ancestors saw."""
+    seen: dict[str, set[str]] = {}
+    for step in by_kind(steps, "train"):
+        ids = set(step.params["train_ids"])
+        if step.params["init"]["kind"] == "finetune":
+            ids |= seen[step.params["init"]["from"]]
+        seen.setdefault(step.params["model"], set()).update(ids)
+    return seen
+
+
+@pytest.mark.parametrize("folds", [2, 3, 4])
+def test_no_fold_is_ever_labeled_by_a_model_that_trained_on_it(folds):
+    plan = inputs(folds)
+    steps = build_plan(plan)
+    seen = trained_on(steps)
+    atso_labels = [s for s in by_kind(steps, "fuse") if s.params["purpose"] == "pseudo" and s.tags["strategy"] == "atso"]
+    assert len(atso_labels) == folds * (plan.generations + 1)
+    for step in atso_labels:
+        fold = set(plan.reference[int(step.tags["set"][4:])])
+        assert step.params["teachers"], step.id
+        for teacher in step.params["teachers"]:
+            assert not fold & seen[teacher], f"{step.id}: {teacher} trained on {sorted(fold & seen[teacher])}"
+        # the labels are read from the teachers' own predictions of exactly this fold
+        assert all(src.endswith(step.tags["set"]) for src in step.params["sources"])
+
+
+@pytest.mark.parametrize("folds", [2, 3])
+def test_atso_teachers_are_the_other_folds_models_of_the_previous_generation(folds):
+    steps = build_plan(inputs(folds))
+    for step in by_kind(steps, "fuse"):
+        if step.params["purpose"] != "pseudo" or step.tags["strategy"] != "atso":
+            continue
+        generation, k = step.tags["labels_of"], int(step.tags["set"][4:])
+        if generation == 1:
+            assert step.params["teachers"] == ["supervised/gen0/all"]  # M0 stands in for every fold model
+        else:
+            expected = [f"atso/gen{generation - 1}/fold{j}" for j in range(folds) if j != k]
+            assert step.params["teachers"] == expected
+        assert step.params["output_dir"] == f"pseudo_labels/atso/gen{generation}/fold{k}"
+
+
+def test_each_fold_model_trains_on_labeled_cases_and_its_own_folds_pseudo_labels_only():
+    plan = inputs(2)
+    for step in by_kind(build_plan(plan), "train"):
+        model = step.params["model"]
+        if not model.startswith("atso/"):
+            continue
+        generation = int(model.split("/")[1][3:])
+        group = model.split("/")[2]
+        folds = [0, 1] if group == "all" else [int(group[4:])]
+        expected = LABELED + [i for k in folds for i in plan.reference[k]]
+        assert step.params["train_ids"] == expected
+        assert sorted(step.params["pseudo_labels"]) == [f"fold{k}" for k in folds]
+        for k in folds:
+            assert step.params["pseudo_labels"][f"fold{k}"]["dir"] == f"pseudo_labels/atso/gen{generation}/fold{k}"
+        assert step.params["init"] == {"kind": "scratch"} and not step.params["truth_ids"]
+
+
+def test_self_learning_fine_tunes_the_previous_generation_and_stso_atso_start_from_scratch():
+    steps = build_plan(inputs(2, generations=3))
+    trains = by_kind(steps, "train")
+    for step in trains:
+        strategy, generation, plane = step.tags["strategy"], step.tags["generation"], step.params["plane"]
+        init = step.params["init"]
+        if strategy == "self_learning":
+            previous = "supervised/gen0/all" if generation == 1 else f"self_learning/gen{generation - 1}/all"
+            assert init == {"kind": "finetune", "from": previous, "weights": f"models/{previous}/plane_{plane}/model.pt"}
+            assert f"train/{previous}/plane_{plane}" in step.requires
+        else:
+            assert init == {"kind": "scratch"}, step.id
+    # generation 0 is trained once and shared: one M0 per plane, no other gen-0 semi-supervised model
+    assert [s.id for s in trains if s.tags["generation"] == 0 and s.tags["strategy"] != "fully_supervised"] == [
+        f"train/supervised/gen0/all/plane_{p}" for p in "XYZ"
+    ]
+
+
+def test_self_learning_and_stso_label_the_whole_reference_set_with_the_previous_model():
+    steps = build_plan(inputs(2, generations=2))
+    for step in by_kind(steps, "fuse"):
+        if step.tags["strategy"] in ("self_learning", "stso") and step.params["purpose"] == "pseudo":
+            generation = step.tags["labels_of"]
+            teacher = "supervised/gen0/all" if generation == 1 else f"{step.tags['strategy']}/gen{generation - 1}/all"
+            assert step.params["teachers"] == [teacher]
+    for step in by_kind(steps, "train"):
+        if step.tags["strategy"] in ("self_learning", "stso"):
+            assert set(step.params["train_ids"]) == set(LABELED) | {i for f in inputs(2).reference for i in f}
+
+
+def test_layout_paths_are_predictable_and_pseudo_label_paths_are_new_every_generation():
+    steps = build_plan(inputs(2, generations=3))
+    outputs = [s.params["output_dir"] for s in steps if "output_dir" in s.params and s.kind != "evaluate"]
+    assert len(outputs) == len(set(outputs))
+    for step in by_kind(steps, "train"):
+        assert step.params["output_dir"] == f"models/{step.params['model']}/plane_{step.params['plane']}"
+    pseudo = sorted(s.params["output_dir"] for s in by_kind(steps, "fuse") if s.params["purpose"] == "pseudo")
+    assert "pseudo_labels/stso/gen1/fold0" in pseudo and "pseudo_labels/atso/gen4/fold1" in pseudo
+    assert "predictions/atso/gen3/all/test" in outputs and "predictions/atso/gen2/fused/test" in outputs
+    assert steps[-1].id == "report" and len(steps[-1].requires) == len(steps) - 1
+
+
+def test_every_step_comes_after_what_it_reads():
+    steps = build_plan(inputs(3, generations=2))
+    position = {s.id: i for i, s in enumerate(steps)}
+    for step in steps:
+        assert all(position[r] < position[step.id] for r in step.requires), step.id
+
+
+def test_even_votes_have_the_probabilities_that_break_ties():
+    for folds in (2, 3):
+        steps = build_plan(inputs(folds, generations=2))
+        predict = {s.params["output_dir"]: s for s in by_kind(steps, "predict")}
+        for fuse in by_kind(steps, "fuse"):
+            voters = len(fuse.params["sources"])
+            for source in fuse.params["sources"]:
+                assert predict[source].params["save_probability"] == (voters % 2 == 0 and voters > 1), fuse.id
+
+
+def test_fully_supervised_only_when_every_reference_case_has_a_label_and_truth_is_only_evaluated():
+    steps = build_plan(inputs(2))
+    full = [s for s in by_kind(steps, "train") if s.tags["strategy"] == "fully_supervised"]
+    assert len(full) == 3 and all(s.params["truth_ids"] == [i for f in inputs(2).reference for i in f] for s in full)
+    assert not [s for s in build_plan(inputs(2, labeled_reference=False)) if s.tags.get("strategy") == "fully_supervised"]
+    # without reference labels, reference folders are predicted but never evaluated
+    unlabeled = build_plan(inputs(2, labeled_reference=False))
+    assert not [s for s in by_kind(unlabeled, "evaluate") if "fold" in s.params["target"].split("/")[-1]]
+    assert [s for s in by_kind(unlabeled, "evaluate") if s.params["target"].endswith("/test")]
+
+
+def test_no_training_ever_sees_a_test_case():
+    for step in by_kind(build_plan(inputs(3, generations=2)), "train"):
+        assert not set(step.params["train_ids"]) & set(TEST)
+
+
+def test_check_plan_refuses_a_plan_where_a_fold_is_labeled_by_its_own_model():
+    plan = inputs(2, generations=2)
+    steps = copy.deepcopy(build_plan(plan))
+    leaky = next(s for s in steps if s.id == "pseudo/atso/gen2/fold0")
+    leaky.params["teachers"] = ["atso/gen1/fold0"]
+    with pytest.raises(ConfigError, match="trained on them"):
+        check_plan(steps, plan)
+
+
+def test_check_plan_refuses_fine_tuning_chains_that_inherit_a_fold():
+    plan = inputs(2, generations=2)
+    steps = copy.deepcopy(build_plan(plan))
+    # make ATSO's fold-1 model of generation 1 a fine-tune of self-learning (which saw fold 0)
+    for step in steps:
+        if step.kind == "train" and step.params["model"] == "atso/gen1/fold1":
+            step.params["init"] = {"kind": "finetune", "from": "self_learning/gen1/all", "weights": ""}
+    assert "R0_0" in model_training_ids(steps)["atso/gen1/fold1"]
+    with pytest.raises(ConfigError, match="trained on them"):
+        check_plan(steps, plan)
+
+
+def test_plan_needs_two_folds_and_a_labeled_case():
+    with pytest.raises(ConfigError, match="2 reference folds"):
+        build_plan(PlanInputs(["supervised"], 1, ["Z"], LABELED, [["R0"]], TEST, []))
+    with pytest.raises(ConfigError, match="labeled"):
+        build_plan(PlanInputs(["supervised"], 1, ["Z"], [], [["R0"], ["R1"]], TEST, []))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from atso_med.atso import ATSOTrainer, ExperimentConfig
+from atso_med.atso import ATSOTrainer, ExperimentConfig, ExperimentResults
 from atso_med.atso.runner import state_dict_sha256
 from atso_med.atso.trainer import vote_files
 from atso_med.data import PhantomConfig, write_phantom_dataset
@@ -282,3 +282,63 @@ def test_vote_of_model_sets_is_a_majority_with_ties_broken_by_probability(tmp_pa
     (sources[1] / "c_probability.nii.gz").unlink()
     with pytest.raises(ConfigError, match="probabilit"):
         vote_files(sources[:2], "c", tmp_path / "x.nii.gz")
+
+
+def test_results_reader_gives_the_reports_tables_as_rows(finished):
+    results = ExperimentResults(finished.dir)
+    report = json.loads((finished.dir / "reports" / "report.json").read_text())
+    atso = report["strategies"]["atso"]
+    table = results.strategy_table()
+    assert [row["Generation"] for row in table] == ["G0", "G1", "G2", "final"]
+    assert table[1]["ATSO @R"] == atso["generations"]["1"]["reference"]["mean_dsc"]
+    assert table[2]["Self-learning @E"] == report["strategies"]["self_learning"]["generations"]["2"]["test"]["mean_dsc"]
+    assert table[3]["ATSO @E"] == atso["final"]["test"]["mean_dsc"] and table[3]["ATSO @R"] is None
+    folds = results.atso_fold_table()
+    assert folds[2]["M(fold0) @R(fold1)"] == atso["folds"]["2"]["models"]["fold0"]["fold1"]["mean_dsc"]
+    assert folds[1]["updated R_t"] == atso["folds"]["1"]["updated_reference"]["mean_dsc"]
+    final = {row["Strategy"]: row["@E"] for row in results.final_table()}
+    assert final["Fully supervised"] == report["strategies"]["fully_supervised"]["final"]["test"]["mean_dsc"]
+    # report.md is made from the same rows
+    assert all(line in (finished.dir / "reports" / "report.md").read_text() for line in results.markdown(folds).splitlines())
+    assert f"| G1 | {100 * table[1]['Self-learning @R']:.2f} |" in results.markdown(table)
+
+
+def test_results_reader_finds_the_worst_pseudo_labels_of_a_generation(finished):
+    results = ExperimentResults(finished.dir)
+    folders = results.pseudo_label_folders("atso", 1)
+    assert folders == ["pseudo_labels/atso/gen2/fold0", "pseudo_labels/atso/gen2/fold1"]
+    journal = {}
+    for step in finished.plan:
+        if step.kind == "evaluate" and step.params["target"] in folders:
+            journal.update(finished.journal.result(step.id)["dsc"])
+    assert len(journal) == len(finished.data.splits.reference_ids)
+    scores = results.case_scores(folders[0]) + results.case_scores(folders[1])
+    assert {s.case_id: s.dsc for s in scores} == pytest.approx(journal)
+    worst = results.worst_cases(folders, count=2)
+    assert [s.dsc for s in worst] == sorted(journal.values())[:2]
+    assert all(s.prediction.is_file() and s.prediction.parent == finished.dir / s.folder for s in worst)
+    assert results.pseudo_label("self_learning", 1, worst[0].case_id) == finished.dir / f"pseudo_labels/self_learning/gen2/{worst[0].folder.split('/')[-1]}/{worst[0].case_id}.nii.gz"
+    figure = results.overlay(worst[0].case_id, {"ATSO": worst[0].prediction, "M0": results.pseudo_label("atso", 0, worst[0].case_id)})
+    assert len(figure.axes) == 2 and figure.axes[0].get_title().startswith("ATSO\nDSC ")
+
+
+def test_results_reader_refuses_what_is_not_a_finished_experiment(finished, tmp_path):
+    with pytest.raises(ConfigError, match="no experiment folder"):
+        ExperimentResults(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="not an experiment folder"):
+        ExperimentResults(tmp_path)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for name in ("config.yaml", "state.json"):
+        (unfinished / name).write_bytes((finished.dir / name).read_bytes())
+    with pytest.raises(ConfigError, match="no report yet.*--resume"):
+        ExperimentResults(unfinished)
+    results = ExperimentResults(finished.dir)
+    with pytest.raises(ConfigError, match="generation must be in 0..2"):
+        results.pseudo_label_folders("atso", 3)
+    with pytest.raises(ConfigError, match="made no pseudo labels"):
+        results.pseudo_label_folders("supervised", 1)
+    with pytest.raises(ConfigError, match="was not evaluated"):
+        results.case_scores("predictions/atso/gen9/all/test")
+    with pytest.raises(ConfigError, match="not a reference case"):
+        results.pseudo_label("atso", 1, finished.data.splits.test[0])

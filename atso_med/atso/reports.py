@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atso_med.data.nifti import atomic_path, write_text_atomic
+from atso_med.metrics.evaluation import binarize_label
 
 if TYPE_CHECKING:
     from atso_med.atso.trainer import ATSOTrainer
@@ -182,21 +183,118 @@ def _gap(supervised: float | None, strategy: float | None, fully: float | None) 
     return (strategy - supervised) / (fully - supervised)
 
 
-def _pct(result: Mapping[str, Any] | None, metric: str) -> str:
-    value = _value(result, metric)
+def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}"
 
 
-# ---------------------------------------------------------------------------------------------
-# writing
-# ---------------------------------------------------------------------------------------------
+def strategy_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The paper's Table 1 as rows: per generation, each semi-supervised strategy on R and on E.
+
+    Args:
+        report: a report (``reports/report.json``).
+
+    Returns:
+        One dict per generation ``"G0" ... "G<T>"`` and a last ``"final"`` row: ``{"Generation": ...,
+        "<Strategy> @R": DSC or None, "<Strategy> @E": DSC or None, ...}``, DSCs as fractions in the
+        report's metric. ``@R``: the pseudo labels that generation made for the reference set; ``@E``:
+        the test set. The final row has no ``@R``.
+    """
+    metric, strategies = report["metric"], report["strategies"]
+    semi = [s for s in _SEMI if s in strategies]
+    rows = []
+    for t in range(report["generations"] + 1):
+        row: dict[str, Any] = {"Generation": f"G{t}"}
+        for s in semi:
+            generation = strategies[s]["generations"][str(t)]
+            row[f"{NAMES[s]} @R"] = _value(generation["reference"], metric)
+            row[f"{NAMES[s]} @E"] = _value(generation["test"], metric)
+        rows.append(row)
+    if semi:
+        final: dict[str, Any] = {"Generation": "final"}
+        for s in semi:
+            final[f"{NAMES[s]} @R"] = None
+            final[f"{NAMES[s]} @E"] = _value(strategies[s]["final"]["test"], metric)
+        rows.append(final)
+    return rows
+
+
+def final_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Test DSC of every strategy's final model and the share of the supervised gap it closes.
+
+    Args:
+        report: a report (``reports/report.json``).
+
+    Returns:
+        ``{"Strategy", "@E", "gap closed"}`` per strategy (fractions; None where not measured).
+    """
+    metric = report["metric"]
+    return [
+        {
+            "Strategy": NAMES[s],
+            "@E": _value(entry["final"]["test"], metric),
+            "gap closed": entry.get("gap_closed", {}).get(metric),
+        }
+        for s, entry in report["strategies"].items()
+    ]
+
+
+def atso_fold_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The paper's Table 4 as rows: every ATSO fold model on every reference fold and on the test set.
+
+    Args:
+        report: a report (``reports/report.json``) with ATSO.
+
+    Returns:
+        One dict per generation: ``M(fold j) @R(fold k)`` and ``M(fold j) @E`` for every fold model
+        (generation 0: M0 in every column), ``updated R_t`` (the cross-fold pseudo labels that
+        generation made) and ``M_t @E (vote)``; DSCs as fractions. Empty without ATSO.
+    """
+    if "atso" not in report["strategies"]:
+        return []
+    metric, folds = report["metric"], report["folds"]
+    rows = []
+    for t, entry in report["strategies"]["atso"]["folds"].items():
+        models = entry["models"]
+        row: dict[str, Any] = {"Generation": f"G{t}"}
+        for k in range(folds):
+            for j in range(folds):
+                row[f"M(fold{j}) @R(fold{k})"] = _value(models[f"fold{j}"][f"fold{k}"], metric)
+        for j in range(folds):
+            row[f"M(fold{j}) @E"] = _value(models[f"fold{j}"]["test"], metric)
+        row["updated R_t"] = _value(entry["updated_reference"], metric)
+        row["M_t @E (vote)"] = _value(entry["test"], metric)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Rows (as the ``*_rows`` functions give them) as Markdown table lines; DSCs in %, gaps as a share.
+
+    Args:
+        rows: dicts with the same keys; fractions are shown in %, ``None`` as a dash.
+
+    Returns:
+        The table's lines (header, rule, one line per row); no lines for no rows.
+    """
+    if not rows:
+        return []
+    columns = list(rows[0])
+
+    def cell(column: str, value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if column == "gap closed":
+            return "—" if value is None else f"{100 * value:.0f}%"
+        return _pct(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in rows]
+    return lines
 
 
 def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
     """``report.md``: the tables of the report."""
     metric = report["metric"]
-    strategies = report["strategies"]
-    semi = [s for s in _SEMI if s in strategies]
     label = "global DSC (all test cases pooled)" if metric == "global" else "mean DSC over cases"
     cases = report["cases"]
     lines = [
@@ -211,40 +309,19 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
     if notes:
         lines.append("")
     lines += ["## Strategies by generation (@R: pseudo labels of the reference set, @E: test set)", ""]
-    header = "| Generation | " + " | ".join(f"{NAMES[s]} @R | {NAMES[s]} @E" for s in semi) + " |"
-    lines += [header, "|" + "---|" * (1 + 2 * len(semi))]
-    for t in range(report["generations"] + 1):
-        cells = []
-        for s in semi:
-            generation = strategies[s]["generations"][str(t)]
-            cells += [_pct(generation["reference"], metric), _pct(generation["test"], metric)]
-        lines.append(f"| G{t} | " + " | ".join(cells) + " |")
-    if semi:
-        cells = []
-        for s in semi:
-            cells += ["", _pct(strategies[s]["final"]["test"], metric)]
-        lines.append("| final | " + " | ".join(cells) + " |")
-    lines += ["", "## Test DSC of the final models", "", "| Strategy | @E | gap closed |", "|---|---|---|"]
-    for s, entry in strategies.items():
-        gap = entry.get("gap_closed", {}).get(metric)
-        gap_text = "—" if gap is None else f"{100 * gap:.0f}%"
-        lines.append(f"| {NAMES[s]} | {_pct(entry['final']['test'], metric)} | {gap_text} |")
+    table = strategy_rows(report)
+    lines += markdown_table(table) if len(table[0]) > 1 else ["(no semi-supervised strategy in this experiment)"]
+    lines += ["", "## Test DSC of the final models", ""]
+    lines += markdown_table(final_rows(report))
     lines += [
         "",
         "final: self-learning and STSO's last generation; ATSO's model trained on all pseudo labels of its last "
         "generation. gap closed: (strategy - supervised) / (fully supervised - supervised) on the test set.",
     ]
-    if "atso" in strategies:
-        folds = report["folds"]
+    folds = atso_fold_rows(report)
+    if folds:
         lines += ["", "## ATSO fold models (Table 4 layout)", ""]
-        columns = [f"M(fold{j}) @R(fold{k})" for k in range(folds) for j in range(folds)]
-        columns += [f"M(fold{j}) @E" for j in range(folds)] + ["updated R_t", "M_t @E (vote)"]
-        lines += ["| Generation | " + " | ".join(columns) + " |", "|" + "---|" * (1 + len(columns))]
-        for t, entry in strategies["atso"]["folds"].items():
-            cells = [_pct(entry["models"][f"fold{j}"][f"fold{k}"], metric) for k in range(folds) for j in range(folds)]
-            cells += [_pct(entry["models"][f"fold{j}"]["test"], metric) for j in range(folds)]
-            cells += [_pct(entry["updated_reference"], metric), _pct(entry["test"], metric)]
-            lines.append(f"| G{t} | " + " | ".join(cells) + " |")
+        lines += markdown_table(folds)
         lines += ["", "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels."]
     return "\n".join(lines) + "\n"
 
@@ -347,16 +424,55 @@ def _overlay_models(trainer: ATSOTrainer) -> list[tuple[str, str]]:
     return [(title, folder) for title, folder in models if (trainer.dir / folder).is_dir()]
 
 
-def draw_overlays(trainer: ATSOTrainer, out_dir: Path) -> list[Path]:
-    """One PNG per test case (the first ``report.overlay_cases`` with a label): axial slice through
-    the largest cross-section of the truth, truth red, prediction green, overlap yellow."""
+def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[str, np.ndarray]], title: str) -> Any:
+    """Axial slice through the truth's largest cross-section: truth red, each prediction green, overlap yellow.
+
+    Args:
+        image: the case's :class:`~atso_med.data.volume.Volume` (HU, with its affine).
+        truth: the truth mask on the image's grid.
+        predictions: ``(title, mask)`` pairs on the image's grid, one panel each; the panel title
+            gets the mask's DSC.
+        title: the figure's title (the slice is added).
+
+    Returns:
+        A matplotlib ``Figure`` (Agg canvas; no display needed), in radiological view.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from atso_med.data.readers import load_image, load_label, reorient_to_canonical
+    from atso_med.data.readers import reorient_to_canonical
     from atso_med.data.volume import Volume
     from atso_med.metrics.dice import dice_score
     from atso_med.visualize import overlay_rgb
+
+    def canonical(array: np.ndarray) -> np.ndarray:
+        return reorient_to_canonical(Volume(array, image.affine))[0].array
+
+    image_c, truth_c = canonical(image.array), canonical(np.asarray(truth != 0, dtype=np.uint8))
+    k = int(np.argmax(truth_c.sum(axis=(0, 1)))) if truth_c.any() else truth_c.shape[2] // 2
+
+    def axial(volume: np.ndarray) -> np.ndarray:
+        # canonical (RAS) slice in radiological view: anterior up, the patient's right on the left
+        return np.rot90(volume[:, :, k])[:, ::-1]
+
+    figure = Figure(figsize=(2.6 * max(1, len(predictions)), 3.0), facecolor="black")
+    FigureCanvasAgg(figure)
+    axes = np.atleast_1d(figure.subplots(1, max(1, len(predictions))))
+    for ax, (name, mask) in zip(axes, predictions):
+        mask = np.asarray(mask != 0)
+        rgb = overlay_rgb(axial(image_c), axial(truth_c), axial(canonical(mask.astype(np.uint8))))
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(f"{name}\nDSC {100 * dice_score(mask, truth != 0):.1f}%", color="white", fontsize=8)
+        ax.axis("off")
+    figure.suptitle(f"{title}, axial slice {k}: truth red, prediction green, overlap yellow", color="white", fontsize=9)
+    figure.tight_layout(rect=(0, 0, 1, 0.88))
+    return figure
+
+
+def draw_overlays(trainer: ATSOTrainer, out_dir: Path) -> list[Path]:
+    """One PNG per test case (the first ``report.overlay_cases`` with a label), by :func:`overlay_figure`,
+    for M0, each strategy's final model and the upper bound."""
+    from atso_med.data.readers import load_image, load_label
 
     dataset, splits = trainer.data.dataset, trainer.data.splits
     cases = [i for i in splits.test if dataset.case(i).label is not None][: trainer.config.report.overlay_cases]
@@ -365,39 +481,14 @@ def draw_overlays(trainer: ATSOTrainer, out_dir: Path) -> list[Path]:
     for case_id in cases:
         case = dataset.case(case_id)
         volume = load_image(case.image, series_uid=case.series_uid)
-        truth = load_label(case.label, volume) != 0
-        if trainer.config.foreground is not None:
-            truth = np.isin(load_label(case.label, volume), trainer.config.foreground)
-
-        def canonical(array: np.ndarray) -> np.ndarray:
-            return reorient_to_canonical(Volume(array, volume.affine))[0].array
-
-        image_c, truth_c = canonical(volume.array), canonical(truth.astype(np.uint8))
-        k = int(np.argmax(truth_c.sum(axis=(0, 1)))) if truth_c.any() else truth_c.shape[2] // 2
-        panels = []
-        for title, folder in models:
-            file = trainer.dir / folder / f"{case_id}.nii.gz"
-            if not file.is_file():
-                continue
-            prediction = load_label(file, volume) != 0
-            panels.append((f"{title}\nDSC {100 * dice_score(prediction, truth):.1f}%", canonical(prediction.astype(np.uint8))))
-        if not panels:
-            continue
-        figure = Figure(figsize=(2.6 * len(panels), 3.0), facecolor="black")
-        FigureCanvasAgg(figure)
-        axes = np.atleast_1d(figure.subplots(1, len(panels)))
-        def axial(volume: np.ndarray) -> np.ndarray:
-            # canonical (RAS) slice in radiological view: anterior up, the patient's right on the left
-            return np.rot90(volume[:, :, k])[:, ::-1]
-
-        for ax, (title, prediction_c) in zip(axes, panels):
-            rgb = overlay_rgb(axial(image_c), axial(truth_c), axial(prediction_c))
-            ax.imshow(rgb, interpolation="nearest")
-            ax.set_title(title, color="white", fontsize=8)
-            ax.axis("off")
-        figure.suptitle(f"{case_id}, axial slice {k}: truth red, prediction green, overlap yellow", color="white", fontsize=9)
-        figure.tight_layout(rect=(0, 0, 1, 0.88))
-        written.append(_save_figure(figure, out_dir / f"{case_id}.png"))
+        truth = binarize_label(load_label(case.label, volume), trainer.config.foreground)
+        panels = [
+            (title, load_label(trainer.dir / folder / f"{case_id}.nii.gz", volume) != 0)
+            for title, folder in models
+            if (trainer.dir / folder / f"{case_id}.nii.gz").is_file()
+        ]
+        if panels:
+            written.append(_save_figure(overlay_figure(volume, truth, panels, case_id), out_dir / f"{case_id}.png"))
     return written
 
 

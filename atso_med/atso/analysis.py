@@ -1,0 +1,204 @@
+"""Reading an experiment back: its report, the paper's tables, per-case scores and overlays.
+
+For notebooks and scripts that compare strategies after (or during) a run. Nothing here trains or
+predicts: everything comes from the files an experiment folder holds (see
+:mod:`atso_med.atso.trainer` for the layout), and nothing is written.
+
+Example::
+
+    results = ExperimentResults("runs/nih_10pct_fold0")
+    results.strategy_table()                         # Table 1: @R / @E per generation
+    results.atso_fold_table()                        # Table 4: fold models on each fold
+    results.worst_cases(results.pseudo_label_folders("atso", 1), count=3)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from atso_med.atso.config import SEMI_SUPERVISED
+from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, overlay_figure, strategy_rows
+from atso_med.errors import ConfigError
+
+__all__ = ["CaseScore", "ExperimentResults"]
+
+
+@dataclass(frozen=True)
+class CaseScore:
+    """One case of an evaluated folder.
+
+    Attributes:
+        case_id: the case.
+        dsc: its DSC against the truth.
+        folder: the evaluated folder, relative to the experiment (``pseudo_labels/atso/gen2/fold0``).
+        prediction: the scored mask (NIfTI on the case's grid).
+    """
+
+    case_id: str
+    dsc: float
+    folder: str
+    prediction: Path
+
+
+class ExperimentResults:
+    """A finished experiment folder, read back.
+
+    Args:
+        experiment_dir: the experiment's ``output_dir``.
+
+    Raises:
+        ConfigError: the folder does not exist, is not an experiment, or holds no report yet
+            (the message says which, and how to get one).
+    """
+
+    def __init__(self, experiment_dir: str | os.PathLike) -> None:
+        from atso_med.atso.trainer import CONFIG_FILE, JOURNAL_FILE
+
+        self.dir = Path(experiment_dir).expanduser().resolve()
+        if not self.dir.is_dir():
+            raise ConfigError(f"no experiment folder at {self.dir}")
+        if not (self.dir / CONFIG_FILE).is_file() or not (self.dir / JOURNAL_FILE).is_file():
+            raise ConfigError(f"{self.dir} is not an experiment folder ({CONFIG_FILE} and {JOURNAL_FILE} are missing)")
+        report_file = self.dir / "reports" / "report.json"
+        if not report_file.is_file():
+            raise ConfigError(
+                f"{self.dir} holds no report yet ({report_file} is missing): the experiment has not finished; "
+                f"finish it with `atso-med run --config {self.dir / CONFIG_FILE} --resume`"
+            )
+        self.report: dict[str, Any] = json.loads(report_file.read_text())
+
+    @property
+    def strategies(self) -> list[str]:
+        """The strategies in the report, in report order."""
+        return list(self.report["strategies"])
+
+    def strategy_table(self) -> list[dict[str, Any]]:
+        """Table 1: per generation, each semi-supervised strategy's DSC on the reference set and the test set.
+
+        Returns:
+            Rows as :func:`~atso_med.atso.reports.strategy_rows` gives them (DSCs as fractions).
+        """
+        return strategy_rows(self.report)
+
+    def final_table(self) -> list[dict[str, Any]]:
+        """Test DSC of each strategy's final model, and the share of the supervised gap it closes."""
+        return final_rows(self.report)
+
+    def atso_fold_table(self) -> list[dict[str, Any]]:
+        """Table 4: every ATSO fold model on every reference fold and on the test set, per generation.
+
+        Raises:
+            ConfigError: the experiment ran no ATSO.
+        """
+        if "atso" not in self.report["strategies"]:
+            raise ConfigError(f"{self.dir} ran no ATSO (strategies: {', '.join(self.strategies)})")
+        return atso_fold_rows(self.report)
+
+    @staticmethod
+    def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+        """A table's rows as Markdown (DSCs in %), e.g. for ``IPython.display.Markdown``."""
+        return "\n".join(markdown_table(rows)) + "\n"
+
+    def pseudo_label_folders(self, strategy: str, generation: int) -> list[str]:
+        """The folders of the pseudo labels that ``generation`` of ``strategy`` made for the reference set.
+
+        These are what generation ``generation + 1`` trains on (``pseudo_labels/<strategy>/gen<t+1>/fold<k>``);
+        for ATSO each fold's labels come from the fold models that never saw that fold.
+
+        Args:
+            strategy: ``self_learning``, ``stso`` or ``atso``.
+            generation: 0 (M0's labels) to the experiment's last generation.
+
+        Returns:
+            One folder per reference fold, relative to the experiment folder.
+
+        Raises:
+            ConfigError: the strategy did not run, or the generation is out of range.
+        """
+        if strategy not in SEMI_SUPERVISED or strategy not in self.report["strategies"]:
+            raise ConfigError(f"{strategy!r} made no pseudo labels in {self.dir} (strategies: {', '.join(self.strategies)})")
+        if not 0 <= int(generation) <= self.report["generations"]:
+            raise ConfigError(f"generation must be in 0..{self.report['generations']}, got {generation}")
+        return [f"pseudo_labels/{strategy}/gen{int(generation) + 1}/fold{k}" for k in range(self.report["folds"])]
+
+    def pseudo_label(self, strategy: str, generation: int, case_id: str) -> Path:
+        """The pseudo label that ``generation`` of ``strategy`` made for one reference case.
+
+        Raises:
+            ConfigError: as :meth:`pseudo_label_folders`, or the case is not a reference case.
+        """
+        for folder in self.pseudo_label_folders(strategy, generation):
+            path = self.dir / folder / f"{case_id}.nii.gz"
+            if path.is_file():
+                return path
+        raise ConfigError(f"no pseudo label of {case_id!r} from {strategy} generation {generation} in {self.dir}: not a reference case?")
+
+    def case_scores(self, folder: str) -> list[CaseScore]:
+        """Per-case DSC of one evaluated folder (a prediction or pseudo-label folder of the experiment).
+
+        Args:
+            folder: relative to the experiment, e.g. ``predictions/atso/gen1/fused/test``.
+
+        Returns:
+            The scores, in the order of the evaluation.
+
+        Raises:
+            ConfigError: the folder was not evaluated (no truth, or not part of the plan).
+        """
+        table = self.dir / "reports" / "evaluations" / folder / "per_case.csv"
+        if not table.is_file():
+            raise ConfigError(f"{folder} was not evaluated in {self.dir} (no {table})")
+        with table.open(newline="") as handle:
+            return [
+                CaseScore(row["id"], float(row["dsc"]), folder, self.dir / folder / f"{row['id']}.nii.gz")
+                for row in csv.DictReader(handle)
+            ]
+
+    def worst_cases(self, folders: str | Sequence[str], count: int = 3) -> list[CaseScore]:
+        """The lowest-DSC cases of one or several evaluated folders.
+
+        Args:
+            folders: one folder or several (e.g. every reference fold of a generation).
+            count: how many cases.
+
+        Returns:
+            Up to ``count`` scores, worst first.
+        """
+        folders = [folders] if isinstance(folders, str) else list(folders)
+        scores = [score for folder in folders for score in self.case_scores(folder)]
+        return sorted(scores, key=lambda score: (score.dsc, score.case_id))[: max(0, int(count))]
+
+    def overlay(self, case_id: str, masks: Mapping[str, str | os.PathLike]) -> Any:
+        """A figure of one case: truth red, each mask green (one panel each), overlap yellow.
+
+        Args:
+            case_id: a case of the experiment's data set that has a label.
+            masks: panel title -> mask file (a prediction or pseudo label on the case's grid).
+
+        Returns:
+            A matplotlib ``Figure`` (see :func:`~atso_med.atso.reports.overlay_figure`).
+
+        Raises:
+            DatasetError: the case is not in the experiment's data set.
+            ConfigError: the case has no label.
+        """
+        from atso_med.atso.config import ExperimentConfig
+        from atso_med.atso.data import load_experiment_data
+        from atso_med.atso.trainer import CONFIG_FILE
+        from atso_med.data.readers import load_image, load_label
+        from atso_med.metrics.evaluation import binarize_label
+
+        config = ExperimentConfig.load(self.dir / CONFIG_FILE)
+        case = load_experiment_data(config, self.dir).dataset.case(case_id)
+        if case.label is None:
+            raise ConfigError(f"case {case_id} has no label to compare with")
+        image = load_image(case.image, series_uid=case.series_uid)
+        truth = binarize_label(load_label(case.label, image), config.foreground)
+        panels = [(title, load_label(path, image) != 0) for title, path in masks.items()]
+        return overlay_figure(image, truth, panels, case_id)

@@ -791,15 +791,18 @@ def _output_to(log_file: Path) -> Iterator[None]:
 
     File descriptors 1 and 2 are redirected, so handlers created earlier that hold the original
     streams are caught as well; the progress bar writes to its own duplicate of the terminal.
+    ``sys.stdout`` / ``sys.stderr`` are replaced too: in Jupyter they are not file descriptor 1 and 2
+    but the kernel's streams, and the bundle's log handlers, created inside, would write to the notebook.
     """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(log_file, "ab") as log:
+    with open(log_file, "ab") as log, open(log_file, "a", encoding="utf-8", buffering=1) as text:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -17,7 +17,10 @@ Examples::
     python benchmarks/bench_atso.py --seeds 0 1 2 3 4 --generations 3 --iterations 2000 --devices cuda:0 cuda:1
 
 The default grid is meant for a GPU; ``--quick`` is CPU-sized and its numbers only show that the
-pipeline runs (the tiny RSTN barely learns in a few hundred iterations).
+pipeline runs (the tiny RSTN barely learns in a few hundred iterations). With one generation, as in
+``--quick``, ATSO's final model is STSO's generation 1 by construction (Algorithm 1, line 8: the final
+model trains on the pseudo labels generation T trained on, which for T = 1 are M0's), so only
+``--generations 2`` or more can separate them.
 """
 
 from __future__ import annotations

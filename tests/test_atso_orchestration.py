@@ -342,3 +342,11 @@ def test_results_reader_refuses_what_is_not_a_finished_experiment(finished, tmp_
         results.case_scores("predictions/atso/gen9/all/test")
     with pytest.raises(ConfigError, match="not a reference case"):
         results.pseudo_label("atso", 1, finished.data.splits.test[0])
+
+
+def test_with_one_generation_atso_final_is_stso_generation_one_and_the_report_says_so(dataset_file, tmp_path):
+    trainer = run(dataset_file, tmp_path / "experiment", generations=1)
+    for plane in "XYZ":
+        atso_final = trainer.journal.result(f"train/atso/gen1/all/plane_{plane}")["model_sha256"]
+        assert atso_final == trainer.journal.result(f"train/stso/gen1/all/plane_{plane}")["model_sha256"]
+    assert "ATSO's final model is STSO's generation 1" in (trainer.dir / "reports" / "report.md").read_text()

@@ -500,6 +500,12 @@ def write_reports(trainer: ATSOTrainer) -> dict[str, Any]:
     notes = []
     if "fully_supervised" in report["strategies"] and not report["strategies"]["fully_supervised"]["trained"]:
         notes.append("Fully supervised: not trained (some reference cases have no label).")
+    if report["generations"] == 1 and {"stso", "atso"} <= set(report["strategies"]):
+        notes.append(
+            "With one generation, ATSO's final model is STSO's generation 1: both train from the same initial "
+            "weights on the labeled cases plus M0's pseudo labels of the whole reference set (Algorithm 1, line 8). "
+            "Run two generations or more to compare them."
+        )
     report["files"] = {
         "json": str(out / "report.json"),
         "csv": str(out / "report.csv"),

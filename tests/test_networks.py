@@ -17,6 +17,7 @@ from atso_med.networks import (
     box_from_mask,
     build_rstn,
     initialize_rstn,
+    load_state_file,
     parameter_groups,
     sample_training_margins,
 )
@@ -481,3 +482,15 @@ def test_forward_returns_coarse_and_fine_stacked_on_channels():
         parts = model.forward_parts(image, label, mode="I", margins=2)
     assert stacked.shape == (2, 6, 20, 22)
     assert torch.equal(stacked[:, :3], parts.coarse) and torch.equal(stacked[:, 3:], parts.fine)
+
+
+def test_own_model_and_checkpoint_files_load_as_weights(tmp_path):
+    # model.pt and checkpoint_*.pt of a training keep the network under "network", beside
+    # non-tensor entries; a fine-tuning starts from such a file directly.
+    src = micro_rstn(seed=1)
+    path = tmp_path / "model.pt"
+    torch.save({"network": src.state_dict(), "config": {"plane": "Z", "preset": "tiny"}, "iteration": 7, "selected": "last"}, path)
+    state = load_state_file(path)
+    assert state.keys() == src.state_dict().keys()
+    dst = initialize_rstn(build_rstn("tiny", **MICRO), seed=2, weights_file=path)
+    assert all(torch.equal(v, dst.state_dict()[k]) for k, v in src.state_dict().items())

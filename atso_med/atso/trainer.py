@@ -393,7 +393,7 @@ class ATSOTrainer:
         init = step.params["init"]
         init_file = None
         if init["kind"] == "finetune":
-            init_file = out / "initial_weights.pt"
+            init_file = self.dir / init["weights"]  # the teacher's model.pt
         elif training.init_weights is not None:
             init_file = Path(training.init_weights)
         overrides: dict[str, Any] = {
@@ -448,7 +448,7 @@ class ATSOTrainer:
         return overrides
 
     def _prepare_training(self, step: Step) -> None:
-        """Data list, a clean output folder, and the teacher's weights for a fine-tuning."""
+        """Data list and a clean output folder."""
         from atso_med.engines.training import latest_checkpoint
 
         out = self.dir / step.params["output_dir"]
@@ -459,11 +459,6 @@ class ATSOTrainer:
             if out.exists():
                 shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        if step.params["init"]["kind"] == "finetune":
-            from atso_med.engines.training import load_checkpoint, save_model_atomic
-
-            teacher = load_checkpoint(self.dir / step.params["init"]["weights"])
-            save_model_atomic(teacher["network"], out / "initial_weights.pt")
 
     def _write_training_datalist(self, step: Step) -> Path:
         from atso_med.data.datalist import write_datalist
@@ -512,7 +507,6 @@ class ATSOTrainer:
             for checkpoint in out.glob("checkpoint_*.pt"):
                 checkpoint.unlink()
             (out / "model_best.pt").unlink(missing_ok=True)
-        (out / "initial_weights.pt").unlink(missing_ok=True)
         record = {
             "step": step.id,
             "model": step.params["model"],

@@ -53,8 +53,9 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         path: local file written by ``torch.save``.
 
     Returns:
-        The state dict, unwrapped from ``{"state_dict": ...}``/``{"model": ...}`` and without
-        a ``"module."`` prefix.
+        The state dict, unwrapped from atso-med's own ``model.pt`` and checkpoints
+        (``{"network": ..., "config": ...}``) or from ``{"state_dict": ...}``/``{"model": ...}``,
+        and without a ``"module."`` prefix.
 
     Raises:
         ConfigError: if the file is missing, unreadable or not a dict of tensors.
@@ -67,8 +68,9 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
         raise ConfigError(f"cannot read weights file {path}: {exc}") from exc
     if isinstance(obj, Mapping):
-        for wrapper in ("state_dict", "model"):
-            if wrapper in obj and isinstance(obj[wrapper], Mapping) and len(obj) <= 2:
+        # A state dict's values are tensors: a mapping under one of these keys is the wrapped one.
+        for wrapper in ("network", "state_dict", "model"):
+            if wrapper in obj and isinstance(obj[wrapper], Mapping):
                 obj = obj[wrapper]
                 break
     if not isinstance(obj, Mapping) or not obj:

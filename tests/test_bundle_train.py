@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
@@ -227,3 +228,27 @@ def test_multi_gpu_overlay_runs_under_torchrun_on_cpu(phantom_datalist, tmp_path
     assert (out / "checkpoint_iteration=4.pt").is_file() and (out / "model.pt").is_file()
     saved = torch.load(out / "checkpoint_iteration=4.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in saved["network"])  # DDP wrapper not leaked into checkpoints
+
+
+@pytest.mark.parametrize("long_axis_spacing", [None, 1.25])
+def test_long_axis_spacing_key_resamples_image_and_label_before_slicing(phantom_items, long_axis_spacing):
+    from monai.bundle import ConfigParser
+
+    from atso_med.transforms import long_axis_slices
+
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser["long_axis_spacing"] = long_axis_spacing
+    preprocessing = parser.get_parsed_content("preprocessing")
+    item = phantom_items[0]
+    data = preprocessing({"image": item["image"], "label": item["label"]})
+    original = data["image_meta"].get("long_axis_spacing", {}).get("original_slices", data["image"].shape[-1])
+    spacing = float(np.linalg.norm(np.asarray(data["image_meta"]["canonical_affine"])[:3, 2]))
+    if long_axis_spacing is None:
+        assert "long_axis_spacing" not in data["image_meta"]
+    else:
+        record = data["image_meta"]["long_axis_spacing"]
+        assert data["image"].shape[-1] == long_axis_slices(original, record["original_spacing_mm"], 1.25) != original
+        assert spacing == pytest.approx(record["spacing_mm"]) and abs(spacing - 1.25) < 0.1
+    assert data["label"].shape == data["image"].shape
+    assert set(np.unique(np.asarray(data["label"]))) <= {0, 1}  # labels by nearest neighbour, never blended

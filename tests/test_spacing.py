@@ -137,3 +137,11 @@ def test_dictionary_form_resamples_image_and_label_and_inverts_the_geometry():
 
     with pytest.raises(ConfigError, match="canonical_affine"):
         t({"image": label})
+
+
+def test_dictionary_form_without_a_target_is_the_identity_both_ways():
+    data = {"image": np.zeros((4, 4, 5), np.float32), "image_meta": {"canonical_affine": np.diag([1.0, 1.0, 2.5, 1.0])}}
+    t = LongAxisSpacingd(["image"], None)
+    out = t(data)
+    assert out["image"] is data["image"] and "long_axis_spacing" not in out["image_meta"]
+    assert t.inverse(out)["image"] is data["image"]

@@ -9,7 +9,7 @@ whole-volume predictor, journaled in ``state.json`` so that a killed run resumes
 """
 
 from atso_med.atso.analysis import CaseScore, ExperimentResults
-from atso_med.atso.config import STRATEGIES, ExperimentConfig, InferenceSettings, TrainingConfig
+from atso_med.atso.config import STRATEGIES, ExperimentConfig, TrainingConfig
 from atso_med.atso.strategies import ModelRef, PlanInputs, Step, build_plan, check_plan
 from atso_med.atso.trainer import ATSOTrainer
 
@@ -18,7 +18,6 @@ __all__ = [
     "CaseScore",
     "ExperimentConfig",
     "ExperimentResults",
-    "InferenceSettings",
     "ModelRef",
     "PlanInputs",
     "STRATEGIES",

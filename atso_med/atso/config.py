@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from atso_med.errors import ConfigError
+from atso_med.inferers.volume import InferenceConfig
 
 #: Strategies in report order. ``supervised`` is generation 0 (M0, labeled cases only) and is
 #: always trained, since every other semi-supervised strategy starts from it.
@@ -206,43 +207,26 @@ class TrainingConfig:
 _TRAINING_KEYS_SET_BY_TRAINER = frozenset({"datalist", "output_dir", "plane", "init_weights", "resume", "device"})
 
 
-@dataclass
-class InferenceSettings:
-    """Whole-volume coarse-to-fine inference of pseudo labels and test predictions.
+#: Keys of an experiment's ``inference`` section: the inferer's settings, except the per-call
+#: ``keep_round_masks`` (the trainer writes masks to files, never keeps rounds in memory).
+_INFERENCE_KEYS = tuple(f.name for f in fields(InferenceConfig) if f.name != "keep_round_masks")
 
-    Attributes mirror :class:`atso_med.inferers.volume.InferenceConfig` (the reference's testing:
-    up to 10 fine rounds, stop at inter-round DSC 0.99, margin 20, majority fusion of the planes).
+
+def _inference_config(data: Any, where: str) -> InferenceConfig:
+    """The experiment's whole-volume inference settings (pseudo labels and test predictions).
+
+    Raises:
+        ConfigError: not a mapping, an unknown key, or a value the inferer refuses.
     """
-
-    rounds: int = 10
-    stop_dsc: float = 0.99
-    margin: int = 20
-    threshold: float = 0.5
-    fusion: str = "majority"
-    batch_size: int = 8
-    amp: bool = True
-    cleanup: bool = True
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "inference") -> InferenceSettings:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise _fail(where, "expected a mapping")
-        _check_keys(data, tuple(f.name for f in fields(cls)), where)
-        settings = cls(**dict(data))
-        settings.to_inference_config()  # the inferer's own checks, before any work
-        return settings
-
-    def to_inference_config(self):
-        """The :class:`~atso_med.inferers.volume.InferenceConfig` these settings describe.
-
-        Raises:
-            ConfigError: a value the inferer refuses.
-        """
-        from atso_med.inferers.volume import InferenceConfig
-
-        return InferenceConfig(**asdict(self))
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise _fail(where, "expected a mapping")
+    _check_keys(data, _INFERENCE_KEYS, where)
+    try:
+        return InferenceConfig(**dict(data))
+    except ConfigError as err:
+        raise _fail(where, str(err)) from None
 
 
 @dataclass
@@ -393,7 +377,7 @@ class ExperimentConfig:
     devices: list[str] = field(default_factory=lambda: ["auto"])
     long_axis_spacing: float | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     report: ReportSettings = field(default_factory=ReportSettings)
     source: Path | None = None
 
@@ -473,7 +457,7 @@ class ExperimentConfig:
         if data.get("long_axis_spacing") is not None:
             config.long_axis_spacing = _float(data["long_axis_spacing"], f"{where}.long_axis_spacing", positive=True)
         config.training = TrainingConfig.from_dict(data.get("training"), base, f"{where}.training")
-        config.inference = InferenceSettings.from_dict(data.get("inference"), f"{where}.inference")
+        config.inference = _inference_config(data.get("inference"), f"{where}.inference")
         config.report = ReportSettings.from_dict(data.get("report"), f"{where}.report")
         if config.training.init_seed is None:
             config.training.init_seed = config.seed
@@ -486,6 +470,10 @@ class ExperimentConfig:
         return config
 
     # ------------------------------------------------------------------ output
+
+    def inference_settings(self) -> dict[str, Any]:
+        """The ``inference`` section as plain values: also the inference bundle's overrides."""
+        return {key: getattr(self.inference, key) for key in _INFERENCE_KEYS}
 
     def resolved(self) -> dict[str, Any]:
         """Every setting with defaults filled in and absolute paths: the content of ``config.yaml``."""
@@ -514,7 +502,7 @@ class ExperimentConfig:
             "devices": self.devices,
             "long_axis_spacing": self.long_axis_spacing,
             "training": asdict(self.training),
-            "inference": asdict(self.inference),
+            "inference": self.inference_settings(),
             "report": asdict(self.report),
         }
         return plain(data)

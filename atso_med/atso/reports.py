@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.data.nifti import atomic_path, write_text_atomic
 from atso_med.metrics.evaluation import binarize_label
 
@@ -46,7 +47,6 @@ NAMES = {
     "atso": "ATSO",
 }
 _COLOURS = {"supervised": "#555555", "fully_supervised": "#000000", "self_learning": "#1f77b4", "stso": "#ff7f0e", "atso": "#2ca02c"}
-_SEMI = ("self_learning", "stso", "atso")
 
 
 def pool(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -103,7 +103,7 @@ def collect(trainer: ATSOTrainer) -> dict[str, Any]:
     fully = evaluations.get("predictions/fully_supervised/gen0/all/test")
     if "fully_supervised" in config.strategies:
         strategies["fully_supervised"] = {"final": {"test": fully}, "trained": fully is not None or _planned(trainer, "fully_supervised")}
-    for strategy in _SEMI:
+    for strategy in SEMI_SUPERVISED:
         if strategy not in config.strategies:
             continue
         generations = {}
@@ -121,7 +121,7 @@ def collect(trainer: ATSOTrainer) -> dict[str, Any]:
         if strategy == "atso":
             entry["folds"] = _atso_folds(evaluations, K, T, m0)
         strategies[strategy] = entry
-    for strategy in _SEMI:
+    for strategy in SEMI_SUPERVISED:
         if strategy in strategies:
             strategies[strategy]["gap_closed"] = {
                 metric: _gap(_value(m0_test, metric), _value(strategies[strategy]["final"]["test"], metric), _value(fully, metric))
@@ -200,7 +200,7 @@ def strategy_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         the test set. The final row has no ``@R``.
     """
     metric, strategies = report["metric"], report["strategies"]
-    semi = [s for s in _SEMI if s in strategies]
+    semi = [s for s in SEMI_SUPERVISED if s in strategies]
     rows = []
     for t in range(report["generations"] + 1):
         row: dict[str, Any] = {"Generation": f"G{t}"}
@@ -389,7 +389,7 @@ def plot_progress(report: Mapping[str, Any], path: Path) -> Path:
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 2)
     for ax, measure, title in ((axes[0], "reference", "reference set (@R, pseudo labels)"), (axes[1], "test", "test set (@E)")):
-        for strategy in _SEMI:
+        for strategy in SEMI_SUPERVISED:
             if strategy not in strategies:
                 continue
             values = [_value(strategies[strategy]["generations"][str(t)][measure], metric) for t in range(T + 1)]
@@ -417,7 +417,7 @@ def _overlay_models(trainer: ATSOTrainer) -> list[tuple[str, str]]:
     """(title, prediction folder of the test set) for M0, each final model and the upper bound."""
     config, T = trainer.config, trainer.config.generations
     models = [("M0", "predictions/supervised/gen0/all/test")]
-    for strategy in _SEMI:
+    for strategy in SEMI_SUPERVISED:
         if strategy in config.strategies and T >= 1:
             models.append((f"{NAMES[strategy]} final", f"predictions/{strategy}/gen{T}/all/test"))
     models.append(("Fully supervised", "predictions/fully_supervised/gen0/all/test"))

@@ -79,7 +79,7 @@ class BundlePredictor:
     """
 
     def __init__(self, config: ExperimentConfig, device: str) -> None:
-        self.inference = config.inference.to_inference_config()
+        self.inference = config.inference
         self.long_axis_spacing = config.long_axis_spacing
         self.device = device
 
@@ -196,8 +196,6 @@ class ATSOTrainer:
                 self.notes.append(
                     f"fully_supervised is skipped: {len(unlabeled)} reference case(s) have no label (e.g. {unlabeled[0]})"
                 )
-        if self.config.long_axis_spacing is not None:
-            _require_long_axis_transform()
         self.plan = build_plan(
             PlanInputs(
                 strategies=config.strategies,
@@ -432,18 +430,7 @@ class ATSOTrainer:
                 "lr": "@lr_fine",
             }
         if config.long_axis_spacing is not None:
-            # train.json has no long-axis key: the preprocessing is given whole, with the
-            # resampling between loading and windowing (labels by nearest neighbour).
-            overrides["preprocessing#transforms"] = [
-                {"_target_": "atso_med.transforms.LoadCTd", "foreground": "@foreground"},
-                {
-                    "_target_": "atso_med.transforms.LongAxisSpacingd",
-                    "keys": ["image", "label"],
-                    "target_mm": config.long_axis_spacing,
-                    "mode": ["linear", "nearest"],
-                },
-                {"_target_": "atso_med.transforms.HUWindowd", "keys": "image", "a_min": "$@hu_window[0]", "a_max": "$@hu_window[1]"},
-            ]
+            overrides["long_axis_spacing"] = config.long_axis_spacing
         overrides.update(training.overrides)
         return overrides
 
@@ -579,20 +566,12 @@ class ATSOTrainer:
         datalist = self.dir / "datalists" / f"{params['set']}.json"
         model_dir = self.dir / params["model_dir"]
         out = self.dir / params["output_dir"]
-        inference = self.config.inference
         overrides = {
             "input": str(datalist),
             "datalist_key": "testing",
             "model_dir": str(model_dir),
             "output_dir": str(out),
-            "rounds": inference.rounds,
-            "stop_dsc": inference.stop_dsc,
-            "margin": inference.margin,
-            "threshold": inference.threshold,
-            "fusion": inference.fusion,
-            "batch_size": inference.batch_size,
-            "amp": inference.amp,
-            "cleanup": inference.cleanup,
+            **self.config.inference_settings(),
             "save_probability": params["save_probability"],
             "device": self.devices[0],
         }
@@ -770,13 +749,6 @@ def plan_digest(steps: Sequence[Step]) -> str:
     """Digest of a plan: a journal only resumes the plan it was written for."""
     text = json.dumps([s.to_dict() for s in steps], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _require_long_axis_transform() -> None:
-    try:
-        from atso_med.transforms import LongAxisSpacingd  # noqa: F401
-    except ImportError:
-        raise ConfigError("long_axis_spacing needs atso_med.transforms.LongAxisSpacingd, which is not installed") from None
 
 
 @contextlib.contextmanager

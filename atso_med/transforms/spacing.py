@@ -220,7 +220,8 @@ class LongAxisSpacingd(MapTransform):
 
     Args:
         keys: keys to resample (images and labels).
-        target_mm: wanted slice spacing (mm).
+        target_mm: wanted slice spacing (mm); ``None`` turns the transform into the identity
+            (both ways), so a pipeline can carry it with the option off.
         mode: interpolation per key (one value for all, or one per key); default ``linear`` for
             every key. Use ``nearest`` for labels.
         meta_key: key of the geometry dict.
@@ -230,13 +231,13 @@ class LongAxisSpacingd(MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        target_mm: float,
+        target_mm: float | None,
         mode: str | Sequence[str] = "linear",
         meta_key: str = "image_meta",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.spacing = LongAxisSpacing(target_mm)
+        self.spacing = None if target_mm is None else LongAxisSpacing(target_mm)
         modes = [mode] * len(self.keys) if isinstance(mode, str) else list(mode)
         if len(modes) != len(self.keys):
             raise ConfigError(f"LongAxisSpacingd: {len(self.keys)} keys but {len(modes)} modes")
@@ -254,6 +255,8 @@ class LongAxisSpacingd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        if self.spacing is None:
+            return d
         meta = self._meta(d)
         affine = np.asarray(meta["canonical_affine"], dtype=np.float64)
         spacing = float(np.linalg.norm(affine[:3, 2]))
@@ -293,6 +296,8 @@ class LongAxisSpacingd(MapTransform):
             ConfigError: when the data was not resampled by this transform.
         """
         d = dict(data)
+        if self.spacing is None:
+            return d
         meta = self._meta(d)
         record = meta.get("long_axis_spacing")
         if not isinstance(record, Mapping):

@@ -252,3 +252,25 @@ def test_long_axis_spacing_key_resamples_image_and_label_before_slicing(phantom_
         assert spacing == pytest.approx(record["spacing_mm"]) and abs(spacing - 1.25) < 0.1
     assert data["label"].shape == data["image"].shape
     assert set(np.unique(np.asarray(data["label"]))) <= {0, 1}  # labels by nearest neighbour, never blended
+
+
+def test_initialize_workflow_keeps_monai_logging_notice_out_of_the_callers_output(phantom_datalist, tmp_path):
+    import logging
+
+    from atso_med.engines.workflow import initialize_workflow
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    monai_logger = logging.getLogger("monai.bundle.workflows")
+    monai_logger.addHandler(handler)
+    try:
+        _workflow(phantom_datalist, tmp_path / "direct", iterations=1)  # MONAI's own: the notice shows
+        assert any(m.startswith("Logging file is set to False") for m in seen)
+        seen.clear()
+        settings = {**FAST, "datalist": str(phantom_datalist), "output_dir": str(tmp_path / "run"), "iterations": 1}
+        workflow = initialize_workflow(config_files("train"), settings)
+    finally:
+        monai_logger.removeHandler(handler)
+    assert not any(m.startswith("Logging file is set to False") for m in seen)
+    assert workflow.parser.get_parsed_content("iterations") == 1

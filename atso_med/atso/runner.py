@@ -65,23 +65,11 @@ def run_training(configs: Sequence[str], overrides: Mapping[str, Any]) -> dict[s
         AtsoMedError: a bad configuration (unwrapped from MONAI's "Failed to evaluate" errors).
         ConfigError: missing bundle properties or no ``model.pt`` written.
     """
-    from monai.bundle import ConfigWorkflow
-
-    from atso_med.engines.workflow import user_errors
+    from atso_med.engines.workflow import initialize_workflow, user_errors
 
     start = time.perf_counter()
-    workflow = ConfigWorkflow(
-        config_file=list(configs),
-        meta_file=str(Path(configs[0]).parent / "metadata.json"),
-        logging_file=False,
-        workflow_type="train",
-        **dict(overrides),
-    )
+    workflow = initialize_workflow(configs, overrides, "train")
     with user_errors():
-        workflow.initialize()
-        missing = workflow.check_properties()
-        if missing:
-            raise ConfigError(f"the training bundle lacks required properties: {missing}")
         # initialize() built the trainer and so the network, with its initial weights (a
         # checkpoint, if resumed, loads only when the run starts).
         network = workflow.parser.get_parsed_content("network")

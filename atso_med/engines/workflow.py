@@ -65,6 +65,51 @@ def user_errors():
         raise cause from None
 
 
+def _not_the_logging_file_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Logging file is set to False")
+
+
+def initialize_workflow(configs: Sequence[str], overrides: Mapping[str, object], workflow_type: str = "train"):
+    """The bundle's workflow, initialised and checked for the properties MONAI requires.
+
+    The bundle's ``logging.conf`` is not applied: it would replace the logging of the caller (the
+    command line, a notebook, an experiment's log file). MONAI's notice that it is skipped is
+    dropped for the same reason: it would appear once per training.
+
+    Args:
+        configs: config files, later ones overlaid on earlier ones.
+        overrides: top-level keys to override (``{"plane": "Z", "iterations": 100}``).
+        workflow_type: ``"train"`` or ``"infer"``.
+
+    Returns:
+        The initialised ``monai.bundle.ConfigWorkflow``, ready to ``run()``.
+
+    Raises:
+        AtsoMedError: a bad configuration (unwrapped from MONAI's "Failed to evaluate" errors).
+        ConfigError: when MONAI reports required bundle properties missing.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    monai_logger = logging.getLogger("monai.bundle.workflows")
+    monai_logger.addFilter(_not_the_logging_file_notice)
+    try:
+        workflow = ConfigWorkflow(
+            config_file=list(configs),
+            meta_file=str(Path(configs[0]).parent / "metadata.json"),
+            logging_file=False,
+            workflow_type=workflow_type,
+            **dict(overrides),
+        )
+    finally:
+        monai_logger.removeFilter(_not_the_logging_file_notice)
+    with user_errors():
+        workflow.initialize()
+        missing = workflow.check_properties()
+    if missing:
+        raise ConfigError(f"the bundle's {workflow_type} workflow lacks required properties: {missing}")
+    return workflow
+
+
 def run_workflow(configs: Sequence[str], overrides: Mapping[str, object], workflow_type: str = "train"):
     """Run a bundle workflow in this process and return it (its engines' states stay readable).
 
@@ -77,23 +122,12 @@ def run_workflow(configs: Sequence[str], overrides: Mapping[str, object], workfl
         The finished ``monai.bundle.ConfigWorkflow``.
 
     Raises:
+        AtsoMedError: a bad configuration.
         ConfigError: when MONAI reports required bundle properties missing.
     """
-    from monai.bundle import ConfigWorkflow
-
     logging.getLogger(__name__).info("equivalent command: %s", bundle_command(configs, overrides))
-    workflow = ConfigWorkflow(
-        config_file=list(configs),
-        meta_file=str(Path(configs[0]).parent / "metadata.json"),
-        logging_file=False,
-        workflow_type=workflow_type,
-        **dict(overrides),
-    )
+    workflow = initialize_workflow(configs, overrides, workflow_type)
     with user_errors():
-        workflow.initialize()
-        missing = workflow.check_properties()
-        if missing:
-            raise ConfigError(f"the bundle lacks required properties: {missing}")
         workflow.run()
         workflow.finalize()
     return workflow

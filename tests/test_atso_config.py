@@ -17,16 +17,32 @@ def minimal(**extra) -> dict:
     return {"output_dir": "out", "dataset": "data/dataset.json", **extra}
 
 
-def test_documented_example_loads_with_the_papers_setting():
-    config = ExperimentConfig.load(EXAMPLE)
+def test_documented_example_loads_with_the_papers_setting(tmp_path):
+    # The paper's recipe needs the user's own FCN-8s weights file, at the path the example names.
+    example = tmp_path / "examples" / "experiment.yaml"
+    example.parent.mkdir()
+    example.write_text(EXAMPLE.read_text())
+    weights = tmp_path / yaml.safe_load(EXAMPLE.read_text())["training"]["init_weights"].replace("../", "")
+    weights.parent.mkdir()
+    weights.write_bytes(b"")
+    config = ExperimentConfig.load(example)
     assert config.strategies == ["supervised", "fully_supervised", "self_learning", "stso", "atso"]
     assert config.generations == 5 and config.folds == 2 and config.planes == ["X", "Y", "Z"]
     training = config.training
-    assert (training.preset, training.iterations, training.optimizer) == ("full", 80000, "sgd")
+    assert (training.recipe, training.preset, training.iterations, training.optimizer) == ("paper", "full", 80000, "sgd")
     assert (training.lr_coarse, training.lr_fine, training.momentum) == (1e-5, 1e-4, 0.99)
     assert config.inference.rounds == 10 and config.inference.fusion == "majority"
     # relative paths are resolved against the file's folder
-    assert config.dataset == (EXAMPLE.parent / "../data/nih/dataset.json").resolve()
+    assert config.dataset == (example.parent / "../data/nih/dataset.json").resolve()
+    assert config.training.init_weights == weights.resolve()
+    # without the weights file the paper's recipe is refused, naming the way out
+    weights.unlink()
+    with pytest.raises(ConfigError, match="file not found"):
+        ExperimentConfig.load(example)
+    settings = yaml.safe_load(example.read_text())
+    settings["training"]["init_weights"] = None
+    with pytest.raises(ConfigError, match="training.recipe: the 'paper' recipe"):
+        ExperimentConfig.from_dict(settings, base=example.parent)
     # every key of the example is documented by a comment in the file itself
     text = EXAMPLE.read_text()
     for key in ExperimentConfig.from_dict(minimal(), base=EXAMPLE.parent).resolved():
@@ -58,7 +74,8 @@ def test_resolved_config_round_trips(tmp_path):
         (minimal(devices=["tpu"]), "device"),
         (minimal(devices=["auto", "cpu"]), "'auto' cannot be combined"),
         (minimal(training={"optimizer": "rmsprop"}), "training.optimizer"),
-        (minimal(training={"preset": "huge"}), "unknown preset"),
+        (minimal(training={"preset": "huge"}), "training.preset: unknown preset"),
+        (minimal(training={"recipe": "fancy"}), "training.recipe: unknown training recipe"),
         (minimal(training={"iterations": 0}), "training.iterations.*>= 1"),
         (minimal(training={"stage_fractions": [0.5, 0.6, 0.1]}), "stage_fractions"),
         (minimal(training={"overrides": {"plane": "X"}}), "set by the ATSO trainer"),

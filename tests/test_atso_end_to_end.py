@@ -183,17 +183,20 @@ def test_bundle_config_runs_the_whole_experiment(phantom, tmp_path):
 
 
 def test_trainings_run_concurrently_in_worker_processes_when_several_devices_are_given(phantom, tmp_path):
-    settings = semi_supervised(phantom, tmp_path / "run", strategies=["supervised"], generations=0, planes=["Y", "Z"], devices=["cpu", "cpu"])
+    settings = semi_supervised(phantom, tmp_path / "run", strategies=["supervised"], generations=0, planes=["X", "Y", "Z"], devices=["cpu", "cpu"])
     config = write_experiment(tmp_path / "experiment.yaml", **settings)
     assert main(["run", "--config", str(config), "--no-progress"]) == 0
     log = (tmp_path / "run" / "log.txt").read_text()
-    assert log.count("(worker, CUDA_VISIBLE_DEVICES=)") == 2
-    starts = [line for line in log.splitlines() if "(worker" in line]
+    starts = [line for line in log.splitlines() if " INFO train train/" in line and "(worker " in line]
+    assert len(starts) == 3
+    # one serving worker per device: the third training went to a worker that had already trained
+    workers = [line.split("(worker ", 1)[1].split(")", 1)[0] for line in starts]
+    assert len(set(workers)) == 2
     ends = [line for line in log.splitlines() if "step train/" in line and ": done" in line]
     # both workers were started before the first one finished
     assert log.index(starts[1]) < log.index(ends[0])
     state = journal(tmp_path / "run")["steps"]
-    for plane in "YZ":
+    for plane in "XYZ":
         result = state[f"train/supervised/gen0/all/plane_{plane}"]["result"]
         assert result["model_sha256"] == model_file_sha256(tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt")
         assert torch.load(tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt", weights_only=True)["config"]["plane"] == plane
@@ -248,7 +251,14 @@ def test_demo_runs_end_to_end_and_says_it_is_a_cpu_demo(tmp_path, monkeypatch, c
     monkeypatch.setattr(
         demo,
         "DEMO_EXPERIMENT",
-        {**demo.DEMO_EXPERIMENT, "split": {"labeled": 1, "test": 1}, "planes": ["Z"], "training": {**TINY_TRAINING, "iterations": 2}, "inference": {"rounds": 1}},
+        {
+            **demo.DEMO_EXPERIMENT,
+            "split": {"labeled": 1, "test": 1},
+            "planes": ["Z"],
+            "devices": ["cpu"],
+            "training": {**TINY_TRAINING, "iterations": 2},
+            "inference": {"rounds": 1},
+        },
     )
     assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -261,3 +271,34 @@ def test_demo_runs_end_to_end_and_says_it_is_a_cpu_demo(tmp_path, monkeypatch, c
     # a second demo in the same folder resumes: nothing left to do, the report is printed again
     assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     assert "(resuming)" in capsys.readouterr().out
+
+
+def test_snapshot_mode_starts_every_scratch_generation_from_m0s_stage_si_weights(phantom, tmp_path):
+    """The paper's "scratch model" (Section 4.2): M0 after stages S and I, saliency module re-initialised."""
+    from atso_med.networks import SaliencyTransform, load_state_file
+
+    settings = semi_supervised(phantom, tmp_path / "run", strategies=["supervised", "stso", "atso"], generations=2)
+    settings["training"] = {**TINY_TRAINING, "iterations": 8, "init_mode": "snapshot"}
+    config = write_experiment(tmp_path / "experiment.yaml", **settings)
+    assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    out = tmp_path / "run"
+    snapshot_file = out / "models/supervised/gen0/all/plane_Z/snapshot_SI.pt"
+    snapshot = load_state_file(snapshot_file)
+    expected = state_dict_sha256(snapshot)
+    # the snapshot is M0 after 4 of its 8 iterations (S 1/8 + I 3/8), with the saliency module of a fresh start
+    assert torch.load(snapshot_file, weights_only=True)["iteration"] == 4
+    fresh = SaliencyTransform(3)
+    fresh.reset_parameters(0, prefix="saliency.")
+    assert all(torch.equal(snapshot[f"saliency.{k}"], v) for k, v in fresh.state_dict().items())
+    state = journal(out)["steps"]
+    m0 = state["train/supervised/gen0/all/plane_Z"]["result"]
+    assert m0["initial_weights_sha256"] != expected and m0["model_sha256"] != expected
+    students = ["stso/gen1/all", "stso/gen2/all", "atso/gen1/fold0", "atso/gen1/fold1", "atso/gen2/fold0", "atso/gen2/fold1", "atso/gen2/all"]
+    for model in students:
+        result = state[f"train/{model}/plane_Z"]["result"]
+        assert result["initial_weights_sha256"] == expected, model
+        assert result["iterations"] == 4, model  # stage J only
+        meta = json.loads((out / "models" / model / "plane_Z" / "training.json").read_text())
+        assert meta["init"]["kind"] == "snapshot" and meta["init"]["weights"].endswith("snapshot_SI.pt")
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["training"]["init_mode"] == "snapshot"

@@ -26,17 +26,17 @@ TRAIN = str(BUNDLE / "configs" / "train.json")
 MULTI_GPU = str(BUNDLE / "configs" / "multi_gpu_train.json")
 META = str(BUNDLE / "configs" / "metadata.json")
 
-# A CPU-sized recipe: tiny network, Adam (random init learns far faster with it than with the
-# reference's SGD at 1e-5/1e-4, which assumes ImageNet/VOC-pretrained weights).
+# CPU-sized settings for the workflow's mechanics (resume, validation, export, DDP): the tiny
+# FCN-8s, Adam, no augmentation. That models learn is tests/test_learning.py's concern.
 FAST = {
     "preset": "tiny",
     "num_workers": 0,
     "batch_size": 4,
-    "optimizer": {
-        "_target_": "torch.optim.Adam",
-        "params": "$atso_med.networks.parameter_groups(@network, coarse_lr=0.001, fine_lr=0.001, weight_decay=0.0)",
-        "lr": 0.001,
-    },
+    "optimizer_name": "adam",
+    "lr_coarse": 0.001,
+    "lr_fine": 0.001,
+    "weight_decay": 0.0,
+    "augment": False,
 }
 
 
@@ -64,62 +64,16 @@ def test_train_workflow_has_every_required_property(phantom_datalist, tmp_path):
     assert workflow.check_properties() == []
 
 
-def test_verify_net_in_out_passes_for_the_network_definition():
+@pytest.mark.parametrize("preset", ["tiny", "unet_tiny"])
+def test_verify_net_in_out_passes_for_the_network_definition(preset):
     result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", META, "--config_file", TRAIN, "--preset", "tiny"],
+        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", META, "--config_file", TRAIN, "--preset", preset],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "verified with no error" in result.stdout + result.stderr
-
-
-def test_bundle_run_learns_the_phantom_organ(phantom_items, tmp_path):
-    """Trained through `python -m monai.bundle run`, the tiny RSTN must segment its training slices.
-
-    An untrained network scores a DSC below 0.01 here; 400 iterations of Adam at 5e-4 reach about
-    0.24 on the coarse pass (Adam at 1e-3 can collapse the coarse FCN to an empty output).
-    """
-    out = tmp_path / "run"
-    datalist = write_datalist(tmp_path / "datalist.json", phantom_items[:2])
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", TRAIN, "--meta_file", META,
-        "--datalist", str(datalist), "--output_dir", str(out), "--plane", "Z", "--iterations", "400",
-        "--save_interval", "200", "--amp", "false",
-    ]
-    recipe = {**FAST, "optimizer": {**FAST["optimizer"], "params": FAST["optimizer"]["params"].replace("0.001", "0.0005")}}
-    for key, value in recipe.items():
-        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    model = torch.load(out / "model.pt", weights_only=True)
-    assert model["config"]["plane"] == "Z" and model["config"]["preset"] == "tiny"
-    assert model["selected"] == "last" and model["iteration"] == 400  # no validation cases: the last weights
-    assert {"checkpoint_iteration=200.pt", "checkpoint_iteration=400.pt"} <= {p.name for p in out.iterdir()}
-
-    # training-set DSC of the exported model on the labeled slices, fine pass on the coarse box
-    from atso_med.data import SliceStackDataset
-    from atso_med.engines import read_datalist
-    from atso_med.inferers import RSTNSliceInferer
-    from atso_med.metrics import GlobalDiceMetric
-    from atso_med.networks import build_rstn
-    from atso_med.transforms import HUWindowd, LoadCTd
-    from monai.transforms import Compose
-
-    network = build_rstn("tiny")
-    network.load_state_dict(model["network"])
-    network.eval()
-    slices = SliceStackDataset(read_datalist(datalist), Compose([LoadCTd(), HUWindowd("image")]), "Z", drop_fraction=None)
-    coarse, fine, inferer = GlobalDiceMetric(), GlobalDiceMetric(), RSTNSliceInferer()
-    with torch.no_grad():
-        for index in range(len(slices)):
-            image, label = slices[index]["image"][None], slices[index]["label"][None]
-            coarse(network.coarse_probability(image), label)
-            fine(inferer(image, network), label)
-    assert coarse.aggregate().item() > 0.15
-    assert fine.aggregate().item() > 0.01
 
 
 def test_resume_continues_the_iteration_count_and_schedule(phantom_datalist, tmp_path):

@@ -102,7 +102,7 @@ def test_full_size_parameter_counts():
     assert sorted(frozen) == sorted(f"{h}.{u}.weight" for h in ("coarse", "fine") for u in ("upscore2", "upscore_pool4", "upscore8"))
     assert sum(p.numel() for p in fcn.parameters()) == 134_277_737
     assert sum(p.numel() for p in model.saliency.parameters()) == 312
-    assert RSTN_PRESETS["full"] == dict(width=1.0, fc_channels=4096)
+    assert RSTN_PRESETS["full"] == dict(backbone="fcn8s", width=1.0, fc_channels=4096)
 
 
 def test_saliency_module_init_and_size():
@@ -326,7 +326,7 @@ def test_training_margin_sampler_statistics():
 
 
 def test_build_rstn_presets_and_errors():
-    assert set(RSTN_PRESETS) == {"full", "small", "tiny"}
+    assert set(RSTN_PRESETS) == {"full", "small", "tiny", "unet", "unet_small", "unet_tiny"}
     tiny = build_rstn("tiny")
     assert tiny.coarse.conv1_1.out_channels == 8 and tiny.coarse.fc6.out_channels == 32
     assert tiny.coarse is not tiny.fine and tiny.coarse.conv1_1.weight is not tiny.fine.conv1_1.weight

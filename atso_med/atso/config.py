@@ -25,11 +25,12 @@ from atso_med.inferers.volume import InferenceConfig
 STRATEGIES = ("supervised", "fully_supervised", "self_learning", "stso", "atso")
 #: Strategies that run generations of pseudo labels.
 SEMI_SUPERVISED = ("self_learning", "stso", "atso")
-OPTIMIZERS = ("sgd", "adam")
 #: ``restart``: an interrupted training is retrained from its first iteration (bit-identical to an
 #: uninterrupted run); ``checkpoint``: it continues from its newest checkpoint (faster for long
 #: GPU runs, but the data order after the checkpoint differs, so results are not bit-identical).
 TRAINING_RESUME = ("restart", "checkpoint")
+#: How from-scratch generations start (see :class:`TrainingConfig`).
+INIT_MODES = ("random", "snapshot")
 REPORT_METRICS = ("mean", "global")
 _PLANES = ("X", "Y", "Z")
 
@@ -93,25 +94,45 @@ def _path(value: Any, where: str, base: Path) -> Path:
     return (path if path.is_absolute() else base / path).resolve()
 
 
+#: Fields of :class:`TrainingConfig` that replace a value of the training recipe (``None``: the recipe's).
+_RECIPE_FIELDS = (
+    "preset", "iterations", "batch_size", "optimizer", "lr_coarse", "lr_fine", "weight_decay", "momentum",
+    "stage_fractions", "bce_weight", "augment", "cutout",
+)
+
+
 @dataclass
 class TrainingConfig:
     """How every RSTN of the experiment is trained (one training = one plane of one model).
 
+    The recipe gives every value that is left out (``None``); once validated, each of those fields
+    holds the resolved value, so the experiment's ``config.yaml`` says exactly what was trained.
+
     Attributes:
-        preset: network size, ``full`` (the paper's), ``small`` or ``tiny``.
-        iterations: iterations per training (the reference: 80000 in stages S, I, J).
-        batch_size: slices per iteration (the reference: 1).
-        optimizer: ``sgd`` (the reference: momentum 0.99, per-part learning rates) or ``adam``
-            (what small randomly initialised networks need on CPU budgets).
-        lr_coarse: learning rate of the coarse FCN.
-        lr_fine: learning rate of the fine FCN and the saliency module.
-        weight_decay: weight decay (SGD: not on biases; Adam: none when 0).
+        recipe: ``scratch`` (default: U-Net halves, AdamW, Dice + BCE, augmentation; learns from
+            random weights) or ``paper`` (FCN-8s, SGD as published; needs ``init_weights``). See
+            :mod:`atso_med.engines.recipes`.
+        preset: network preset (``unet``, ``unet_small``, ``unet_tiny``; ``full``, ``small``, ``tiny``).
+        iterations: iterations per training.
+        batch_size: stacks per iteration.
+        optimizer: ``sgd``, ``adam`` or ``adamw``.
+        lr_coarse: learning rate of the coarse half.
+        lr_fine: learning rate of the fine half and the saliency module.
+        weight_decay: weight decay (not on biases).
         momentum: SGD momentum.
         stage_fractions: fractions of the iterations in stages S, I, J.
+        bce_weight: cross-entropy added to each soft Dice term.
+        augment: random rotation, scaling and intensity changes of every stack.
+        cutout: the paper appendix's strong augmentation (cutout), for every strategy alike.
+        allow_random_init: train the ``paper`` recipe from random weights anyway.
+        init_mode: how STSO's and ATSO's from-scratch generations start: ``random`` (the seeded
+            random weights, bit-identical for every such training) or ``snapshot`` (the paper's
+            Section 4.2: M0's weights after stages S and I with a freshly initialised saliency
+            module, bit-identical for every such training of a plane; they then train stage J only).
         init_seed: seed of the initial weights; every from-scratch training uses it, so all of
             them start from bit-identical weights. ``None``: the experiment's ``seed``.
         init_weights: optional local weights file (e.g. converted FCN-8s) for from-scratch trainings.
-        seed: seed of the data order and box margins. ``None``: the experiment's ``seed``.
+        seed: seed of the data order, augmentation and box margins. ``None``: the experiment's ``seed``.
         num_workers: data loader workers.
         amp: CUDA mixed precision (ignored on CPU).
         val_interval: iterations between validations (only with validation cases in the splits).
@@ -121,15 +142,21 @@ class TrainingConfig:
         overrides: any other key of the training bundle, passed as given (e.g. ``cache_rate``).
     """
 
-    preset: str = "full"
-    iterations: int = 80000
-    batch_size: int = 1
-    optimizer: str = "sgd"
-    lr_coarse: float = 1e-5
-    lr_fine: float = 1e-4
-    weight_decay: float = 5e-4
-    momentum: float = 0.99
-    stage_fractions: list[float] = field(default_factory=lambda: [0.125, 0.375, 0.5])
+    recipe: str = "scratch"
+    preset: str | None = None
+    iterations: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr_coarse: float | None = None
+    lr_fine: float | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    stage_fractions: list[float] | None = None
+    bce_weight: float | None = None
+    augment: bool | None = None
+    cutout: bool | None = None
+    allow_random_init: bool = False
+    init_mode: str = "random"
     init_seed: int | None = None
     init_weights: Path | None = None
     seed: int | None = None
@@ -153,32 +180,24 @@ class TrainingConfig:
         return config
 
     def validate(self, base: Path, where: str = "training") -> None:
-        """Check and normalise every field.
+        """Check every field and fill in the recipe's values.
 
         Raises:
-            ConfigError: naming the key and the bad value.
+            ConfigError: naming the key and the bad value; also for the ``paper`` recipe without
+                ``init_weights`` (it does not learn from random weights) unless ``allow_random_init``.
         """
-        from atso_med.networks import RSTN_PRESETS
+        from atso_med.engines.recipes import RecipeError, check_initialization, resolve_recipe
 
-        if self.preset not in RSTN_PRESETS:
-            raise _fail(f"{where}.preset", f"unknown preset {self.preset!r}; expected one of {', '.join(RSTN_PRESETS)}")
-        self.iterations = _int(self.iterations, f"{where}.iterations", 1)
-        self.batch_size = _int(self.batch_size, f"{where}.batch_size", 1)
-        if self.optimizer not in OPTIMIZERS:
-            raise _fail(f"{where}.optimizer", f"expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        for name in ("lr_coarse", "lr_fine"):
-            setattr(self, name, _float(getattr(self, name), f"{where}.{name}", positive=True))
-        self.weight_decay = _float(self.weight_decay, f"{where}.weight_decay", minimum=0.0)
-        self.momentum = _float(self.momentum, f"{where}.momentum", minimum=0.0)
-        fractions = self.stage_fractions
-        if (
-            not isinstance(fractions, (list, tuple))
-            or len(fractions) != 3
-            or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0 for f in fractions)
-            or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6)
-        ):
-            raise _fail(f"{where}.stage_fractions", f"expected 3 non-negative numbers summing to 1, got {fractions!r}")
-        self.stage_fractions = [float(f) for f in fractions]
+        self.allow_random_init = _bool(self.allow_random_init, f"{where}.allow_random_init")
+        try:
+            recipe = resolve_recipe(self.recipe, **{name: getattr(self, name) for name in _RECIPE_FIELDS})
+        except RecipeError as error:
+            raise _fail(f"{where}.{error.field or 'recipe'}", str(error)) from None
+        for name in _RECIPE_FIELDS:
+            value = getattr(recipe, name)
+            setattr(self, name, list(value) if isinstance(value, tuple) else value)
+        if self.init_mode not in INIT_MODES:
+            raise _fail(f"{where}.init_mode", f"expected one of {', '.join(INIT_MODES)}, got {self.init_mode!r}")
         for name in ("init_seed", "seed", "val_interval", "save_interval"):
             value = getattr(self, name)
             if value is not None:
@@ -187,6 +206,10 @@ class TrainingConfig:
             self.init_weights = _path(self.init_weights, f"{where}.init_weights", base)
             if not self.init_weights.is_file():
                 raise _fail(f"{where}.init_weights", f"file not found: {self.init_weights}")
+        try:
+            check_initialization(recipe, self.init_weights, self.allow_random_init)
+        except ConfigError as error:
+            raise _fail(f"{where}.recipe", str(error)) from None
         self.num_workers = _int(self.num_workers, f"{where}.num_workers", 0)
         self.amp = _bool(self.amp, f"{where}.amp")
         if self.resume not in TRAINING_RESUME:
@@ -202,9 +225,16 @@ class TrainingConfig:
             )
         self.overrides = dict(self.overrides)
 
+    def bundle_settings(self) -> dict[str, Any]:
+        """The recipe and its values as training-bundle keys (the bundle calls the optimiser ``optimizer_name``)."""
+        settings = {"recipe": self.recipe, "allow_random_init": self.allow_random_init}
+        for name in _RECIPE_FIELDS:
+            settings["optimizer_name" if name == "optimizer" else name] = getattr(self, name)
+        return settings
+
 
 # Bundle keys the trainer decides per training (where a model goes, what it learns from).
-_TRAINING_KEYS_SET_BY_TRAINER = frozenset({"datalist", "output_dir", "plane", "init_weights", "resume", "device"})
+_TRAINING_KEYS_SET_BY_TRAINER = frozenset({"datalist", "output_dir", "plane", "init_weights", "resume", "device", "snapshot_file"})
 
 
 #: Keys of an experiment's ``inference`` section: the inferer's settings, except the per-call

@@ -108,6 +108,10 @@ class PlanInputs:
         test: test case ids.
         with_truth: ids whose label exists (evaluations only read these).
         own_fold_predictions: predict each ATSO fold model on its own fold (report only).
+        init_mode: how STSO's and ATSO's from-scratch trainings start: ``random`` (the seeded
+            random weights every such training shares) or ``snapshot`` (the paper's Section 4.2:
+            M0's weights after stages S and I with a freshly initialised saliency module; those
+            trainings then run stage J only).
     """
 
     strategies: Sequence[str]
@@ -118,6 +122,13 @@ class PlanInputs:
     test: Sequence[str]
     with_truth: Iterable[str]
     own_fold_predictions: bool = True
+    init_mode: str = "random"
+
+
+#: Name of the stage-S+I snapshot an M0 plane training writes beside its model.pt (``init_mode: snapshot``).
+SNAPSHOT_FILE = "snapshot_SI.pt"
+#: Strategies whose generations train "from scratch" (and so from the snapshot in ``snapshot`` mode).
+_FROM_SCRATCH = ("stso", "atso")
 
 
 class _PlanBuilder:
@@ -167,12 +178,19 @@ class _PlanBuilder:
         truth_ids = [i for fold in self.folds for i in fold] if truth_folds else []
         train_ids = list(self.inputs.labeled) + [i for k in sorted(pseudo) for i in self.folds[k]] + truth_ids
         ids = []
+        snapshot = self.inputs.init_mode == "snapshot"
+        m0 = ModelRef("supervised", 0)
         for plane in self.inputs.planes:
             requires = list(pseudo.values())
             init: dict[str, Any] = {"kind": "scratch"}
             if finetune_from is not None:
                 requires.append(train_id(finetune_from, plane))
                 init = {"kind": "finetune", "from": finetune_from.key, "weights": f"{finetune_from.plane_folder(plane)}/model.pt"}
+            elif snapshot and model == m0:
+                init = {"kind": "scratch", "save_snapshot": SNAPSHOT_FILE}
+            elif snapshot and model.strategy in _FROM_SCRATCH:
+                requires.append(train_id(m0, plane))
+                init = {"kind": "snapshot", "from": m0.key, "weights": f"{m0.plane_folder(plane)}/{SNAPSHOT_FILE}"}
             step = Step(
                 id=train_id(model, plane),
                 kind="train",
@@ -419,7 +437,7 @@ def model_training_ids(steps: Sequence[Step]) -> dict[str, set[str]]:
             continue
         ids = set(step.params["train_ids"])
         init = step.params["init"]
-        if init.get("kind") == "finetune":
+        if init.get("kind") in ("finetune", "snapshot"):  # weights inherit what their source saw
             ids |= seen.get(init["from"], set())
         seen.setdefault(step.params["model"], set()).update(ids)
     return seen

@@ -206,6 +206,7 @@ class ATSOTrainer:
                 test=data.splits.test,
                 with_truth=data.with_truth,
                 own_fold_predictions=config.report.own_fold_predictions,
+                init_mode=config.training.init_mode,
             )
         )
         digest = plan_digest(self.plan)
@@ -334,9 +335,9 @@ class ATSOTrainer:
     def _run_parallel(self, pending: list[Step], bar: Any) -> None:
         """Trainings on several devices at once (worker processes); everything else here, in order."""
         waiting = list(pending)
-        running: dict[str, tuple[subprocess.Popen, str, Step, float, dict]] = {}
-        self._workers = running
-        free = list(self.devices)
+        running: dict[str, tuple[subprocess.Popen, int, Step, float, dict]] = {}
+        self._workers: dict[int, subprocess.Popen] = {}
+        free = list(range(len(self.devices)))  # device slots: [cpu, cpu] is two workers
         try:
             self._schedule(waiting, running, free, bar)
         finally:
@@ -344,10 +345,34 @@ class ATSOTrainer:
             self._stop_workers()
 
     def _stop_workers(self) -> None:
-        for process, *_ in list(getattr(self, "_workers", {}).values()):
+        for process in list(getattr(self, "_workers", {}).values()):
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
+        self._workers = {}
+
+    def _worker(self, slot: int) -> subprocess.Popen:
+        """The serving worker process of a device slot (started on first use; see :mod:`atso_med.atso.runner`)."""
+        worker = self._workers.get(slot)
+        if worker is not None and worker.poll() is None:
+            return worker
+        device = self.devices[slot]
+        env = dict(os.environ)
+        if device.startswith("cuda"):
+            env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+            # CPU workers share the cores instead of each taking all of them.
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.devices)))
+        with open(self.dir / LOG_FILE, "ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "atso_med.atso.runner", "--serve"],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, text=True,
+            )
+        self._workers[slot] = worker
+        return worker
 
     def _schedule(self, waiting: list[Step], running: dict, free: list[str], bar: Any) -> None:
         while waiting or running:
@@ -355,15 +380,15 @@ class ATSOTrainer:
             for step in list(waiting):
                 if step.kind != "train" or not free or not self._ready(step, running):
                     continue
-                device = free.pop(0)
-                running[step.id] = self._launch_training(step, device)
+                slot = free.pop(0)
+                running[step.id] = self._launch_training(step, slot)
                 waiting.remove(step)
                 progressed = True
-            for step_id, (process, device, step, start, context) in list(running.items()):
-                if process.poll() is None:
+            for step_id, (process, slot, step, start, context) in list(running.items()):
+                if process.poll() is None and not Path(context["spec"]["result"]).is_file():
                     continue
                 del running[step_id]
-                free.append(device)
+                free.append(slot)
                 result = self._collect_training(step, process, context)
                 self._finish(step, result, time.perf_counter() - start, bar)
                 progressed = True
@@ -390,25 +415,18 @@ class ATSOTrainer:
         out = self.dir / step.params["output_dir"]
         init = step.params["init"]
         init_file = None
-        if init["kind"] == "finetune":
-            init_file = self.dir / init["weights"]  # the teacher's model.pt
+        if init["kind"] in ("finetune", "snapshot"):
+            init_file = self.dir / init["weights"]  # the teacher's model.pt, or M0's stage-S+I snapshot
         elif training.init_weights is not None:
             init_file = Path(training.init_weights)
         overrides: dict[str, Any] = {
             "datalist": str(self.dir / step.params["datalist"]),
             "output_dir": str(out),
             "plane": step.params["plane"],
-            "preset": training.preset,
-            "iterations": training.iterations,
-            "stage_fractions": training.stage_fractions,
-            "batch_size": training.batch_size,
+            **training.bundle_settings(),
             "num_workers": training.num_workers,
             "seed": training.seed,
             "init_seed": training.init_seed,
-            "lr_coarse": training.lr_coarse,
-            "lr_fine": training.lr_fine,
-            "weight_decay": training.weight_decay,
-            "momentum": training.momentum,
             "amp": training.amp,
             "progress_bar": False,
             "resume": False,
@@ -420,15 +438,14 @@ class ATSOTrainer:
         }
         if init_file is not None:
             overrides["init_weights"] = str(init_file)
+        if init.get("save_snapshot"):
+            overrides["snapshot_file"] = init["save_snapshot"]
+        if init["kind"] == "snapshot":
+            # The snapshot has been through stages S and I: the student trains stage J only.
+            overrides["iterations"] = max(1, round(training.iterations * training.stage_fractions[2]))
+            overrides["stage_fractions"] = [0.0, 0.0, 1.0]
         if config.foreground is not None:
             overrides["foreground"] = list(config.foreground)
-        if training.optimizer == "adam":
-            overrides["optimizer"] = {
-                "_target_": "torch.optim.Adam",
-                "params": "$atso_med.networks.parameter_groups(@network, coarse_lr=@lr_coarse, fine_lr=@lr_fine, "
-                "bias_lr_mult=@bias_lr_mult, weight_decay=@weight_decay)",
-                "lr": "@lr_fine",
-            }
         if config.long_axis_spacing is not None:
             overrides["long_axis_spacing"] = config.long_axis_spacing
         overrides.update(training.overrides)
@@ -511,42 +528,32 @@ class ATSOTrainer:
             "model": f"{step.params['output_dir']}/model.pt"
         }
 
-    def _launch_training(self, step: Step, device: str) -> tuple[subprocess.Popen, str, Step, float, dict]:
-        """Start one training in a worker process that sees only its device."""
+    def _launch_training(self, step: Step, slot: int) -> tuple[subprocess.Popen, int, Step, float, dict]:
+        """Hand one training to the worker process of a device slot (the worker sees only that device)."""
         from atso_med.engines.workflow import bundle_command, config_files
 
+        device = self.devices[slot]
         self._prepare_training(step)
         out = self.dir / step.params["output_dir"]
-        env = dict(os.environ)
-        if device.startswith("cuda"):
-            env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
-            worker_device = "cuda:0"
-        else:
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            # CPU workers share the cores instead of each taking all of them.
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.devices)))
-            worker_device = "cpu"
-        overrides = self._training_overrides(step, worker_device)
+        overrides = self._training_overrides(step, "cuda:0" if device.startswith("cuda") else "cpu")
         configs = config_files("train")
         command = bundle_command(configs, overrides)
         spec = {"configs": configs, "overrides": overrides, "result": str(out / "worker_result.json")}
         spec_file = out / "worker_spec.json"
         write_text_atomic(json.dumps(spec, indent=2) + "\n", spec_file)
         (out / "worker_result.json").unlink(missing_ok=True)
-        logger.info("train %s on %s (worker, CUDA_VISIBLE_DEVICES=%s): %s", step.id, device, env["CUDA_VISIBLE_DEVICES"], command)
-        log = open(self.dir / LOG_FILE, "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "atso_med.atso.runner", str(spec_file)], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-        log.close()
-        return process, device, step, time.perf_counter(), {"command": command, "spec": spec}
+        worker = self._worker(slot)
+        logger.info("train %s on %s (worker %d): %s", step.id, device, worker.pid, command)
+        worker.stdin.write(f"{spec_file}\n")
+        worker.stdin.flush()
+        return worker, slot, step, time.perf_counter(), {"command": command, "spec": spec}
 
     def _collect_training(self, step: Step, process: subprocess.Popen, context: Mapping[str, Any]) -> dict[str, Any]:
         out = self.dir / step.params["output_dir"]
         result_file = Path(context["spec"]["result"])
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
-        if process.returncode != 0 or "error" in result or not result:
-            reason = result.get("error") or f"exit status {process.returncode}; see {self.dir / LOG_FILE}"
+        if "error" in result or not result:
+            reason = result.get("error") or f"the worker stopped (exit status {process.poll()}); see {self.dir / LOG_FILE}"
             raise ConfigError(f"training {step.id} failed: {reason}")
         for name in ("worker_spec.json", "worker_result.json"):
             (out / name).unlink(missing_ok=True)
@@ -751,6 +758,15 @@ def plan_digest(steps: Sequence[Step]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _drop_handlers_of(stream) -> None:
+    """Remove log handlers that write to ``stream``: the next training would log into a closed file."""
+    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)]
+    for each in loggers:
+        for handler in list(each.handlers):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
+                each.removeHandler(handler)
+
+
 @contextlib.contextmanager
 def _output_to(log_file: Path) -> Iterator[None]:
     """Send everything written to the process's stdout and stderr (MONAI's logs too) to ``log_file``.
@@ -776,3 +792,4 @@ def _output_to(log_file: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+            _drop_handlers_of(text)

@@ -17,9 +17,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--splits", required=True, help="splits.json")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, tensorboard, datalist.json)")
     parser.add_argument("--plane", default="Z", choices=["X", "Y", "Z", "x", "y", "z"], help="slicing plane (default Z, axial)")
-    parser.add_argument("--preset", default="full", help="network size: full (the paper's, default), small, tiny")
-    parser.add_argument("--iterations", type=int, default=80000, help="training iterations (default 80000)")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument(
+        "--recipe",
+        default="scratch",
+        choices=["scratch", "paper"],
+        help="training recipe: scratch (default: U-Net halves, AdamW, Dice + BCE, augmentation; learns from random "
+        "weights) or paper (FCN-8s, SGD as published; needs --init-weights)",
+    )
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="network preset (default: the recipe's): unet, unet_small, unet_tiny (U-Net halves); full, small, tiny (FCN-8s)",
+    )
+    parser.add_argument("--iterations", type=int, default=None, help="training iterations (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="stacks per iteration (default: the recipe's)")
+    parser.add_argument(
+        "--allow-random-init", action="store_true", help="train the paper recipe from random weights anyway (it does not learn)"
+    )
     parser.add_argument("--workers", type=int, default=4, help="data loader workers")
     parser.add_argument("--seed", type=int, default=0, help="seed of data order and margins")
     parser.add_argument("--init-seed", type=int, default=0, help="seed of the initial weights")
@@ -80,9 +94,11 @@ def run(args: argparse.Namespace) -> int:
         "datalist": str(datalist),
         "output_dir": str(out),
         "plane": args.plane.upper(),
+        "recipe": args.recipe,
         "preset": args.preset,
         "iterations": args.iterations,
         "batch_size": args.batch_size,
+        "allow_random_init": args.allow_random_init,
         "num_workers": args.workers,
         "seed": args.seed,
         "init_seed": args.init_seed,

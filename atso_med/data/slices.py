@@ -27,6 +27,8 @@ class SliceStackDataset(TorchDataset):
             slices without organ are dropped and so is the smallest ``drop_fraction`` of the rest.
         cache_rate: fraction of volumes kept in memory.
         num_workers: threads that load the cache.
+        augmentation: optional random transform of every sample (a stack dictionary), e.g.
+            :func:`~atso_med.transforms.augment.stack_augmentation`; ``None`` for evaluation.
 
     Raises:
         DatasetError: when a training data list is empty, or the filter leaves no slice to train on.
@@ -40,6 +42,7 @@ class SliceStackDataset(TorchDataset):
         drop_fraction: float | None = 0.02,
         cache_rate: float = 1.0,
         num_workers: int = 0,
+        augmentation: Callable | None = None,
     ):
         from monai.data import CacheDataset
 
@@ -50,6 +53,7 @@ class SliceStackDataset(TorchDataset):
         self.axis = plane_axis(plane)
         self.volumes = CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers or None, progress=False)
         self.plane = plane
+        self.augmentation = augmentation
         if drop_fraction is None:
             shapes = [self.volumes[v]["image"].shape for v in range(len(self.volumes))]
             self.samples = [(v, j) for v, shape in enumerate(shapes) for j in range(shape[-3 + self.axis])]
@@ -75,4 +79,6 @@ class SliceStackDataset(TorchDataset):
         }
         if "label" in item:
             sample["label"] = torch.as_tensor(np.asarray(slice_stack(item["label"], self.plane, slice_index), dtype=np.float32))
+        if self.augmentation is not None:
+            sample = self.augmentation(sample)
         return sample

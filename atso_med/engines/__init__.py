@@ -1,5 +1,6 @@
-"""Engines: the RSTN training workflow's schedule, batch preparation, checkpoints and run state."""
+"""Engines: the RSTN training workflow's recipes, schedule, batch preparation, checkpoints and run state."""
 
+from atso_med.engines.recipes import RECIPES, TrainingRecipe, build_optimizer, check_initialization, resolve_recipe
 from atso_med.engines.schedule import STAGES, StageSchedule
 from atso_med.engines.training import (
     RunState,
@@ -15,6 +16,11 @@ from atso_med.engines.training import (
 )
 
 __all__ = [
+    "RECIPES",
+    "TrainingRecipe",
+    "build_optimizer",
+    "check_initialization",
+    "resolve_recipe",
     "STAGES",
     "RunState",
     "StageSchedule",

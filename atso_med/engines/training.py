@@ -209,22 +209,35 @@ def prepare_rstn_batch(batchdata: Mapping, device: torch.device | str | None = N
 
 
 def check_training_args(
-    plane: str, preset: str, iterations: int, datalist: str, output_dir: str | os.PathLike, resume: object
+    plane: str,
+    settings,
+    datalist: str,
+    output_dir: str | os.PathLike,
+    resume: object,
+    init_weights: str | os.PathLike | None = None,
+    allow_random_init: object = False,
 ) -> None:
     """Check a training run's main arguments before any data is read or any model is built.
 
+    Args:
+        plane: the slicing plane.
+        settings: the run's resolved :class:`~atso_med.engines.recipes.TrainingRecipe`.
+        datalist: the data-list file.
+        output_dir: the run folder.
+        resume: resume from the newest checkpoint in ``output_dir``.
+        init_weights: the local weights file, if any.
+        allow_random_init: train the ``paper`` recipe from random weights anyway.
+
     Raises:
-        ConfigError: naming the bad argument; also when ``output_dir`` already holds checkpoints of
-            another run and ``resume`` is off (a new run must not mix with an old one's files).
+        ConfigError: naming the bad argument; when the ``paper`` recipe would start from random
+            weights; also when ``output_dir`` already holds checkpoints of another run and ``resume``
+            is off (a new run must not mix with an old one's files).
     """
-    from atso_med.networks import RSTN_PRESETS
+    from atso_med.engines.recipes import check_initialization
     from atso_med.transforms.triview import plane_axis
 
     plane_axis(plane)
-    if preset not in RSTN_PRESETS:
-        raise ConfigError(f"unknown network preset {preset!r}; expected one of {sorted(RSTN_PRESETS)}")
-    if int(iterations) < 1:
-        raise ConfigError(f"iterations must be at least 1, got {iterations}")
+    check_initialization(settings, init_weights, allow_random_init)
     read_datalist(datalist, "training")
     if not as_bool(resume) and latest_checkpoint(output_dir) is not None:
         raise ConfigError(

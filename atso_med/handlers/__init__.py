@@ -1,6 +1,6 @@
-"""Ignite handlers for RSTN training: stage schedule, model export."""
+"""Ignite handlers for RSTN training: stage schedule, model export, the stage-S+I snapshot."""
 
-from atso_med.handlers.export import ModelExportHandler
+from atso_med.handlers.export import ModelExportHandler, StageSnapshotHandler
 from atso_med.handlers.stage import StageScheduleHandler
 
-__all__ = ["ModelExportHandler", "StageScheduleHandler"]
+__all__ = ["ModelExportHandler", "StageScheduleHandler", "StageSnapshotHandler"]

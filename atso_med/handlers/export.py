@@ -59,3 +59,59 @@ class ModelExportHandler:
             self.output_dir / self.filename,
         )
         self.logger.info(f"wrote {path} ({selected} weights, iteration {engine.state.iteration})")
+
+
+class StageSnapshotHandler:
+    """Write the network after a given iteration with a freshly initialised saliency module.
+
+    This is the paper's "scratch model" (Section 4.2): to save compute, every from-scratch
+    generation of STSO and ATSO starts from M0's weights after stages S and I, the saliency module
+    re-initialised, and trains stage J only. The saliency module is reset with the run's
+    ``init_seed``, so it equals that of a random start and every snapshot of a plane is one file.
+
+    Args:
+        output_dir: run folder.
+        network: the network being trained.
+        iteration: iterations after which to write (the first iteration of stage J); 0 writes
+            the initial weights.
+        seed: seed of the saliency module's re-initialisation (``None``: the global RNG).
+        config: the run's configuration, stored with the weights.
+        filename: output file name (``None``: no snapshot is written).
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        network: torch.nn.Module,
+        iteration: int,
+        seed: int | None,
+        config: Mapping | None = None,
+        filename: str | None = "snapshot_SI.pt",
+    ):
+        self.output_dir = Path(output_dir)
+        self.network = network
+        self.iteration = int(iteration)
+        self.seed = None if seed is None else int(seed)
+        self.config = dict(config or {})
+        self.filename = filename
+
+    def attach(self, engine: Engine) -> None:
+        if not self.filename:
+            return
+        event = Events.STARTED if self.iteration == 0 else Events.ITERATION_COMPLETED(once=self.iteration)
+        engine.add_event_handler(event, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
+        from atso_med.networks.rstn import SaliencyTransform
+
+        model = self.network.module if hasattr(self.network, "module") else self.network
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        fresh = SaliencyTransform(model.saliency.channels)
+        fresh.reset_parameters(self.seed, prefix="saliency.")
+        weights.update({f"saliency.{k}": v for k, v in fresh.state_dict().items()})
+        save_model_atomic(
+            {"network": weights, "config": self.config, "iteration": int(engine.state.iteration), "selected": "snapshot"},
+            self.output_dir / str(self.filename),
+        )

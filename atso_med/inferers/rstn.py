@@ -14,7 +14,7 @@ from atso_med.errors import ConfigError
 
 
 class RSTNTrainingInferer(Inferer):
-    """Training forward pass: mode S, I or J, with RSTN's random box margins.
+    """Training forward pass: mode S, I or J, with RSTN's random box margins and equal-sized boxes.
 
     The mode is set from outside (by :class:`~atso_med.handlers.StageScheduleHandler`) at every
     iteration. Margins are drawn from a generator seeded by ``(seed, iteration)``, so a resumed run
@@ -53,7 +53,8 @@ class RSTNTrainingInferer(Inferer):
             max_margin=self.max_margin,
             fixed_probability=self.fixed_probability,
         ).to(inputs.device)
-        return network(inputs, label=label, mode=self.mode, margins=margins)
+        # Equal boxes: one fine call per batch (every box of a batch grows to the largest).
+        return network(inputs, label=label, mode=self.mode, margins=margins, equal_boxes=True)
 
 
 class RSTNSliceInferer(Inferer):

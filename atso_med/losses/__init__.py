@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from atso_med.losses.dice import RSTNLoss, SoftDiceLoss
+from atso_med.losses.dice import RSTNLoss, SoftDiceLoss, probability_bce
 
-__all__ = ["RSTNLoss", "SoftDiceLoss"]
+__all__ = ["RSTNLoss", "SoftDiceLoss", "probability_bce"]

@@ -2,7 +2,9 @@
 
 The reference computes one soft Dice per sample over all 3 channels x H x W together,
 ``1 - (2 sum(p g) + eps) / (sum p + sum g + eps)`` with ``eps = 1e-6``, on the coarse
-probabilities and on the uncropped fine ones, and trains on ``1/3 coarse + 2/3 fine``.
+probabilities and on the uncropped fine ones, and trains on ``1/3 coarse + 2/3 fine``. Training
+from random weights adds binary cross-entropy to each term (nnU-Net's Dice + CE): Dice alone gives
+a weak, noisy gradient while the prediction of a small organ is still nearly empty.
 """
 
 from __future__ import annotations
@@ -14,7 +16,28 @@ from torch import nn
 
 from atso_med.errors import ConfigError
 
-__all__ = ["RSTNLoss", "SoftDiceLoss"]
+__all__ = ["RSTNLoss", "SoftDiceLoss", "probability_bce"]
+
+#: Probabilities are clamped this far from 0 and 1 before the logarithm of the cross-entropy.
+_BCE_CLAMP = 1e-6
+
+
+def probability_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of probabilities, in float32 (safe under CUDA autocast).
+
+    RSTN returns probabilities (its fine half is 0 outside the box), so the cross-entropy is taken
+    on them rather than on logits; torch's own ``binary_cross_entropy`` is refused inside autocast.
+
+    Args:
+        probability: probabilities in [0, 1].
+        target: ground truth of the same shape.
+
+    Returns:
+        Scalar mean cross-entropy.
+    """
+    p = probability.float().clamp(_BCE_CLAMP, 1.0 - _BCE_CLAMP)
+    g = target.to(p.dtype)
+    return -(g * p.log() + (1.0 - g) * (1.0 - p).log()).mean()
 
 
 class SoftDiceLoss(nn.Module):
@@ -72,17 +95,23 @@ class RSTNLoss(nn.Module):
         coarse_weight: weight of the coarse loss (1/3 in the paper).
         fine_weight: weight of the fine loss (2/3 in the paper).
         eps: soft Dice smoothing.
+        bce_weight: weight of the binary cross-entropy added to each part's Dice (0 in the paper).
 
     Raises:
-        ConfigError: if a weight is negative or both are zero.
+        ConfigError: if a weight is negative or both part weights are zero.
     """
 
-    def __init__(self, coarse_weight: float = 1.0 / 3.0, fine_weight: float = 2.0 / 3.0, eps: float = 1e-6) -> None:
+    def __init__(
+        self, coarse_weight: float = 1.0 / 3.0, fine_weight: float = 2.0 / 3.0, eps: float = 1e-6, bce_weight: float = 0.0
+    ) -> None:
         super().__init__()
         if not (float(coarse_weight) >= 0.0 and float(fine_weight) >= 0.0) or coarse_weight + fine_weight == 0:
             raise ConfigError(f"RSTNLoss weights must be >= 0 and not both 0, got {coarse_weight!r}, {fine_weight!r}")
+        if not float(bce_weight) >= 0.0:
+            raise ConfigError(f"RSTNLoss bce_weight must be >= 0, got {bce_weight!r}")
         self.coarse_weight = float(coarse_weight)
         self.fine_weight = float(fine_weight)
+        self.bce_weight = float(bce_weight)
         self.dice = SoftDiceLoss(eps)
         self.last_parts: dict[str, torch.Tensor] = {}
 
@@ -118,11 +147,14 @@ class RSTNLoss(nn.Module):
         if label.ndim == coarse.ndim and label.shape[1] == 1 and coarse.shape[1] != 1:
             label = label.expand_as(coarse)
         parts = {"coarse": self.dice(coarse, label), "fine": self.dice(fine, label)}
+        if self.bce_weight:
+            parts["coarse"] = parts["coarse"] + self.bce_weight * probability_bce(coarse, label)
+            parts["fine"] = parts["fine"] + self.bce_weight * probability_bce(fine, label)
         parts["total"] = self.coarse_weight * parts["coarse"] + self.fine_weight * parts["fine"]
         return parts
 
     def forward(self, output: Any, label: torch.Tensor) -> torch.Tensor:
-        """Total loss ``coarse_weight * Dice(coarse) + fine_weight * Dice(fine)``.
+        """Total loss ``coarse_weight * L(coarse) + fine_weight * L(fine)``, ``L = Dice + bce_weight * BCE``.
 
         Args:
             output: an RSTNOutput.

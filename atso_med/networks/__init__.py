@@ -12,8 +12,10 @@ from typing import Any
 
 from atso_med.errors import ConfigError
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
+from atso_med.networks.unet import UNet2d
 from atso_med.networks.init import initialize_rstn, load_state_file, parameter_groups
 from atso_med.networks.rstn import (
+    BACKBONES,
     DEFAULT_MARGIN,
     FILL_LOGIT,
     MODES,
@@ -21,10 +23,12 @@ from atso_med.networks.rstn import (
     RSTNOutput,
     SaliencyTransform,
     box_from_mask,
+    equalize_boxes,
     sample_training_margins,
 )
 
 __all__ = [
+    "BACKBONES",
     "DEFAULT_MARGIN",
     "FCN8s",
     "FILL_LOGIT",
@@ -33,21 +37,30 @@ __all__ = [
     "RSTNOutput",
     "RSTN_PRESETS",
     "SaliencyTransform",
+    "UNet2d",
     "bilinear_kernel",
     "box_from_mask",
     "build_rstn",
+    "equalize_boxes",
     "initialize_rstn",
     "load_state_file",
     "parameter_groups",
     "sample_training_margins",
 ]
 
-#: Named sizes. ``full`` is the paper's network (about 268.6 M parameters); ``small`` (about
-#: 5.2 M) is a CPU demo; ``tiny`` (about 0.67 M) trains in seconds on CPU at 64x64.
+#: Named networks. FCN-8s halves (the paper's; they learn from pretrained weights): ``full`` is
+#: the published network (about 268.6 M parameters), ``small`` (about 5.2 M) and ``tiny`` (about
+#: 0.67 M) shrink it for CPU tests. U-Net halves (train from random weights): ``unet`` for GPUs
+#: (about 6.5 M per half, widths from 32 as nnU-Net), ``unet_small`` (0.84 M) for CPUs and ``unet_tiny`` (0.16 M) for
+#: CPU tests and the demo. Their first level keeps the full resolution (stride 1): a pancreas a few
+#: pixels thick is lost to a network that halves the slice before its first features.
 RSTN_PRESETS: dict[str, dict[str, Any]] = {
-    "full": dict(width=1.0, fc_channels=4096),
-    "small": dict(width=0.25, fc_channels=256),
-    "tiny": dict(width=0.125, fc_channels=32),
+    "full": dict(backbone="fcn8s", width=1.0, fc_channels=4096),
+    "small": dict(backbone="fcn8s", width=0.25, fc_channels=256),
+    "tiny": dict(backbone="fcn8s", width=0.125, fc_channels=32),
+    "unet": dict(backbone="unet", channels=(32, 64, 128, 256, 512), strides=(1, 2, 2, 2), num_res_units=2, dropout=0.0),
+    "unet_small": dict(backbone="unet", channels=(16, 32, 64, 128, 256), strides=(1, 2, 2, 2), num_res_units=1, dropout=0.0),
+    "unet_tiny": dict(backbone="unet", channels=(16, 32, 64, 128), strides=(1, 2, 2), num_res_units=0, dropout=0.0),
 }
 
 
@@ -57,7 +70,7 @@ def build_rstn(preset: str = "full", **overrides: Any) -> RSTN:
     Args:
         preset: one of :data:`RSTN_PRESETS` (``"full"`` = the paper's network).
         **overrides: RSTN constructor arguments replacing the preset's (``width``,
-            ``fc_channels``, ``dropout``, ``in_channels``).
+            ``fc_channels``, ``dropout``, ``in_channels``, ``backbone``, ``channels``, ``strides``, ``num_res_units``, ``norm``).
 
     Returns:
         A randomly initialised (global RNG) RSTN; call

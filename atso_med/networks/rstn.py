@@ -20,8 +20,10 @@ from torch import nn
 
 from atso_med.errors import ConfigError
 from atso_med.networks.fcn import FCN8s, named_generator
+from atso_med.networks.unet import UNet2d
 
 __all__ = [
+    "BACKBONES",
     "DEFAULT_MARGIN",
     "FILL_LOGIT",
     "MODES",
@@ -29,6 +31,7 @@ __all__ = [
     "RSTNOutput",
     "SaliencyTransform",
     "box_from_mask",
+    "equalize_boxes",
     "sample_training_margins",
 ]
 
@@ -37,6 +40,8 @@ DEFAULT_MARGIN = 20
 #: Logit outside the fine box: sigmoid gives exactly 0 in float32, and the value is
 #: representable in float16/bfloat16 so AMP cannot turn it into -inf/NaN.
 FILL_LOGIT = -1.0e4
+#: The networks each half of an RSTN can be: the paper's FCN-8s, or a U-Net that trains from scratch.
+BACKBONES = ("fcn8s", "unet")
 #: Training / inference modes: S (box from label, raw image), I (box from label, image x
 #: saliency), J (box from the coarse prediction, image x saliency).
 MODES = ("S", "I", "J")
@@ -186,6 +191,34 @@ def box_from_mask(
     return boxes.to(mask.device)
 
 
+def equalize_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Grows every box to the largest height and width among them, staying inside the image.
+
+    Each box keeps its centre where the image allows and is shifted inwards where it does not, so
+    it still contains the box it grew from.
+
+    Args:
+        boxes: int64 (B, 4) ``(top, bottom, left, right)``, bottom/right exclusive.
+        height: image height.
+        width: image width.
+
+    Returns:
+        int64 (B, 4) boxes of one common size, on the input's device.
+    """
+    cpu = boxes.detach().to("cpu")
+    if not len(cpu):
+        return boxes
+
+    def grow(start: torch.Tensor, stop: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        size = int((stop - start).max())
+        first = (start - (size - (stop - start)) // 2).clamp(min=0).clamp(max=limit - size)
+        return first, first + size
+
+    top, bottom = grow(cpu[:, 0], cpu[:, 1], height)
+    left, right = grow(cpu[:, 2], cpu[:, 3], width)
+    return torch.stack([top, bottom, left, right], dim=1).to(boxes.device)
+
+
 def sample_training_margins(
     batch_size: int,
     generator: torch.Generator | None = None,
@@ -223,36 +256,63 @@ def sample_training_margins(
 class RSTN(nn.Module):
     """Recurrent saliency transformation network (Yu et al., CVPR 2018).
 
-    Two FCN-8s (``coarse`` and ``fine``, no weight sharing) and a :class:`SaliencyTransform`
-    (``saliency``). The network predicts one output per input channel (the reference feeds
-    3 adjacent slices and predicts all 3), with a sigmoid per output.
+    Two segmentation networks (``coarse`` and ``fine``, same layout, no weight sharing) and a
+    :class:`SaliencyTransform` (``saliency``). The network predicts one output per input channel
+    (the reference feeds 3 adjacent slices and predicts all 3), with a sigmoid per output.
 
-    At full size it holds 268,555,786 parameters: 268,550,602 trainable plus 2 x 2,592
-    frozen bilinear decoder weights. Construction gives a random initialisation from the
-    global RNG; use :func:`atso_med.networks.init.initialize_rstn` for a seeded one or for
-    weights from a local file.
+    Each half is a ``backbone``: ``"fcn8s"``, the paper's FCN-8s (at full size 268,555,786
+    parameters in all: 268,550,602 trainable plus 2 x 2,592 frozen bilinear decoder weights),
+    which learns only from pretrained weights; or ``"unet"``, a normalised 2D U-Net
+    (:class:`~atso_med.networks.unet.UNet2d`) that trains from random weights. Construction gives
+    a random initialisation from the global RNG; use
+    :func:`atso_med.networks.init.initialize_rstn` for a seeded one or for weights from a local file.
 
     Args:
-        width: trunk width multiplier of both FCNs (1.0 = VGG16).
-        fc_channels: channels of fc6/fc7 (4096 in the paper).
-        dropout: dropout probability after fc6 and fc7.
+        width: FCN-8s trunk width multiplier (1.0 = VGG16).
+        fc_channels: FCN-8s channels of fc6/fc7 (4096 in the paper).
+        dropout: FCN-8s: dropout after fc6 and fc7; U-Net: dropout inside each block.
         in_channels: input slices per sample = outputs per sample (3 in the paper).
+        backbone: ``"fcn8s"`` or ``"unet"``.
+        channels: U-Net channels per level (see :class:`~atso_med.networks.unet.UNet2d`).
+        strides: U-Net downsampling factors between levels.
+        num_res_units: U-Net residual units per block.
+        norm: U-Net normalisation, ``"batch"`` or ``"instance"``.
 
     Raises:
-        ConfigError: if a size or probability is out of range.
+        ConfigError: if the backbone is unknown or a size or probability is out of range.
     """
 
-    def __init__(self, width: float = 1.0, fc_channels: int = 4096, dropout: float = 0.5, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        width: float = 1.0,
+        fc_channels: int = 4096,
+        dropout: float = 0.5,
+        in_channels: int = 3,
+        backbone: str = "fcn8s",
+        channels: Sequence[int] = (16, 32, 64, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        num_res_units: int = 2,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
+        if backbone not in BACKBONES:
+            raise ConfigError(f"unknown RSTN backbone {backbone!r}; expected one of {', '.join(BACKBONES)}")
+        self.backbone = backbone
         self.width = width
         self.fc_channels = fc_channels
         self.in_channels = int(in_channels)
-        self.coarse = FCN8s(in_channels, in_channels, width=width, fc_channels=fc_channels, dropout=dropout)
-        self.fine = FCN8s(in_channels, in_channels, width=width, fc_channels=fc_channels, dropout=dropout)
+
+        def half() -> nn.Module:
+            if backbone == "unet":
+                return UNet2d(in_channels, in_channels, channels, strides, num_res_units, norm=norm, dropout=dropout)
+            return FCN8s(in_channels, in_channels, width=width, fc_channels=fc_channels, dropout=dropout)
+
+        self.coarse = half()
+        self.fine = half()
         self.saliency = SaliencyTransform(in_channels)
 
     def reset_parameters(self, seed: int | None = None) -> None:
-        """Re-initialises both FCNs randomly and the saliency module as the reference does.
+        """Re-initialises both halves randomly and the saliency module as the reference does.
 
         Args:
             seed: see :meth:`FCN8s.reset_parameters`; ``None`` uses the global RNG.
@@ -361,6 +421,7 @@ class RSTN(nn.Module):
         label: torch.Tensor | None = None,
         mode: str = "J",
         margins: int | Sequence[int] | torch.Tensor | None = None,
+        equal_boxes: bool = False,
     ) -> torch.Tensor:
         """One coarse -> saliency -> fine pass, as one tensor.
 
@@ -371,7 +432,7 @@ class RSTN(nn.Module):
         Returns:
             (B, 2C, H, W) float32 probabilities.
         """
-        return self.forward_parts(image, label, mode=mode, margins=margins).stacked()
+        return self.forward_parts(image, label, mode=mode, margins=margins, equal_boxes=equal_boxes).stacked()
 
     def forward_parts(
         self,
@@ -379,6 +440,7 @@ class RSTN(nn.Module):
         label: torch.Tensor | None = None,
         mode: str = "J",
         margins: int | Sequence[int] | torch.Tensor | None = None,
+        equal_boxes: bool = False,
     ) -> RSTNOutput:
         """One coarse -> saliency -> fine pass.
 
@@ -393,6 +455,10 @@ class RSTN(nn.Module):
             margins: per-side margins: an int, 4 values or a (B, 4) tensor (top, bottom,
                 left, right); ``None`` = 20 on every side. Trainers pass
                 :func:`sample_training_margins` to reproduce the reference's training.
+            equal_boxes: grow every box to the batch's largest (:func:`equalize_boxes`), so the
+                fine half sees the whole batch in one call instead of one call per box size. In
+                training the margins are random anyway, and a wider box is one more draw of them;
+                off by default, where every sample's result equals its result alone.
 
         Returns:
             :class:`RSTNOutput` with float32 coarse and fine probabilities and the boxes.
@@ -425,6 +491,8 @@ class RSTN(nn.Module):
                 mask = label > 0.5  # type: ignore[operator]
             # An empty mask gives the whole image (box_from_mask's convention).
             boxes = box_from_mask(mask, margins)
+            if equal_boxes:
+                boxes = equalize_boxes(boxes, height, width)
 
         if mode_u == "S":
             fine_input = image

@@ -1,5 +1,6 @@
-"""atso_med.transforms: CT loading, HU windowing and tri-view (3-slice stack) sampling."""
+"""atso_med.transforms: CT loading, HU windowing, tri-view (3-slice stack) sampling and stack augmentation."""
 
+from atso_med.transforms.augment import stack_augmentation
 from atso_med.transforms.intensity import HUWindow, HUWindowd, HUWindowD, HUWindowDict
 from atso_med.transforms.io import LoadCT, LoadCTd, load_canonical
 from atso_med.transforms.spacing import (
@@ -51,4 +52,5 @@ __all__ = [
     "LongAxisSpacingDict",
     "long_axis_slices",
     "resample_long_axis",
+    "stack_augmentation",
 ]

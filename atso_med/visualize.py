@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atso_med.data.nifti import atomic_path
+from atso_med.files import atomic_write
 from atso_med.errors import ConfigError
 
 #: Size of a case preview in pixels (width, height) at the default dpi.
@@ -189,10 +189,6 @@ def save_case_preview(
     if title:
         fig.suptitle(title, color="white", fontsize=11)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.86 if title else 0.92, wspace=0.04)
-    final, tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_PREVIEW_DPI, facecolor=fig.get_facecolor())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)

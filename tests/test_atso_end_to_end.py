@@ -86,8 +86,19 @@ def run_cli(*args: str) -> subprocess.Popen:
 def uninterrupted(phantom, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("uninterrupted")
     config = write_experiment(root / "experiment.yaml", **semi_supervised(phantom, root / "run"))
-    assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    umask = os.umask(0o022)  # a lab's usual umask, whatever the test machine's
+    try:
+        assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    finally:
+        os.umask(umask)
     return root / "run"
+
+
+def test_every_output_file_is_readable_by_colleagues(uninterrupted):
+    """Models, predictions, pseudo labels, plans, journals and reports: 0644 under umask 022, never 0600."""
+    modes = {path.relative_to(uninterrupted): path.stat().st_mode & 0o777 for path in uninterrupted.rglob("*") if path.is_file()}
+    assert len(modes) > 50 and any(p.suffix == ".pt" for p in modes) and any(p.name.endswith(".nii.gz") for p in modes)
+    assert {p: oct(m) for p, m in modes.items() if m != 0o644} == {}
 
 
 def test_killed_run_resumes_to_the_same_models_and_report(phantom, uninterrupted, tmp_path):

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from atso_med.data.nifti import write_text_atomic
+from atso_med.files import write_text_atomic
 from atso_med.errors import ConfigError
 
 JOURNAL_FILE = "state.json"

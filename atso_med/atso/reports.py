@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atso_med.atso.config import SEMI_SUPERVISED
-from atso_med.data.nifti import atomic_path, write_text_atomic
+from atso_med.files import atomic_write, write_text_atomic
 from atso_med.metrics.evaluation import binarize_label
 
 if TYPE_CHECKING:
@@ -366,15 +366,9 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 def _save_figure(figure: Any, path: Path) -> Path:
-    import os
-
-    final, tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return path
 
 
 def plot_progress(report: Mapping[str, Any], path: Path) -> Path:

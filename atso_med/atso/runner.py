@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from atso_med.data.nifti import write_text_atomic
+from atso_med.files import write_text_atomic
 from atso_med.errors import AtsoMedError, ConfigError
 
 

@@ -43,7 +43,7 @@ from atso_med.atso.config import ExperimentConfig
 from atso_med.atso.data import ExperimentData, load_experiment_data
 from atso_med.atso.journal import JOURNAL_FILE, Journal
 from atso_med.atso.strategies import PlanInputs, Step, build_plan
-from atso_med.data.nifti import atomic_path, write_text_atomic
+from atso_med.files import atomic_write, write_text_atomic
 from atso_med.errors import ConfigError
 
 logger = logging.getLogger("atso_med.atso")
@@ -604,12 +604,8 @@ class ATSOTrainer:
         for case_id in params["ids"]:
             target = out / f"{case_id}.nii.gz"
             if len(sources) == 1:
-                final, tmp = atomic_path(target)
-                try:
+                with atomic_write(target) as tmp:
                     shutil.copyfile(sources[0] / f"{case_id}.nii.gz", tmp)
-                    os.replace(tmp, final)
-                finally:
-                    tmp.unlink(missing_ok=True)
             else:
                 vote_files(sources, case_id, target)
         return {"cases": len(params["ids"]), "teachers": params["teachers"], "output_dir": params["output_dir"]}

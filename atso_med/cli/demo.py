@@ -6,7 +6,7 @@ import argparse
 
 #: The CPU demo's setting, sized to finish within 15 minutes on 2 CPU cores while the networks
 #: still learn: 64x64 slices (at 48x48 the phantom pancreas is 2 pixels thick), the smallest U-Net
-#: preset with a full-resolution first level, 300 iterations, and box margins scaled with the slice
+#: preset with a full-resolution first level, 250 iterations, and box margins scaled with the slice
 #: (6 px instead of RSTN's 20 px at 512x512). One labeled case leaves M0 well below the fully
 #: supervised bound (2 labeled cases came within 6 points of it); 15 reference cases give the
 #: semi-supervised strategies, and the bound, data to learn from. Keys not given here take the
@@ -25,7 +25,7 @@ DEMO_EXPERIMENT = {
     "training": {
         "recipe": "scratch",
         "preset": "unet_tiny",
-        "iterations": 300,
+        "iterations": 250,
         "batch_size": 4,
         "num_workers": 0,
         "overrides": {"margin_fixed": 6, "margin_max": 12},
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.atso.trainer import JOURNAL_FILE
     from atso_med.cli.run import print_summary
     from atso_med.data.dataset import Dataset
-    from atso_med.data.nifti import write_text_atomic
+    from atso_med.files import write_text_atomic
     from atso_med.data.phantom import PhantomConfig, write_phantom_dataset
     from atso_med.data.splits import Splits, make_splits
     from atso_med.errors import ConfigError

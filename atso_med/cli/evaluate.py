@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atso_med.cli.arguments import existing_file, existing_folder, integer
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -14,21 +16,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "per_case.csv (also available as: python -m monai.bundle run --config_file "
         "bundles/rstn_pancreas_ct/configs/evaluate.json).",
     )
-    parser.add_argument("--predictions", required=True, help="folder of <id>.nii.gz predictions")
+    parser.add_argument("--predictions", type=existing_folder, required=True, help="folder of <id>.nii.gz predictions")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="dataset.json (or its folder) with the labels")
-    source.add_argument("--datalist", help="MONAI data-list JSON with labels")
+    source.add_argument("--datalist", type=existing_file, help="MONAI data-list JSON with labels")
     parser.add_argument("--key", default=None, help="list of the data list to read (default: testing, or the only one)")
     parser.add_argument("--ids", nargs="+", default=None, help="only these case ids (default: every labeled case)")
     parser.add_argument(
         "--foreground",
         nargs="+",
-        type=int,
+        type=integer(1),
         default=None,
         help="label values counted as organ (default: every non-zero value, e.g. MSD pancreas 1 and tumour 2)",
     )
     parser.add_argument(
-        "--stats", default=None, help="prediction_stats.json for per-round DSC (default: the one in --predictions)"
+        "--stats", type=existing_file, default=None, help="prediction_stats.json for per-round DSC (default: the one in --predictions)"
     )
     parser.add_argument(
         "--out", default=None, help="output folder for summary.json and per_case.csv (default: --predictions)"

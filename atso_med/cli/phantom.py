@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atso_med.cli.arguments import integer, number
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``phantom`` on the top-level subparsers.
@@ -26,14 +28,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("out", metavar="OUT", help="output folder")
-    parser.add_argument("--cases", type=int, default=20, help="number of cases (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--cases", type=integer(1), default=20, help="number of cases (default: %(default)s)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="random seed (default: %(default)s)")
     parser.add_argument(
-        "--shape", type=int, nargs=3, metavar=("H", "W", "D"), default=None,
+        "--shape", type=integer(1), nargs=3, metavar=("H", "W", "D"), default=None,
         help="nominal array shape; the slice count varies +-25%% per case (default: 128 128 80)",
     )
     parser.add_argument(
-        "--spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"), default=None,
+        "--spacing", type=number(positive=True), nargs=3, metavar=("SX", "SY", "SZ"), default=None,
         help="nominal voxel size in mm of the source scanner (default: 1.5 1.5 2.5)",
     )
     parser.add_argument(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atso_med.cli.arguments import integer, number, probability
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -38,17 +40,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder (never an input folder)")
     parser.add_argument("--ids", nargs="+", default=None, help="only these case ids (dataset.json / data list)")
     parser.add_argument("--key", default=None, help="list of a data-list JSON to read (default: testing, or the only one)")
-    parser.add_argument("--rounds", type=int, default=10, help="maximum fine rounds (default 10; 0 = coarse only)")
+    parser.add_argument("--rounds", type=integer(0), default=10, help="maximum fine rounds (default 10; 0 = coarse only)")
     parser.add_argument(
-        "--stop-dsc", type=float, default=0.99, help="stop when the inter-round DSC reaches this (default 0.99)"
+        "--stop-dsc", type=probability, default=0.99, help="stop when the inter-round DSC reaches this (default 0.99)"
     )
     parser.add_argument(
         "--fusion", default="majority", choices=["majority", "mean"], help="plane fusion rule (default majority)"
     )
-    parser.add_argument("--margin", type=int, default=20, help="fine box margin in pixels (default 20)")
+    parser.add_argument("--margin", type=integer(0), default=20, help="fine box margin in pixels (default 20)")
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=integer(1),
         default=None,
         help="3-slice stacks per network call (default 8 on CUDA, 1 on CPU, which keeps a 512x512x300 volume "
         "with full-size networks within 8 GB of host memory)",
@@ -61,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--long-axis-spacing",
-        type=float,
+        type=number(positive=True),
         default=None,
         metavar="MM",
         help="resample the long (superior-inferior) axis to this slice spacing for inference; "

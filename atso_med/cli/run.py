@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atso_med.cli.arguments import existing_file, integer
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``run`` on the top-level subparsers.
@@ -25,13 +27,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "continue from the last finished step. Reports: OUTPUT_DIR/reports/."
         ),
     )
-    parser.add_argument("--config", required=True, metavar="YAML", help="experiment file")
+    parser.add_argument("--config", type=existing_file, required=True, metavar="YAML", help="experiment file")
     parser.add_argument("--resume", action="store_true", help="continue the experiment in its output_dir")
     parser.add_argument("--output-dir", metavar="DIR", default=None, help="override output_dir of the file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--stop-after",
-        type=int,
+        type=integer(1),
         metavar="N",
         default=None,
         help="debugging: exit abruptly (as a kill would) after N finished steps; then resume with --resume",

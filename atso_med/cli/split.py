@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atso_med.cli.arguments import integer
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``split`` subcommand.
@@ -30,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--labeled", required=True, metavar="N|FRACTION",
         help="labeled cases: a count ('6') or a fraction of the training pool ('0.1')",
     )
-    parser.add_argument("--folds", type=int, default=2, help="number of reference folds K (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--folds", type=integer(1), default=2, help="number of reference folds K (default 2)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="random seed (default 0)")
     parser.add_argument(
         "--test", default=None, metavar="N|FRACTION",
         help="random protocol: test cases, a count or a fraction of the cases with a label (default 0.25)",
@@ -41,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="validation cases (with labels) for model selection (default 0)",
     )
     parser.add_argument("--protocol", choices=("random", "nih4fold"), default="random", help="default random")
-    parser.add_argument("--test-fold", type=int, metavar="F", help="nih4fold: test fold 0..3")
+    parser.add_argument("--test-fold", type=integer(0, 3), metavar="F", help="nih4fold: test fold 0..3")
     parser.add_argument("--out", metavar="splits.json", help="output file (default: splits.json next to dataset.json)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing splits file")
     return parser
@@ -66,12 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.data.dataset import Dataset
     from atso_med.data.splits import SPLITS_FILE, make_splits, nih4fold_splits, parse_amount
     from atso_med.errors import SplitError
+    from atso_med.files import check_output_file, dataset_inputs, json_with_keys
 
     dataset = Dataset.load(args.dataset)
     out = Path(args.out) if args.out else Path(dataset.path).parent / SPLITS_FILE
     # Check before the (cheap) draw so a hand-edited file is never lost to a typo'd command.
-    if out.exists() and not args.force:
-        raise SplitError(f"{out} already exists (it may have been edited by hand); pass --force to overwrite it")
+    check_output_file(
+        out, dataset_inputs(dataset), kind="splits file", force=args.force,
+        is_kind=json_with_keys("labeled", "reference"), option="--out",
+    )
 
     labeled = parse_amount(args.labeled, "--labeled")
     validation = parse_amount(args.validation, "--validation")

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from atso_med.data.nifti import write_text_atomic
+from atso_med.files import write_text_atomic
 
 
 def write_datalist(path: str | os.PathLike, training: Sequence[Mapping], validation: Sequence[Mapping] = ()) -> Path:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atso_med.data.nifti import write_text_atomic
+from atso_med.files import write_text_atomic
 from atso_med.errors import DatasetError, SplitError
 
 if TYPE_CHECKING:  # imported for annotations only, so that this module loads without readers

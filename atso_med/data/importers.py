@@ -30,7 +30,8 @@ import nibabel as nib
 import numpy as np
 
 from atso_med.data.dataset import DATASET_FILE, Dataset
-from atso_med.data.nifti import save_nifti, write_text_atomic
+from atso_med.data.nifti import save_nifti
+from atso_med.files import write_text_atomic
 from atso_med.errors import AtsoMedError, ConfigError, DatasetError, ImageReadError, LabelValueError
 
 __all__ = [

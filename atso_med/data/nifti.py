@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-
-def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """Return ``(final, temporary)`` paths for writing ``path`` atomically.
-
-    The temporary file sits in the same folder (so that :func:`os.replace` is atomic) and keeps
-    the full suffix (``.nii.gz``), so that writers that choose a format by suffix still work.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix="".join(final.suffixes), dir=final.parent)
-    os.close(fd)
-    return final, Path(tmp)
+from atso_med.files import atomic_write
 
 
 def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, dtype=None) -> Path:
@@ -43,21 +31,6 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, d
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
-    final, tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         nib.save(image, str(tmp))
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file (JSON, CSV, YAML) atomically."""
-    final, tmp = atomic_path(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)

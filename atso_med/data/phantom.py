@@ -40,7 +40,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
-from atso_med.data.nifti import save_nifti, write_text_atomic
+from atso_med.data.nifti import save_nifti
+from atso_med.files import write_text_atomic
 from atso_med.errors import ConfigError
 
 #: Bumped whenever the generator's output changes for the same configuration.

@@ -185,15 +185,11 @@ def attach_resume(trainer, output_dir: str | os.PathLike, load_dict: Mapping, ne
 
 def save_model_atomic(state: Mapping, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a model."""
-    from atso_med.data.nifti import atomic_path
+    from atso_med.files import atomic_write
 
-    final, tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(dict(state), tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)
 
 
 def prepare_rstn_batch(batchdata: Mapping, device: torch.device | str | None = None, non_blocking: bool = False, **kwargs):

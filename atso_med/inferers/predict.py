@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -33,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from atso_med.data.nifti import atomic_path, save_nifti, write_text_atomic
+from atso_med.data.nifti import save_nifti
+from atso_med.files import atomic_write, write_text_atomic
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError
-from atso_med.metrics.evaluation import PREDICTION_STATS_FILE, binarize_label, datalist_items
+from atso_med.metrics.evaluation import PREDICTION_STATS_FILE, datalist_items
 
 __all__ = [
     "MODEL_FILE",
@@ -460,21 +460,6 @@ def _require_slicerio() -> None:
         raise ConfigError("the .seg.nrrd output needs the 'slicerio' package (pip install slicerio)") from None
 
 
-def _optional_mm(value: Any) -> float | None:
-    """A long-axis spacing option: ``None`` / ``"none"`` / ``0`` means off, else a positive number."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "off")):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"long_axis_spacing must be a number of millimetres or null, got {value!r}") from None
-    if number == 0:
-        return None
-    if not math.isfinite(number) or number < 0:
-        raise ConfigError(f"long_axis_spacing must be a positive number of millimetres, got {value!r}")
-    return number
-
-
 def check_prediction_run(
     items: Sequence[Mapping], model_dir: Any, output_dir: str | os.PathLike, save_seg_nrrd: bool = False
 ) -> None:
@@ -511,7 +496,7 @@ def check_prediction_run(
 
 
 class PredictionPreprocessing:
-    """Read, reorient, window and optionally resample one case (a data-list item) for the inferer.
+    """The training preprocessing (:class:`~atso_med.transforms.CTPreprocessingd`) of one case for the inferer.
 
     Args:
         hu_window: ``(low, high)`` HU window mapped to [0, 1] (the RSTN's [-100, 240]).
@@ -536,49 +521,27 @@ class PredictionPreprocessing:
         foreground: Sequence[int] | None = None,
     ) -> None:
         from atso_med.engines.training import as_bool
-        from atso_med.transforms.intensity import HUWindow
+        from atso_med.transforms.preprocessing import CTPreprocessingd
 
-        if len(hu_window) != 2:
-            raise ConfigError(f"hu_window must be [low, high], got {hu_window!r}")
-        self.window = HUWindow(a_min=hu_window[0], a_max=hu_window[1])
-        self.hu_window = (float(hu_window[0]), float(hu_window[1]))
-        self.long_axis_spacing = _optional_mm(long_axis_spacing)
+        self.preprocessing = CTPreprocessingd(hu_window, long_axis_spacing, foreground, label_key="truth")
+        self.hu_window = self.preprocessing.hu_window
+        self.long_axis_spacing = self.preprocessing.long_axis_spacing
         self.with_truth = as_bool(with_truth)
-        self.foreground = None if foreground is None else [int(v) for v in foreground]
 
     def __call__(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        from atso_med.data.readers import load_image, load_label, reorient_to_canonical
-        from atso_med.data.volume import Volume
-        from atso_med.transforms.spacing import LongAxisSpacingd
+        from atso_med.data.readers import reorient_from_canonical
 
-        volume = load_image(item["image"], series_uid=item.get("series_uid"))
-        label = None
+        case = {"id": item.get("id"), "image": item["image"], "series_uid": item.get("series_uid")}
         if self.with_truth and item.get("label"):
-            label = binarize_label(load_label(item["label"], volume), self.foreground)
-        canonical, ornt = reorient_to_canonical(volume)
-        image = self.window(np.ascontiguousarray(canonical.array, dtype=np.float32))
-        if np.isnan(image).any():
-            raise ImageReadError(f"{item['image']}: the image holds NaN voxels; it cannot be segmented")
-        meta = {
-            "affine": np.asarray(volume.affine, dtype=np.float64),
-            "shape": volume.shape,
-            "spacing": volume.spacing,
-            "orientation": volume.orientation,
-            "ornt": ornt,
-            "canonical_affine": np.asarray(canonical.affine, dtype=np.float64),
-            "source": str(item["image"]),
-        }
-        data: dict[str, Any] = {"id": item.get("id"), "image": image, "image_meta": meta}
-        del volume, canonical  # the HU array is not needed any more
-        if label is not None:
-            data["label"] = label
-            data["truth"] = np.ascontiguousarray(
-                reorient_to_canonical(Volume(label.view(np.uint8), meta["affine"]))[0].array
-            )
-        if self.long_axis_spacing is not None:
-            data = LongAxisSpacingd(
-                ["image", "truth"], self.long_axis_spacing, mode=["linear", "nearest"], allow_missing_keys=True
-            )(data)
+            case["truth"] = item["label"]
+        data = self.preprocessing.load(case)
+        if "truth" in data:
+            # The original grid's mask (for the DSC of the written prediction) comes from the
+            # canonical one before any resampling: a permutation / flip, exact.
+            original = reorient_from_canonical(data["truth"], data["image_meta"]["ornt"])
+            data["label"] = np.ascontiguousarray(original, dtype=bool)
+        data = self.preprocessing.normalize(data)
+        data.pop("series_uid")
         return data
 
 
@@ -756,13 +719,9 @@ def write_seg_nrrd(
     segmentation = slicerio.create_segmentation(np.shape(mask), ijk_to_lps, dtype="uint8")
     segment = {"id": name, "name": name, "color": [float(c) for c in color], "terminology": _PANCREAS_TERMINOLOGY}
     slicerio.add_segment(segmentation, np.asarray(mask) != 0, segment)
-    final, tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         slicerio.write_segmentation(str(tmp), segmentation)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)
 
 
 def write_prediction(

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from atso_med.data.nifti import write_text_atomic
+from atso_med.files import write_text_atomic
 from atso_med.errors import ConfigError, DatasetError, ImageReadError
 from atso_med.metrics.dice import DiceAccumulator
 

@@ -2,7 +2,8 @@
 
 from atso_med.transforms.augment import stack_augmentation
 from atso_med.transforms.intensity import HUWindow, HUWindowd, HUWindowD, HUWindowDict
-from atso_med.transforms.io import LoadCT, LoadCTd, load_canonical
+from atso_med.transforms.io import LoadCTd, load_canonical
+from atso_med.transforms.preprocessing import CTPreprocessingd, optional_spacing_mm
 from atso_med.transforms.spacing import (
     LongAxisSpacing,
     LongAxisSpacingd,
@@ -27,7 +28,8 @@ from atso_med.transforms.triview import (
 )
 
 __all__ = [
-    "LoadCT",
+    "CTPreprocessingd",
+    "optional_spacing_mm",
     "LoadCTd",
     "load_canonical",
     "HUWindow",

@@ -5,48 +5,54 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform
+
+from atso_med.errors import ImageReadError
 
 
-def load_canonical(path: str):
+def load_canonical(path: str, series_uid: str | None = None):
     """Read an image and reorient it to canonical axes.
+
+    Args:
+        path: NIfTI file or DICOM series folder.
+        series_uid: the series to read from a folder that holds several.
 
     Returns:
         ``(volume, array, meta)``: the volume as stored, the float32 canonical array, and the
-        geometry needed to go back (``affine``, ``canonical_affine``, ``ornt``, ``source``).
+        geometry needed to go back (``affine``, ``shape``, ``spacing``, ``orientation`` of the
+        input, ``canonical_affine``, ``ornt``, ``source``).
+
+    Raises:
+        ImageReadError: the image cannot be read, or it holds NaN voxels.
     """
     from atso_med.data.readers import load_image, reorient_to_canonical
 
-    volume = load_image(path)
+    volume = load_image(path, series_uid=series_uid)
     canonical, ornt = reorient_to_canonical(volume)
-    meta = {"affine": volume.affine, "canonical_affine": canonical.affine, "ornt": ornt, "source": str(path)}
-    return volume, np.ascontiguousarray(canonical.array, dtype=np.float32), meta
-
-
-class LoadCT(Transform):
-    """Read a CT (NIfTI file or DICOM series folder) and reorient it to the closest canonical (RAS) axes.
-
-    Reorientation is a permutation / flip of array axes (no resampling), so that plane "Z" is the
-    axial plane of every case whatever its storage order. The original affine and the orientation
-    transform are returned, so predictions can be put back on the original grid.
-
-    Returns:
-        ``(array, meta)``: float32 HU array in canonical order, and a dict with ``affine`` (original
-        4x4), ``canonical_affine``, ``ornt`` (the nibabel orientation used) and ``source``.
-    """
-
-    def __call__(self, path: str) -> tuple[np.ndarray, dict]:
-        _, array, meta = load_canonical(path)
-        return array, meta
+    array = np.ascontiguousarray(canonical.array, dtype=np.float32)
+    if np.isnan(array).any():
+        raise ImageReadError(f"{path}: the image holds NaN voxels; it cannot be segmented")
+    meta = {
+        "affine": np.asarray(volume.affine, dtype=np.float64),
+        "shape": volume.shape,
+        "spacing": volume.spacing,
+        "orientation": volume.orientation,
+        "canonical_affine": np.asarray(canonical.affine, dtype=np.float64),
+        "ornt": ornt,
+        "source": str(path),
+    }
+    return volume, array, meta
 
 
 class LoadCTd(MapTransform):
-    """Dictionary form of :class:`LoadCT` that also loads the label onto the image's grid.
+    """Read a CT (NIfTI file or DICOM series folder) and its label, both in canonical (RAS) axis order.
 
-    The label is placed on the image's voxel grid exactly (axis permutation / flips only; a label on
-    another grid is refused with :class:`~atso_med.errors.GridMismatchError`), reoriented like the
-    image, and binarised: voxels whose value is in ``foreground`` become 1.
+    Reorientation is a permutation / flip of array axes (no resampling), so that plane "Z" is the
+    axial plane of every case whatever its storage order; the geometry to go back is stored under
+    ``meta_key``. The label is placed on the image's voxel grid exactly (a label on another grid is
+    refused with :class:`~atso_med.errors.GridMismatchError`), reoriented like the image, and
+    binarised: voxels whose value is in ``foreground`` become 1. A ``series_uid`` in the data dict
+    picks one series of a DICOM folder that holds several.
 
     Args:
         image_key: key of the image path.
@@ -70,15 +76,17 @@ class LoadCTd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         from atso_med.data.readers import load_label, reorient_to_canonical
         from atso_med.data.volume import Volume
+        from atso_med.metrics.evaluation import binarize_label
 
         result = dict(data)
-        volume, result[self.image_key], result[self.meta_key] = load_canonical(str(data[self.image_key]))
+        volume, result[self.image_key], result[self.meta_key] = load_canonical(
+            str(data[self.image_key]), series_uid=data.get("series_uid")
+        )
         if data.get(self.label_key):
-            label = load_label(str(data[self.label_key]), volume)
-            organ = label != 0 if self.foreground is None else np.isin(label, self.foreground)
+            organ = binarize_label(load_label(str(data[self.label_key]), volume), self.foreground)
             canonical_label, _ = reorient_to_canonical(Volume(organ.astype(np.uint8), volume.affine))
             result[self.label_key] = np.ascontiguousarray(canonical_label.array)
         return result
 
 
-__all__ = ["LoadCT", "LoadCTd", "load_canonical"]
+__all__ = ["LoadCTd", "load_canonical"]

@@ -1,0 +1,168 @@
+"""Writing output files safely: atomically, with the permissions a normal ``open()`` gives.
+
+Every file atso-med writes (models, predictions, pseudo labels, plans, journals, reports, figures)
+goes through :func:`atomic_write`: the content is written to a temporary file beside the target
+and renamed over it, so a reader (or a resumed run) never sees half a file. ``mkstemp`` creates
+that temporary file with mode 0600; it gets ``0666 & ~umask`` (0644 under the usual umask 022)
+before the rename, so colleagues on shared storage can open the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from atso_med.errors import ConfigError
+
+__all__ = [
+    "OutputPathError",
+    "atomic_write",
+    "check_output_file",
+    "dataset_inputs",
+    "default_file_mode",
+    "json_with_keys",
+    "write_text_atomic",
+]
+
+
+class OutputPathError(ConfigError):
+    """An output path is one of the command's inputs, a folder, or an existing file of another kind."""
+
+
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Give a temporary path to write; on success it replaces ``path`` in one rename.
+
+    The temporary file sits in the target's folder (so :func:`os.replace` is atomic) and keeps
+    the full suffix (``.nii.gz``), so writers that choose a format by suffix still work. It is
+    removed if the body raises; the target is then left as it was.
+
+    Args:
+        path: the file to write; missing parent folders are created.
+
+    Yields:
+        The temporary path to write the content to.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix="".join(final.suffixes), dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (JSON, CSV, YAML) atomically.
+
+    Returns:
+        The path written.
+    """
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_file(
+    path: str | os.PathLike,
+    inputs: Iterable[tuple[str, str | os.PathLike]],
+    *,
+    kind: str,
+    force: bool = False,
+    is_kind: Callable[[Path], bool] | None = None,
+    option: str = "the output",
+) -> Path:
+    """Refuse, before any work, an output file that would destroy something.
+
+    Refused: a path that is a folder; a path that is one of ``inputs`` (the same file, also
+    through a link) or lies inside an input folder (a DICOM series); an existing file without
+    ``force``; and, with ``force``, an existing file that ``is_kind`` does not recognise as a
+    previous output of the same kind (``--force`` replaces an old report, never a dataset).
+
+    Args:
+        path: the output file.
+        inputs: ``(what, path)`` of every input of the command (``("dataset", dataset.json)``,
+            ``("image of case 'a'", ...)``); missing paths are fine.
+        kind: what the output is, for messages ("splits file", "verify report").
+        force: overwrite an existing output of the same kind.
+        is_kind: tells whether an existing file is an output of this kind; ``None`` accepts any.
+        option: how the user gave the path, for messages (``--out``).
+
+    Returns:
+        The output path.
+
+    Raises:
+        OutputPathError: one of the cases above; the message names the output and the input.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise OutputPathError(f"{option} {out} is a folder; give the path of the {kind} file to write")
+    resolved = out.resolve()
+    for what, source in inputs:
+        source = Path(source)
+        if resolved == source.resolve() or _same_file(out, source):
+            raise OutputPathError(f"{option} {out} is the {what}: inputs are never overwritten, choose another path")
+        if source.is_dir() and resolved.is_relative_to(source.resolve()):
+            raise OutputPathError(f"{option} {out} lies inside the {what} {source}: choose a path outside it")
+    if out.exists():
+        if not force:
+            raise OutputPathError(f"{out} already exists; pass --force to overwrite it")
+        if is_kind is not None and not is_kind(out):
+            raise OutputPathError(
+                f"{out} exists and is not a {kind}; --force overwrites only a previous {kind}, never another file"
+            )
+    return out
+
+
+def json_with_keys(*keys: str) -> Callable[[Path], bool]:
+    """An ``is_kind`` test for :func:`check_output_file`: a JSON object holding all ``keys``."""
+
+    def test(path: Path) -> bool:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and all(key in data for key in keys)
+
+    return test
+
+
+def dataset_inputs(dataset, splits_path: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """``(what, path)`` of every file a dataset command reads: dataset.json, images, labels, splits.
+
+    Args:
+        dataset: a :class:`~atso_med.data.Dataset`.
+        splits_path: the splits file the command reads, if any.
+    """
+    inputs: list[tuple[str, Path]] = []
+    if dataset.path is not None:
+        inputs.append(("dataset file", Path(dataset.path)))
+    for case in dataset.cases:
+        inputs.append((f"image of case {case.id!r}", Path(case.image)))
+        if case.label is not None:
+            inputs.append((f"label of case {case.id!r}", Path(case.label)))
+    if splits_path is not None:
+        inputs.append(("splits file", Path(splits_path)))
+    return inputs

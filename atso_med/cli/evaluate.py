@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atso_med.cli.arguments import existing_file, existing_folder, integer
+from atso_med.cli.arguments import existing_file, integer
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,7 +16,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "per_case.csv (also available as: python -m monai.bundle run --config_file "
         "bundles/rstn_pancreas_ct/configs/evaluate.json).",
     )
-    parser.add_argument("--predictions", type=existing_folder, required=True, help="folder of <id>.nii.gz predictions")
+    parser.add_argument("--predictions", required=True, help="folder of <id>.nii.gz predictions")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="dataset.json (or its folder) with the labels")
     source.add_argument("--datalist", type=existing_file, help="MONAI data-list JSON with labels")

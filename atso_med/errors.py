@@ -37,3 +37,31 @@ class SplitError(AtsoMedError):
 
 class ConfigError(AtsoMedError):
     """A configuration value is unknown, missing or out of range."""
+
+
+class CaseFailuresError(AtsoMedError):
+    """Some cases of a multi-case run failed while the others ran to the end.
+
+    Attributes:
+        failures: ``(case id, message)`` of every failed case, in input order.
+        results: the per-case records of the whole run (``status`` ``"failed"`` for these).
+    """
+
+    def __init__(self, failures: list[tuple[str, str]], results: list[dict] | None = None, total: int | None = None) -> None:
+        self.failures = list(failures)
+        self.results = list(results or [])
+        total = len(self.results) if total is None else total
+        lines = "\n  ".join(f"{case_id}: {message}" for case_id, message in self.failures)
+        super().__init__(f"{len(self.failures)} of {total} case(s) failed:\n  {lines}")
+
+
+def input_error_cause(error: BaseException) -> AtsoMedError | None:
+    """The :class:`AtsoMedError` an exception is or was caused by, or ``None``.
+
+    MONAI wraps what a transform or a config expression raises in a ``RuntimeError`` whose
+    cause chain holds the real error; the user needs the real error's message.
+    """
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, AtsoMedError):
+        cause = cause.__cause__
+    return cause

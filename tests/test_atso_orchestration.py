@@ -350,3 +350,66 @@ def test_with_one_generation_atso_final_is_stso_generation_one_and_the_report_sa
         atso_final = trainer.journal.result(f"train/atso/gen1/all/plane_{plane}")["model_sha256"]
         assert atso_final == trainer.journal.result(f"train/stso/gen1/all/plane_{plane}")["model_sha256"]
     assert "ATSO's final model is STSO's generation 1" in (trainer.dir / "reports" / "report.md").read_text()
+
+
+def test_bad_reference_and_test_cases_are_refused_before_the_first_training(dataset_file, tmp_path):
+    import shutil
+
+    from atso_med.atso.data import load_experiment_data
+    from atso_med.errors import DatasetError
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(dataset_file.parent, data_dir)
+    config = ExperimentConfig.from_dict(settings(data_dir / dataset_file.name, tmp_path / "experiment"), base=tmp_path)
+    splits = load_experiment_data(config, tmp_path / "experiment").splits
+    dataset = load_experiment_data(config, tmp_path / "experiment").dataset
+    late_reference, test_case = splits.reference[1][-1], splits.test[0]
+    image = nib.load(str(dataset.case(late_reference).image))
+    broken = np.asarray(image.dataobj, dtype=np.float32)
+    broken[0, 0, 0] = np.nan
+    save_nifti(broken, image.affine, dataset.case(late_reference).image, dtype=np.float32)
+    label = nib.load(str(dataset.case(test_case).label))
+    save_nifti(np.asarray(label.dataobj) * 0.5, label.affine, dataset.case(test_case).label, dtype=np.float32)
+
+    training = FakeTraining()
+    trainer = ATSOTrainer(config, predictor=FakePredictor(), training_runner=training, progress=False)
+    with pytest.raises(DatasetError) as error:
+        trainer.run()
+    message = str(error.value)
+    assert f"{late_reference} (reference[1]): image has non-finite voxels: 1 NaN" in message
+    assert f"{test_case} (test): label has non-integer values: 0.5" in message
+    assert "nothing was trained" in message
+    assert training.calls == [] and not (tmp_path / "experiment" / "state.json").exists()
+
+
+def test_a_second_run_on_a_held_folder_is_refused_and_a_killed_holder_leaves_no_stale_lock(dataset_file, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from atso_med.atso.lock import FolderInUseError, FolderLock
+
+    out = tmp_path / "experiment"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom atso_med.atso.lock import FolderLock\n"
+         f"FolderLock({str(out)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        training = FakeTraining()
+        with pytest.raises(FolderInUseError, match=rf"in use by another run \(pid {holder.pid} on "):
+            run(dataset_file, out, training=training)
+        assert training.calls == [] and not (out / "state.json").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The kernel dropped the killed holder's lock: the run goes ahead, and holds the folder while it runs.
+    trainer = ATSOTrainer(ExperimentConfig.from_dict(settings(dataset_file, out), base=tmp_path), predictor=FakePredictor(),
+                          training_runner=FakeTraining(), progress=False)
+    trainer.prepare()
+    with pytest.raises(FolderInUseError):
+        FolderLock(out).acquire()
+    trainer.run()
+    FolderLock(out).acquire().release()  # released at the end of run()
+    assert (out / "reports" / "report.json").is_file()

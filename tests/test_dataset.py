@@ -197,3 +197,33 @@ def test_load_case_puts_a_differently_oriented_label_on_the_image_grid(tmp_path)
     np.testing.assert_allclose(volume.array, image, atol=1e-3)
     np.testing.assert_array_equal(on_grid, label)
     assert load_case(case, with_label=False)[1] is None
+
+
+@pytest.mark.parametrize("disk_form, json_form", [("NFC", "NFD"), ("NFD", "NFC")])
+def test_paths_that_differ_from_the_disk_only_by_unicode_normalisation_are_found(tmp_path, disk_form, json_form):
+    """A dataset.json written on macOS (NFD) and read against NFC files used to say 'image not found'."""
+    import unicodedata
+
+    from atso_med.data import verify_dataset
+    from atso_med.engines.training import read_datalist
+
+    folder, name = "Études", "café_01.nii.gz"
+    on_disk = tmp_path / unicodedata.normalize(disk_form, folder) / unicodedata.normalize(disk_form, name)
+    on_disk.parent.mkdir()
+    save_nifti(np.eye(4, dtype=np.int16)[:, :, None].repeat(3, axis=2), np.eye(4), on_disk)  # doubles as a 0/1 label
+    stored = unicodedata.normalize(json_form, f"{folder}/{name}")
+    assert not (tmp_path / stored).exists()  # the file system tells the two spellings apart
+    (tmp_path / "dataset.json").write_text(json.dumps(
+        {"name": "u", "labels": {"0": "background", "1": "pancreas"}, "cases": [{"id": "c1", "image": stored, "label": stored}]},
+        ensure_ascii=False,
+    ))
+    case = Dataset.load(tmp_path).case("c1")
+    assert case.image == on_disk and case.label == on_disk
+    assert verify_dataset(tmp_path).ok
+    (tmp_path / "list.json").write_text(json.dumps({"training": [{"image": stored}]}, ensure_ascii=False))
+    assert read_datalist(tmp_path / "list.json")[0]["image"] == str(on_disk)
+    # A name that matches no file by any normalisation is still reported missing.
+    (tmp_path / "dataset.json").write_text(json.dumps(
+        {"name": "u", "labels": {"0": "background"}, "cases": [{"id": "c1", "image": "Études/cafe_02.nii.gz"}]}
+    ))
+    assert "image not found" in verify_dataset(tmp_path).rows[0].errors[0]

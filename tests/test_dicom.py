@@ -8,6 +8,7 @@ plausible HU, and ITK reading the series on its own reports the same geometry.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from pathlib import Path
@@ -16,8 +17,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from synthetic_dicom import SIZE, axial, make_slice, write_series
 
 from atso_med.data import dicom
 from atso_med.data.dicom import (
@@ -32,71 +32,6 @@ from atso_med.errors import DicomSeriesError, ImageReadError
 REAL = Path(__file__).parent / "data" / "real"
 DICOM20 = REAL / "totalseg_ct_dicom20"
 DCMQI = REAL / "dcmqi_ct3slice"
-SIZE = 8
-
-
-def make_slice(
-    position,
-    orientation=(1, 0, 0, 0, 1, 0),
-    pixels=None,
-    series_uid="1.2.826.0.1.3680043.8.498.1",
-    description="synthetic",
-    slope=1.0,
-    intercept=-1024.0,
-    instance=1,
-    modality="CT",
-) -> Dataset:
-    """A tiny uncompressed CT slice (8x8 uint16) with the given geometry."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.100"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesDescription = description
-    ds.Modality = modality
-    ds.InstanceNumber = instance
-    if position is not None:
-        ds.ImagePositionPatient = [f"{float(v):.6f}" for v in position]
-    if orientation is not None:
-        ds.ImageOrientationPatient = [f"{float(v):.6f}" for v in orientation]
-    ds.PixelSpacing = [0.5, 0.75]  # (between rows, between columns): deliberately unequal
-    ds.SliceThickness = 5  # deliberately unlike the position spacing
-    ds.Rows = SIZE
-    ds.Columns = SIZE
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope = slope
-    ds.RescaleIntercept = intercept
-    if pixels is None:
-        pixels = np.full((SIZE, SIZE), 1000, dtype=np.uint16)
-    ds.PixelData = np.asarray(pixels, dtype=np.uint16).tobytes()
-    return ds
-
-
-def write_series(folder: Path, positions, prefix="s", **kwargs) -> list[Path]:
-    """Write one slice per position; pixel (row r, column c) of slice n stores 1000 + 100 n + 8 r + c."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
-    for n, position in enumerate(positions):
-        pixels = 1000 + 100 * n + SIZE * rows + cols
-        ds = make_slice(position, pixels=pixels, instance=n + 1, **kwargs)
-        path = folder / f"{prefix}{n:03d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def axial(zs):
-    return [(-10.0, -20.0, z) for z in zs]
 
 
 # --------------------------------------------------------------------------- real data: the proof
@@ -284,6 +219,46 @@ def test_tilted_gantry_raises_with_angle(tmp_path):
     with pytest.raises(DicomSeriesError, match="tilt") as info:
         read_dicom_series(tmp_path)
     assert "11.31 degrees" in str(info.value)
+
+
+def _oblique_positions(tilt_degrees: float, n: int = 24, spacing: float = 2.5):
+    """An oblique stack (rotated 20 degrees about x); the slices shift along the column axis by
+    tan(tilt) per mm of advance along the normal (0: no tilt)."""
+    a = math.radians(20.0)
+    column, normal = np.array([0.0, math.cos(a), math.sin(a)]), np.array([0.0, -math.sin(a), math.cos(a)])
+    origin = np.array([-101.37, -87.21, -312.64])
+    shift = math.tan(math.radians(tilt_degrees))
+    return [origin + k * spacing * (normal + shift * column) for k in range(n)], (1, 0, 0, *column)
+
+
+def test_positions_rounded_to_a_tenth_of_a_millimetre_are_not_a_tilt(tmp_path):
+    """Scanners that write one decimal used to be refused as a 'gantry tilt of about 0.25 degrees'."""
+    positions, orientation = _oblique_positions(0.0)
+    write_series(tmp_path / "rounded", positions, orientation=orientation, decimals=1)
+    volume = read_dicom_series(tmp_path / "rounded")
+    assert volume.spacing[2] == pytest.approx(2.5, abs=0.01)
+    assert dicom.position_precision_mm(make_slice(p, orientation=orientation, decimals=1) for p in positions) == pytest.approx(0.1)
+    # A real tilt is still refused, at the same precision, and a tenth of it with full precision.
+    positions, orientation = _oblique_positions(2.0)
+    write_series(tmp_path / "tilted", positions, orientation=orientation, decimals=1)
+    with pytest.raises(DicomSeriesError, match=r"gantry tilt of about (1\.9\d|2\.0\d) degrees"):
+        read_dicom_series(tmp_path / "tilted")
+    positions, orientation = _oblique_positions(0.2)
+    write_series(tmp_path / "slight", positions, orientation=orientation, decimals=6)
+    with pytest.raises(DicomSeriesError, match=r"gantry tilt of about 0\.(19|20) degrees"):
+        read_dicom_series(tmp_path / "slight")
+
+
+@pytest.mark.parametrize("kept_bytes", [200, -40], ids=["header", "pixels"])
+def test_a_truncated_slice_file_is_named(tmp_path, kept_bytes):
+    """A slice cut in its header used to vanish from the series (then 'uneven spacing'); one cut in
+    its pixels gave ITK's error, which names the folder only."""
+    files = write_series(tmp_path, axial([0.0, 1.0, 2.0, 3.0]))
+    content = files[1].read_bytes()
+    files[1].write_bytes(content[:kept_bytes])
+    with pytest.raises(DicomSeriesError, match="truncated|less than expected") as error:
+        read_dicom_series(tmp_path)
+    assert str(files[1]) in str(error.value)
 
 
 def test_duplicate_positions_raise():

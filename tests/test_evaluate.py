@@ -14,7 +14,7 @@ import pytest
 
 from atso_med.cli.main import main
 from atso_med.data.nifti import save_nifti
-from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError
+from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
 from atso_med.metrics import evaluate_predictions, run_evaluation
 from atso_med.metrics.evaluation import CSV_COLUMNS, PREDICTION_STATS_FILE, per_round_summary
 
@@ -220,3 +220,88 @@ def test_evaluate_bundle_runs_with_monai_bundle_run(cases, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["global_dsc"] == pytest.approx(18 / 34) and summary["mean_dsc"] == pytest.approx(0.5)
     assert (out / "per_case.csv").read_text().splitlines()[1].startswith("a,0.5,")
+
+
+def _dataset_json(tmp_path: Path, classes: dict[str, str]) -> Path:
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({
+        "name": "hand", "labels": classes,
+        "cases": [{"id": i, "image": f"labels/{i}.nii.gz", "label": f"labels/{i}.nii.gz"} for i in ("a", "b", "c")],
+    }))
+    return dataset
+
+
+@pytest.mark.parametrize(
+    "stored, message",
+    [
+        (np.where(_mask(range(5, 15)), 1.0, np.nan), r"case 'a': .*a\.nii\.gz: label has 110 NaN/inf voxels"),
+        (_mask(range(5, 15)) * 0.5, r"case 'a': .*a\.nii\.gz: label has non-integer values: 0\.5 \(10 voxels\)"),
+    ],
+    ids=["nan", "halves"],
+)
+def test_labels_that_verify_refuses_are_refused_by_evaluate(cases, stored, message):
+    """A perfect prediction used to score 0.02 against a NaN label and 1.0 against a label of 0.5s."""
+    label_a = cases["pairs"][0][2]
+    save_nifti(stored, AFFINE, label_a, dtype=np.float32)
+    save_nifti(_mask(range(5, 15)), AFFINE, cases["pairs"][0][1], dtype=np.uint8)
+    with pytest.raises(LabelValueError, match=message):
+        evaluate_predictions(cases["pairs"])
+    with pytest.raises(LabelValueError, match=message):
+        run_evaluation(cases["preds"], cases["datalist"])
+
+
+def test_undeclared_label_class_is_refused_against_the_dataset(cases, tmp_path, capsys):
+    dataset = _dataset_json(tmp_path, {"0": "background", "1": "pancreas"})  # b's label holds tumour voxels (2)
+    args = ["evaluate", "--predictions", str(cases["preds"]), "--dataset", str(dataset), "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "case 'b'" in err and "b.nii.gz" in err
+    assert "label values not among the declared classes {0, 1}: 2 (2 voxels)" in err
+    assert not (tmp_path / "r" / "summary.json").exists()
+    # Declared, class 2 is fine; a foreground value the dataset does not declare is a config error.
+    dataset = _dataset_json(tmp_path, {"0": "background", "1": "pancreas", "2": "tumour"})
+    assert run_evaluation(cases["preds"], dataset, tmp_path / "ok").dsc["b"] == 1.0
+    with pytest.raises(ConfigError, match=r"foreground value\(s\) \[3\] are not declared classes"):
+        run_evaluation(cases["preds"], dataset, tmp_path / "ok", foreground=[3])
+
+
+def test_a_probability_map_is_refused_unless_a_threshold_is_given(cases, tmp_path, capsys):
+    """A probability map used to count as organ wherever non-zero (DSC 0.002 for a good prediction)."""
+    prediction_a = cases["pairs"][0][1]
+    probability = np.full(SHAPE, 0.01, dtype=np.float32)
+    probability.reshape(-1)[0:10] = 0.9  # the same organ as the mask: DSC 0.5 once thresholded
+    save_nifti(probability, AFFINE, prediction_a, dtype=np.float32)
+    with pytest.raises(LabelValueError, match=r"case 'a': .*a\.nii\.gz: prediction has non-integer values: .*probability map"):
+        evaluate_predictions(cases["pairs"])
+    assert evaluate_predictions(cases["pairs"], threshold=0.5).dsc == {"a": 0.5, "b": 1.0, "c": 0.0}
+
+    base = ["evaluate", "--predictions", str(cases["preds"]), "--datalist", str(cases["datalist"]), "--out", str(tmp_path / "t")]
+    assert main(base) == 2
+    assert "--threshold" in capsys.readouterr().err
+    assert main(base + ["--threshold", "0.5"]) == 0
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["prediction_threshold"] == 0.5 and summary["mean_dsc"] == pytest.approx(0.5)
+    # NaN in a thresholded map is still an error.
+    probability.reshape(-1)[11] = np.nan
+    save_nifti(probability, AFFINE, prediction_a, dtype=np.float32)
+    with pytest.raises(LabelValueError, match="prediction has 1 NaN/inf voxels"):
+        evaluate_predictions(cases["pairs"], threshold=0.5)
+
+
+def test_the_report_never_replaces_an_input_or_a_foreign_file(cases, tmp_path):
+    # A data list that happens to be called summary.json, in the output folder: refused, untouched.
+    listing = cases["preds"] / "summary.json"
+    listing.write_text(cases["datalist"].read_text())
+    before = listing.read_bytes()
+    with pytest.raises(ConfigError, match="summary.json is the data list / dataset"):
+        run_evaluation(cases["preds"], listing)
+    assert listing.read_bytes() == before
+    # A foreign per_case.csv is refused; the evaluation's own earlier reports are replaced.
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "per_case.csv").write_text("patient,notes\n1,keep me\n")
+    with pytest.raises(ConfigError, match="is not a per-case table"):
+        run_evaluation(cases["preds"], cases["datalist"], out)
+    (out / "per_case.csv").unlink()
+    run_evaluation(cases["preds"], cases["datalist"], out)
+    assert run_evaluation(cases["preds"], cases["datalist"], out).summary["cases"] == 3

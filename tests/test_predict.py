@@ -22,7 +22,7 @@ from atso_med.cli.main import main
 from atso_med.data import PhantomConfig, write_phantom_dataset
 from atso_med.data.dataset import Dataset
 from atso_med.data.nifti import save_nifti
-from atso_med.errors import ConfigError, DatasetError, ImageReadError
+from atso_med.errors import CaseFailuresError, ConfigError, DatasetError, ImageReadError
 from atso_med.inferers.predict import (
     ensemble_vote,
     load_model_sets,
@@ -34,6 +34,7 @@ from atso_med.inferers.predict import (
 from atso_med.inferers.volume import InferenceConfig
 from atso_med.metrics.evaluation import PREDICTION_STATS_FILE
 from atso_med.networks import build_rstn
+from synthetic_dicom import axial, write_series
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct"
 INFERENCE = str(BUNDLE / "configs" / "inference.json")
@@ -105,7 +106,7 @@ def test_bad_model_files_are_refused_with_what_is_wrong(models, tmp_path):
         load_plane_models({"W": models["set_a"] / "plane_Z" / "model.pt"})
 
     # Weights of another width: the file says "tiny" but holds "small" weights.
-    wide = save_model(tmp_path / "wide" / "plane_Z" / "model.pt", "Z", preset="small", stored_preset="tiny")
+    save_model(tmp_path / "wide" / "plane_Z" / "model.pt", "Z", preset="small", stored_preset="tiny")
     with pytest.raises(ConfigError, match=r"wide/plane_Z/model.pt does not fit the network: .*shape.*another width"):
         load_plane_models(tmp_path / "wide")
     # A file whose stored plane disagrees with the plane it is given for.
@@ -284,6 +285,87 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(phantom, models,
     assert main(["predict", "--models", str(models["set_a"]), "--input", image, "--out", str(Path(image).parent)]) == 2
     assert "input folder" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _list_with_a_bad_dicom_case(phantom, tmp_path) -> Path:
+    """good NIfTI case, a DICOM series with a missing slice (uneven spacing), another good case."""
+    uneven = tmp_path / "dicom" / "uneven"
+    write_series(uneven, axial([0.0, 2.0, 4.0, 8.0, 10.0]))
+    items = [
+        {"id": "first", "image": str(phantom.cases[0].image)},
+        {"id": "gapped", "image": str(uneven)},
+        {"id": "last", "image": str(phantom.cases[1].image)},
+    ]
+    listing = tmp_path / "list.json"
+    listing.write_text(json.dumps({"testing": items}))
+    return listing
+
+
+def test_a_bad_case_names_itself_and_the_others_are_still_predicted(phantom, models, tmp_path, capsys):
+    listing = _list_with_a_bad_dicom_case(phantom, tmp_path)
+    uneven = tmp_path / "dicom" / "uneven"
+    out = tmp_path / "out"
+    with pytest.raises(CaseFailuresError) as error:
+        predict_datalist(listing, models["set_a"], out, FAST, "cpu")
+    assert error.value.failures[0][0] == "gapped" and len(error.value.failures) == 1
+    message = str(error.value)
+    assert message.startswith("1 of 3 case(s) failed") and f"gapped: {uneven}" in message and "uneven slice spacing" in message
+    assert [r["status"] for r in error.value.results] == ["predicted", "failed", "predicted"]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["first.nii.gz", "last.nii.gz"]
+
+    # The command line: the good cases are printed, the failure names the case and folder, exit 1.
+    code = main(["predict", "--models", str(models["set_a"]), "--input", str(listing), "--out", str(tmp_path / "cli"),
+                 "--rounds", "0", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert "2 case(s) predicted, 0 skipped (output exists), 1 failed" in captured.out
+    assert f"case 'gapped' failed: {uneven}" in captured.err and "uneven slice spacing" in captured.err
+
+    # --fail-fast stops at the bad case: the last one is never predicted.
+    code = main(["predict", "--models", str(models["set_a"]), "--input", str(listing), "--out", str(tmp_path / "ff"),
+                 "--rounds", "0", "--device", "cpu", "--fail-fast"])
+    assert code == 2
+    assert f"error: case 'gapped': {uneven}" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "ff").glob("*.nii.gz")) == ["first.nii.gz"]
+
+
+def test_every_unusable_input_is_listed_with_its_case_before_any_work(phantom, models, bad_images, tmp_path):
+    listing = tmp_path / "list.json"
+    items = [{"id": "good", "image": str(phantom.cases[0].image)}, {"id": "flat", "image": str(bad_images["2d"])},
+             {"id": "gone", "image": str(bad_images["missing"])}]
+    listing.write_text(json.dumps({"testing": items}))
+    with pytest.raises(ImageReadError, match="2 input") as error:
+        predict_datalist(listing, models["set_a"], tmp_path / "out", FAST, "cpu")
+    assert "flat: " in str(error.value) and "gone: " in str(error.value) and "good" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_whose_qform_and_sform_disagree_is_flagged_and_its_prediction_keeps_both(phantom, models, tmp_path):
+    from atso_med.data import verify_dataset
+
+    source = nib.load(str(phantom.cases[0].image))
+    qform = source.affine.copy()
+    qform[:3, 3] += [20.0, 0.0, 0.0]  # 20 mm to the side
+    image = nib.Nifti1Image(np.asarray(source.dataobj), source.affine)
+    image.set_sform(source.affine, code=1)
+    image.set_qform(qform, code=1)
+    path = tmp_path / "in" / "both.nii.gz"
+    path.parent.mkdir()
+    nib.save(image, str(path))
+    (tmp_path / "in" / "dataset.json").write_text(json.dumps(
+        {"name": "q", "labels": {"0": "background", "1": "pancreas"}, "cases": [{"id": "both", "image": "both.nii.gz"}]}
+    ))
+    row = verify_dataset(tmp_path / "in").rows[0]
+    assert row.ok and any("qform and sform disagree (corners up to 20.0 mm apart" in w and "the sform is used" in w for w in row.warnings)
+
+    out = tmp_path / "out" / "both.nii.gz"
+    predict_case(path, models["set_a"], out, FAST, "cpu")
+    header = nib.load(str(out)).header
+    assert np.allclose(header.get_sform(), source.affine) and np.allclose(header.get_qform(), qform)
+    # An ordinary input's prediction has qform = sform.
+    predict_case(phantom.cases[0].image, models["set_a"], tmp_path / "out" / "plain.nii.gz", FAST, "cpu")
+    plain = nib.load(str(tmp_path / "out" / "plain.nii.gz")).header
+    assert np.allclose(plain.get_qform(), plain.get_sform())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -192,13 +192,13 @@ class ExperimentResults:
         from atso_med.atso.data import load_experiment_data
         from atso_med.atso.trainer import CONFIG_FILE
         from atso_med.data.readers import load_image, load_label
-        from atso_med.metrics.evaluation import binarize_label
+        from atso_med.data.labels import load_label_mask
 
         config = ExperimentConfig.load(self.dir / CONFIG_FILE)
         case = load_experiment_data(config, self.dir).dataset.case(case_id)
         if case.label is None:
             raise ConfigError(f"case {case_id} has no label to compare with")
         image = load_image(case.image, series_uid=case.series_uid)
-        truth = binarize_label(load_label(case.label, image), config.foreground)
+        truth = load_label_mask(case.label, image, config.foreground)
         panels = [(title, load_label(path, image) != 0) for title, path in masks.items()]
         return overlay_figure(image, truth, panels, case_id)

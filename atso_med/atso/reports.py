@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atso_med.atso.config import SEMI_SUPERVISED
+from atso_med.data.labels import load_label_mask
 from atso_med.files import atomic_write, write_text_atomic
-from atso_med.metrics.evaluation import binarize_label
 
 if TYPE_CHECKING:
     from atso_med.atso.trainer import ATSOTrainer
@@ -475,7 +475,7 @@ def draw_overlays(trainer: ATSOTrainer, out_dir: Path) -> list[Path]:
     for case_id in cases:
         case = dataset.case(case_id)
         volume = load_image(case.image, series_uid=case.series_uid)
-        truth = binarize_label(load_label(case.label, volume), trainer.config.foreground)
+        truth = load_label_mask(case.label, volume, trainer.config.foreground)
         panels = [
             (title, load_label(trainer.dir / folder / f"{case_id}.nii.gz", volume) != 0)
             for title, folder in models

@@ -42,9 +42,10 @@ from typing import Any, Protocol
 from atso_med.atso.config import ExperimentConfig
 from atso_med.atso.data import ExperimentData, load_experiment_data
 from atso_med.atso.journal import JOURNAL_FILE, Journal
+from atso_med.atso.lock import LOCK_FILE, FolderLock
 from atso_med.atso.strategies import PlanInputs, Step, build_plan
+from atso_med.errors import ConfigError, DatasetError
 from atso_med.files import atomic_write, write_text_atomic
-from atso_med.errors import ConfigError
 
 logger = logging.getLogger("atso_med.atso")
 
@@ -106,6 +107,27 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+def _refuse_unverified_cases(data: ExperimentData) -> None:
+    """Refuse, before the first training, every case the experiment reads that ``verify`` refuses.
+
+    A bad reference case would otherwise surface when it is first pseudo-labelled, after the
+    labeled-only trainings, or in generation 3 for a fold predicted late.
+
+    Raises:
+        DatasetError: naming each bad case, its role and its problems.
+    """
+    from atso_med.data.verify import verify_dataset
+
+    report = verify_dataset(data.dataset, data.splits)
+    problems = [f"{row.id} ({row.role}): {'; '.join(row.errors)}" for row in report.rows if row.errors and row.role != "unused"]
+    problems += report.split_errors
+    if problems:
+        raise DatasetError(
+            f"{len(problems)} problem(s) in the experiment's cases; nothing was trained "
+            "(atso-med verify DATASET --splits SPLITS shows the full report):\n  " + "\n  ".join(problems)
+        )
+
+
 class ATSOTrainer:
     """Run (or resume) an ATSO experiment: supervised, fully supervised, self-learning, STSO and ATSO.
 
@@ -161,6 +183,7 @@ class ATSOTrainer:
         self._finished_here = 0
         #: Remarks found while preparing (logged once the log file is open).
         self.notes: list[str] = []
+        self._lock = FolderLock(self.dir)
 
     # ------------------------------------------------------------------ setup
 
@@ -173,6 +196,8 @@ class ATSOTrainer:
         Raises:
             ConfigError: an existing experiment without ``resume``, or a resumed experiment whose
                 configuration or splits differ from this one.
+            FolderInUseError: another process runs this experiment (the folder stays locked
+                until :meth:`run` ends or this process exits).
         """
         config = self.config
         journal_file = self.dir / JOURNAL_FILE
@@ -185,11 +210,13 @@ class ATSOTrainer:
             raise ConfigError(f"output_dir {self.dir} is a file")
         self._check_inputs_are_not_outputs()
         started = (self.dir / CONFIG_FILE).is_file()  # a run killed before its first journal write
-        if self.dir.is_dir() and not journal_file.exists() and not started and any(self.dir.iterdir()):
+        if self.dir.is_dir() and not journal_file.exists() and not started and any(p.name != LOCK_FILE for p in self.dir.iterdir()):
             raise ConfigError(f"output_dir {self.dir} is not empty and holds no experiment; choose an empty or new folder")
         if self.resume and (self.dir / CONFIG_FILE).is_file():
             self._check_same_config()
         self.data = data = load_experiment_data(config, self.dir)
+        if not journal_file.exists():  # a resumed experiment was verified when it started
+            _refuse_unverified_cases(data)
         if "fully_supervised" in config.strategies:
             unlabeled = [i for i in data.splits.reference_ids if i not in data.with_truth]
             if unlabeled:
@@ -210,7 +237,7 @@ class ATSOTrainer:
             )
         )
         digest = plan_digest(self.plan)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()  # before the first write: a second run must not interleave its files
         splits_file = self.dir / SPLITS_FILE
         if self.resume and splits_file.is_file():
             from atso_med.data.splits import Splits
@@ -278,6 +305,12 @@ class ATSOTrainer:
         """
         if self.journal is None:
             self.prepare()
+        try:
+            return self._run_pending()
+        finally:
+            self._lock.release()
+
+    def _run_pending(self) -> dict[str, Any]:
         with self._logging():
             for note in self.notes:
                 logger.warning(note)
@@ -616,7 +649,9 @@ class ATSOTrainer:
         params = step.params
         folder = self.dir / params["target"]
         pairs = [(i, folder / f"{i}.nii.gz", self.data.dataset.case(i).label) for i in params["ids"]]
-        report = evaluate_predictions(pairs, foreground=self.config.foreground, output_dir=self.dir / params["output_dir"])
+        report = evaluate_predictions(
+            pairs, self.config.foreground, output_dir=self.dir / params["output_dir"], classes=self.data.dataset.labels
+        )
         summary = report.summary
         logger.info("evaluate %s: mean DSC %.4f, global DSC %.4f (%d cases)", params["target"], summary["mean_dsc"], summary["global_dsc"], summary["cases"])
         return {

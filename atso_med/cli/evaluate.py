@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atso_med.cli.arguments import existing_file, integer
+from atso_med.cli.arguments import existing_file, integer, number
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,6 +30,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="label values counted as organ (default: every non-zero value, e.g. MSD pancreas 1 and tumour 2)",
     )
     parser.add_argument(
+        "--threshold",
+        type=number(),
+        default=None,
+        help="binarize probability-map predictions: organ where the value exceeds this (default: predictions must be "
+        "integer label maps; a probability map is refused)",
+    )
+    parser.add_argument(
         "--stats", type=existing_file, default=None, help="prediction_stats.json for per-round DSC (default: the one in --predictions)"
     )
     parser.add_argument(
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         foreground=args.foreground,
         stats=args.stats,
         datalist_key=args.key,
+        threshold=args.threshold,
     )
     for row in report.per_case:
         print(f"{row['id']}: DSC {row['dsc']:.4f}")

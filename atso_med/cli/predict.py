@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from atso_med.cli.arguments import integer, number, probability
 
@@ -73,6 +74,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--round-dsc", action="store_true", help="record each round's DSC against the case's label (statistics only)"
     )
     parser.add_argument("--overwrite", action="store_true", help="predict again cases whose output exists")
+    parser.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first case that cannot be read or predicted (default: predict the others, list the "
+        "failures at the end and exit with status 1)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda:0 if available, else cpu)")
     return parser
 
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from atso_med.engines.workflow import config_files, run_workflow
+    from atso_med.errors import CaseFailuresError
 
     sets = parse_models(args)
     overrides = {
@@ -126,14 +134,20 @@ def run(args: argparse.Namespace) -> int:
         "long_axis_spacing": args.long_axis_spacing,
         "round_dsc": args.round_dsc,
         "overwrite": args.overwrite,
+        "fail_fast": args.fail_fast,
     }
     if args.device:
         overrides["device"] = args.device
-    workflow = run_workflow(config_files("inference"), overrides, workflow_type="infer")
-    results = workflow.evaluator.results
+    try:
+        results = run_workflow(config_files("inference"), overrides, workflow_type="infer").evaluator.results
+    except CaseFailuresError as error:
+        results = error.results
     predicted = [r for r in results if r["status"] == "predicted"]
-    skipped = len(results) - len(predicted)
+    failed = [r for r in results if r["status"] == "failed"]
+    skipped = len(results) - len(predicted) - len(failed)
     for r in predicted:
         print(f"{r['id']}: {r['voxels']} voxels ({r['volume_ml']:.1f} ml) -> {r['output']}")
-    print(f"{len(predicted)} case(s) predicted, {skipped} skipped (output exists) in {args.out}")
-    return 0
+    print(f"{len(predicted)} case(s) predicted, {skipped} skipped (output exists), {len(failed)} failed in {args.out}")
+    for r in failed:
+        print(f"atso-med predict: error: case {r['id']!r} failed: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -4,8 +4,8 @@ from atso_med.data.datalist import write_datalist
 from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
 from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
 from atso_med.data.importers import build_dataset, import_nih_pancreas
+from atso_med.data.labels import binarize_label, check_label_values, load_label_mask
 from atso_med.data.nifti import save_nifti
-from atso_med.files import write_text_atomic
 from atso_med.data.phantom import PhantomConfig, make_phantom_case, write_phantom_dataset
 from atso_med.data.readers import load_image, load_label, reorient_from_canonical, reorient_to_canonical
 from atso_med.data.slices import SliceStackDataset
@@ -22,13 +22,16 @@ __all__ = [
     "Splits",
     "VerifyReport",
     "Volume",
+    "binarize_label",
     "build_dataset",
+    "check_label_values",
     "evaluation_datalist",
     "import_nih_pancreas",
     "list_dicom_series",
     "load_case",
     "load_image",
     "load_label",
+    "load_label_mask",
     "make_phantom_case",
     "make_splits",
     "nih4fold_splits",
@@ -41,5 +44,4 @@ __all__ = [
     "verify_dataset",
     "write_datalist",
     "write_phantom_dataset",
-    "write_text_atomic",
 ]

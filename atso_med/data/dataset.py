@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atso_med.files import write_text_atomic
+from atso_med.data.paths import resolve_input_path
 from atso_med.errors import DatasetError, SplitError
+from atso_med.files import write_text_atomic
 
 if TYPE_CHECKING:  # imported for annotations only, so that this module loads without readers
     from atso_med.data.splits import Splits
@@ -325,15 +326,10 @@ def _parse_case(entry: Any, index: int, root: Path, problems: list[str]) -> Case
     extra = {k: v for k, v in entry.items() if k not in _CASE_KEYS}
     return Case(
         id=case_id,
-        image=_resolve(image, root),
-        label=_resolve(label, root) if label is not None else None,
+        image=resolve_input_path(image, root),
+        label=resolve_input_path(label, root) if label is not None else None,
         extra=extra,
     )
-
-
-def _resolve(path: str, root: Path) -> Path:
-    # A path already absolute stays as given: root / absolute == absolute.
-    return (root / Path(path).expanduser()).resolve()
 
 
 def _relative(path: Path, base: Path) -> str:

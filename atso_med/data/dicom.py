@@ -41,6 +41,7 @@ __all__ = [
     "DicomSeriesInfo",
     "SeriesGeometry",
     "check_series_geometry",
+    "position_precision_mm",
     "list_dicom_series",
     "read_dicom_series",
     "select_series",
@@ -153,6 +154,24 @@ def _floats(header, keyword: str, count: int, index: int) -> np.ndarray:
     return values
 
 
+def position_precision_mm(headers: Sequence) -> float:
+    """The rounding step of the coarsest ImagePositionPatient value of a series, in mm.
+
+    Positions are decimal strings; a scanner that writes one decimal (``"-120.3"``) rounds each
+    coordinate by up to 0.05 mm, which for an oblique series moves a slice off its normal by more
+    than a fraction of a voxel. ``0`` when no value shows a decimal precision (exponent notation).
+    """
+    step = 0.0
+    for header in headers:
+        for value in header.get("ImagePositionPatient") or ():
+            text = str(getattr(value, "original_string", None) or value).strip()
+            if "e" in text.lower():
+                continue
+            decimals = len(text.split(".", 1)[1]) if "." in text else 0
+            step = max(step, 10.0 ** -decimals)
+    return step
+
+
 def check_series_geometry(headers: Sequence) -> SeriesGeometry:
     """Check that slices form one evenly spaced, untilted 3D grid, and derive that grid.
 
@@ -250,7 +269,10 @@ def check_series_geometry(headers: Sequence) -> SeriesGeometry:
     offsets = sorted_positions - sorted_positions[0]
     in_plane = offsets - np.outer(offsets @ normal, normal)
     drift = np.linalg.norm(in_plane, axis=1)
-    drift_tol = max(ABS_TOL_MM, REL_TOL * float(np.min(pixel_spacing)))
+    # A difference of two positions rounded to `step` is off by up to sqrt(3) * step; that much
+    # is the precision they were written with, not a tilt (as long as it stays under half a voxel).
+    rounding = math.sqrt(3.0) * position_precision_mm(headers)
+    drift_tol = max(ABS_TOL_MM, REL_TOL * float(np.min(pixel_spacing)), min(rounding, 0.5 * float(np.min(pixel_spacing))))
     if float(drift.max()) > drift_tol:
         extent = float(distance[-1] - distance[0])
         angle = math.degrees(math.atan2(float(drift[-1]), extent))
@@ -261,7 +283,7 @@ def check_series_geometry(headers: Sequence) -> SeriesGeometry:
         )
 
     slice_spacing = float(distance[-1] - distance[0]) / (n - 1)
-    spacing_tol = max(ABS_TOL_MM, REL_TOL * slice_spacing)
+    spacing_tol = max(ABS_TOL_MM, REL_TOL * slice_spacing, min(rounding, 0.1 * slice_spacing))
     deviation = np.abs(distance - (distance[0] + slice_spacing * np.arange(n)))
     gap_deviation = np.abs(gaps - slice_spacing)
     if float(gap_deviation.max()) > spacing_tol or float(deviation.max()) > spacing_tol:
@@ -308,13 +330,26 @@ def _read_header(path: Path):
         raise DicomSeriesError(f"{path}: DICOM file is corrupt or truncated ({reason})") from error
 
 
-def _is_not_an_instance(header) -> bool:
-    """True for DICOM files that are not part of a series (DICOMDIR media index, empty stubs)."""
+def _is_not_an_instance(header, path: Path) -> bool:
+    """True for DICOM files that are not part of a series (DICOMDIR media index, empty stubs).
+
+    Raises:
+        DicomSeriesError: the file meta announces an instance (a CT slice) but the data set ends
+            before its series attributes: a truncated file, which must not vanish from its series.
+    """
     file_meta = getattr(header, "file_meta", None)
     media_class = str(file_meta.get("MediaStorageSOPClassUID", "")) if file_meta is not None else ""
     if media_class == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in header:
         return True
-    return not header.get("SeriesInstanceUID") and not header.get("Modality")
+    if header.get("SeriesInstanceUID") or header.get("Modality"):
+        return False
+    if media_class:
+        raise DicomSeriesError(
+            f"{path}: DICOM file is truncated or damaged: its file meta announces a "
+            f"{getattr(file_meta.MediaStorageSOPClassUID, 'name', media_class)} instance, but the data set "
+            f"ends before SeriesInstanceUID and Modality ({path.stat().st_size} bytes)"
+        )
+    return True
 
 
 def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeriesInfo]:
@@ -338,7 +373,7 @@ def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeriesInfo]:
     groups: dict[tuple, DicomSeriesInfo] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         header = _read_header(path)
-        if header is None or _is_not_an_instance(header):
+        if header is None or _is_not_an_instance(header, path):
             continue
         uid = str(header.get("SeriesInstanceUID", "") or "")
         modality = str(header.get("Modality", "") or "")
@@ -409,6 +444,18 @@ def select_series(
     return candidates[0]
 
 
+def _first_undecodable_slice(files: Sequence[Path]) -> tuple[Path, str] | None:
+    """The first slice file pydicom cannot decode either, and why (ITK's error names no file)."""
+    for path in files:
+        try:
+            pydicom.dcmread(path).pixel_array
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any decoding failure names the file
+            return path, f"{type(error).__name__}: {error}"
+    return None
+
+
 def _read_pixels_itk(files: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Decode a sorted list of slice files with ITK/GDCM.
 
@@ -432,7 +479,9 @@ def _read_pixels_itk(files: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
         except MemoryError:
             raise
         except Exception as error:  # ITK wraps C++ exceptions in RuntimeError and others
-            raise DicomSeriesError(f"ITK could not decode the pixel data of {files[0].parent}: {error}") from error
+            culprit = _first_undecodable_slice(files)
+            where = f"{culprit[0]} ({culprit[1]})" if culprit else f"{files[0].parent}: {error}"
+            raise DicomSeriesError(f"ITK could not decode the pixel data of {where}") from error
         zyx = itk.array_view_from_image(image)
         direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=np.float64)
         spacing = np.asarray(image.GetSpacing(), dtype=np.float64)

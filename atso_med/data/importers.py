@@ -31,6 +31,7 @@ import numpy as np
 
 from atso_med.data.dataset import DATASET_FILE, Dataset
 from atso_med.data.nifti import save_nifti
+from atso_med.data.labels import check_label_values
 from atso_med.files import write_text_atomic
 from atso_med.errors import AtsoMedError, ConfigError, DatasetError, ImageReadError, LabelValueError
 
@@ -541,11 +542,7 @@ def _convert_label(case: _NihCase, inplane: str, out: Path) -> None:
     image = nib.load(str(case.label))
     data = np.asanyarray(image.dataobj)
     data = data.reshape(data.shape[:3])
-    if data.dtype.kind == "f":
-        if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
-            raise LabelValueError(f"{case.label}: label holds non-integer values; NIH labels are 0 / 1")
-    elif data.dtype.kind not in "iub":
-        raise LabelValueError(f"{case.label}: label has data type {data.dtype}, expected integers")
+    check_label_values(data, case.label)
     low, high = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
     if low < 0 or high > 255:
         raise LabelValueError(f"{case.label}: label values {low:g}..{high:g} do not fit 0..255 (uint8)")

@@ -37,6 +37,7 @@ ABS_TOL_MM = 1e-3
 __all__ = [
     "load_image",
     "load_label",
+    "open_nifti",
     "reorient_from_canonical",
     "reorient_to_canonical",
     "voxel_world_coordinates",
@@ -66,7 +67,7 @@ def _read_failure_reason(error: BaseException) -> str:
     return f"it is corrupt or not a NIfTI file [{detail}]"
 
 
-def _open_nifti(path: Path, what: str) -> tuple[nib.Nifti1Image, tuple[int, ...]]:
+def open_nifti(path: Path, what: str) -> tuple[nib.Nifti1Image, tuple[int, ...]]:
     """Open a NIfTI file and check its shape and affine (voxel data not read yet).
 
     Args:
@@ -167,14 +168,39 @@ def load_image(path: str | os.PathLike, series_uid: str | None = None) -> Volume
         if path.suffix.lower() == ".dcm":
             raise ImageReadError(f"{path}: a single DICOM file; pass the folder that holds the whole series")
         raise ImageReadError(f"{path}: unsupported image format; expected .nii, .nii.gz or a DICOM series folder")
-    image, shape = _open_nifti(path, "image")
+    image, shape = open_nifti(path, "image")
     array = _read_voxels(image, path, "image", shape, as_float=True)
     return Volume(
         array=array,
         affine=np.asarray(image.affine, dtype=np.float64),
         source=str(path),
-        meta={"format": "nifti"},
+        meta={"format": "nifti", **_qform_conflict(image, shape)},
     )
+
+
+def _qform_conflict(image: nib.Nifti1Image, shape: tuple[int, ...]) -> dict:
+    """``{"qform": (matrix, code), "header_warning": text}`` when an image's qform and sform
+    place it differently (by more than a tenth of a voxel at a corner), else ``{}``.
+
+    nibabel (and so atso-med) uses the sform; a viewer that prefers the qform shows the image
+    elsewhere, so a prediction keeps the input's qform as well (see :func:`save_nifti`).
+    """
+    header = image.header
+    if int(header["qform_code"]) <= 0 or int(header["sform_code"]) <= 0:
+        return {}
+    qform, sform = np.asarray(header.get_qform(), dtype=np.float64), np.asarray(header.get_sform(), dtype=np.float64)
+    corners = np.array(np.meshgrid(*[(0, n - 1) for n in shape[:3]], indexing="ij")).reshape(3, -1)
+    corners = np.vstack([corners, np.ones(corners.shape[1])])
+    apart = float(np.max(np.linalg.norm((qform @ corners - sform @ corners)[:3], axis=0)))
+    if apart <= 0.1 * float(np.min(np.linalg.norm(sform[:3, :3], axis=0))):
+        return {}
+    codes = "".join(orientations.aff2axcodes(qform)), "".join(orientations.aff2axcodes(sform))
+    warning = (
+        f"qform and sform disagree (corners up to {apart:.1f} mm apart; qform {codes[0]}, sform {codes[1]}): "
+        "the sform is used; a viewer that reads the qform places this image elsewhere, and predictions keep "
+        "both forms of the input"
+    )
+    return {"qform": (qform, int(header["qform_code"])), "header_warning": warning}
 
 
 def _signed_permutation(transform: np.ndarray) -> np.ndarray | None:
@@ -291,7 +317,7 @@ def load_label(path: str | os.PathLike, reference: Volume) -> np.ndarray:
         raise ImageReadError(f"{path}: label does not exist")
     if path.is_dir() or not _is_nifti(path):
         raise ImageReadError(f"{path}: unsupported label format; expected a .nii or .nii.gz file")
-    image, shape = _open_nifti(path, "label")
+    image, shape = open_nifti(path, "label")
     label_affine = np.asarray(image.affine, dtype=np.float64)
     ref_affine = np.asarray(reference.affine, dtype=np.float64)
     ref_shape = reference.shape[:3]

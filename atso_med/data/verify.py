@@ -26,15 +26,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atso_med.data.dataset import Case, Dataset
+from atso_med.data.labels import label_value_errors
 from atso_med.data.splits import Splits
 from atso_med.errors import AtsoMedError
 
 if TYPE_CHECKING:
     from atso_med.data.volume import Volume
-
-# How many distinct offending values a message lists before it says "...".
-_SHOW = 5
-
 
 @dataclass
 class CaseRow:
@@ -274,6 +271,8 @@ def _check_image(image: Volume, row: CaseRow) -> None:
         return
     row.spacing = image.spacing
     row.orientation = image.orientation
+    if image.meta.get("header_warning"):
+        row.warnings.append(image.meta["header_warning"])
     finite = np.isfinite(array)
     if not finite.all():
         n_nan = int(np.isnan(array).sum())
@@ -288,46 +287,11 @@ def _check_image(image: Volume, row: CaseRow) -> None:
 
 
 def _check_label(label: np.ndarray, classes: dict[int, str], row: CaseRow) -> None:
-    if label.dtype.kind == "f":
-        finite = np.isfinite(label)
-        if not finite.all():
-            row.errors.append(f"label has {int(label.size - finite.sum())} NaN/inf voxels")
-            return
-        fractional = label != np.round(label)
-        if fractional.any():
-            examples = np.unique(label[fractional])
-            shown = ", ".join(f"{v:g}" for v in examples[:_SHOW]) + (", ..." if examples.size > _SHOW else "")
-            row.errors.append(
-                f"label has non-integer values: {shown} ({int(fractional.sum())} voxels); labels must be integer class values"
-            )
-            return
-    elif label.dtype.kind not in "iub":
-        row.errors.append(f"label has data type {label.dtype}, expected integers")
-        return
-    counts = _value_counts(label)
-    row.label_counts = counts
-    undeclared = sorted(v for v in counts if v not in classes)
-    if undeclared:
-        shown = ", ".join(f"{v} ({counts[v]} voxels)" for v in undeclared[:_SHOW])
-        shown += ", ..." if len(undeclared) > _SHOW else ""
-        declared = ", ".join(str(v) for v in sorted(classes))
-        row.errors.append(f"label values not among the declared classes {{{declared}}}: {shown}")
-    elif all(v == 0 for v in counts):
+    errors, counts = label_value_errors(label, classes)
+    row.errors += errors
+    row.label_counts = counts or {}
+    if not errors and all(v == 0 for v in row.label_counts):
         row.warnings.append("label is empty (background only); accepted as a case without the organ")
-
-
-def _value_counts(label: np.ndarray) -> dict[int, int]:
-    """Voxel count per distinct value of an integer-valued array."""
-    flat = label.ravel()
-    if flat.dtype == bool:
-        flat = flat.view(np.uint8)
-    low, high = int(flat.min()), int(flat.max())
-    if high - low < 1 << 16:
-        # bincount is several times faster than unique on large CT-sized label maps.
-        counts = np.bincount((flat - low).astype(np.int64, copy=False), minlength=high - low + 1)
-        return {low + int(v): int(counts[v]) for v in np.flatnonzero(counts)}
-    values, counts = np.unique(flat, return_counts=True)
-    return {int(v): int(n) for v, n in zip(values, counts)}
 
 
 def _check_shared_files(dataset: Dataset, report: VerifyReport) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from atso_med.data.paths import resolve_input_path
 from atso_med.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -67,7 +68,7 @@ def read_datalist(path: str | os.PathLike, key: str = "training", required: bool
         entry = dict(item)
         for field in ("image", "label"):
             if entry.get(field):
-                entry[field] = str((path.parent / entry[field]).resolve())
+                entry[field] = str(resolve_input_path(entry[field], path.parent))
         resolved.append(entry)
     return resolved
 

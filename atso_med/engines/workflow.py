@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from atso_med.errors import AtsoMedError, ConfigError
+from atso_med.errors import ConfigError, input_error_cause
 
 BUNDLE_NAME = "rstn_pancreas_ct"
 
@@ -57,9 +57,7 @@ def user_errors():
     try:
         yield
     except RuntimeError as error:
-        cause = error.__cause__
-        while cause is not None and not isinstance(cause, AtsoMedError):
-            cause = cause.__cause__
+        cause = input_error_cause(error)
         if cause is None:
             raise
         raise cause from None

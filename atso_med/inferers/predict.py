@@ -34,7 +34,7 @@ import torch
 
 from atso_med.data.nifti import save_nifti
 from atso_med.files import atomic_write, write_text_atomic
-from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError
+from atso_med.errors import CaseFailuresError, ConfigError, DatasetError, GridMismatchError, ImageReadError, input_error_cause
 from atso_med.metrics.evaluation import PREDICTION_STATS_FILE, datalist_items
 
 __all__ = [
@@ -310,7 +310,7 @@ def _stem(path: Path) -> str:
 
 def _check_image_header(path: Path) -> None:
     """Cheap checks of an input before any work: existence, format, NIfTI header (3D, affine)."""
-    from atso_med.data.readers import _open_nifti  # the readers' own header checks and messages
+    from atso_med.data.readers import open_nifti
 
     if not path.exists():
         raise ImageReadError(f"{path}: image does not exist")
@@ -320,7 +320,7 @@ def _check_image_header(path: Path) -> None:
         if path.suffix.lower() == ".dcm":
             raise ImageReadError(f"{path}: a single DICOM file; pass the folder that holds the whole series")
         raise ImageReadError(f"{path}: unsupported image format; expected .nii, .nii.gz or a DICOM series folder")
-    image, _ = _open_nifti(path, "image")
+    image, _ = open_nifti(path, "image")
     image.uncache()
 
 
@@ -407,8 +407,14 @@ def resolve_inputs(
     if not out:
         raise ConfigError("no case to predict")
     if check:
+        problems = []
         for entry in out:
-            _check_image_header(Path(entry["image"]))
+            try:
+                _check_image_header(Path(entry["image"]))
+            except ImageReadError as error:
+                problems.append(f"{entry['id']}: {error}")
+        if problems:
+            raise ImageReadError(f"{len(problems)} input(s) unusable, nothing predicted:\n  " + "\n  ".join(problems))
     return out
 
 
@@ -731,11 +737,13 @@ def write_prediction(
     probability: np.ndarray | None = None,
     probability_path: str | os.PathLike | None = None,
     seg_nrrd_path: str | os.PathLike | None = None,
+    qform: tuple[np.ndarray, int] | None = None,
 ) -> dict[str, str]:
     """Write a prediction that is already on the input's grid: mask NIfTI and optional extras.
 
     The mask is written last, so its existence marks a finished case (what resuming relies on).
-    Every file is written atomically with the input's affine (qform = sform, code 1).
+    Every file is written atomically with the input's affine (qform = sform, code 1; or the
+    input's own ``qform`` when it had one that differs).
 
     Returns:
         ``{"output": ..., "probability": ..., "seg_nrrd": ...}`` for the files written.
@@ -744,10 +752,11 @@ def write_prediction(
     if probability_path is not None:
         if probability is None:
             raise ConfigError("a probability path was given without a probability map")
-        written["probability"] = str(save_nifti(probability, affine, probability_path, dtype=np.float32))
+        written["probability"] = str(save_nifti(probability, affine, probability_path, dtype=np.float32, qform=qform))
     if seg_nrrd_path is not None:
         written["seg_nrrd"] = str(write_seg_nrrd(mask, affine, seg_nrrd_path))
-    written["output"] = str(save_nifti((np.asarray(mask) != 0).astype(np.uint8), affine, output_path, dtype=np.uint8))
+    mask = (np.asarray(mask) != 0).astype(np.uint8)
+    written["output"] = str(save_nifti(mask, affine, output_path, dtype=np.uint8, qform=qform))
     return written
 
 
@@ -771,6 +780,7 @@ def _run_case(
         probability=d["probability"],
         probability_path=paths.get("probability"),
         seg_nrrd_path=paths.get("seg_nrrd"),
+        qform=meta.get("qform"),
     )
     voxels = int(np.count_nonzero(d["mask"]))
     record = meta.get("long_axis_spacing")
@@ -828,6 +838,12 @@ def _update_stats_file(output_dir: Path, stats: Mapping[str, Any]) -> None:
     write_text_atomic(json.dumps(content, indent=2) + "\n", path)
 
 
+def _naming_the_image(item: Mapping[str, Any], error: Exception) -> str:
+    """The error's message, led by the case's image path unless it names it already."""
+    text = str(error)
+    return text if str(item["image"]) in text else f"{item['image']}: {text}"
+
+
 class PredictionEngine:
     """Predict every case of a dataset into a folder: the bundle's ``evaluator`` (an engine with ``run()``).
 
@@ -846,6 +862,9 @@ class PredictionEngine:
         save_seg_nrrd: also write the ``.seg.nrrd``.
         overwrite: predict cases whose output exists again.
         preprocessing: used when ``dataset`` is a plain list of items.
+        fail_fast: stop at the first case that fails; by default a case whose image cannot be read
+            or used is recorded as failed, the other cases are predicted, and
+            :class:`~atso_med.errors.CaseFailuresError` lists the failures at the end.
 
     Raises:
         ConfigError: an output folder equal to an input folder, ``.seg.nrrd`` asked without slicerio.
@@ -861,6 +880,7 @@ class PredictionEngine:
         save_seg_nrrd: bool = False,
         overwrite: bool = False,
         preprocessing: PredictionPreprocessing | None = None,
+        fail_fast: bool = False,
     ) -> None:
         from atso_med.engines.training import as_bool
 
@@ -877,6 +897,7 @@ class PredictionEngine:
         self.save_probability = as_bool(save_probability)
         self.save_seg_nrrd = as_bool(save_seg_nrrd)
         self.overwrite = as_bool(overwrite)
+        self.fail_fast = as_bool(fail_fast)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ConfigError(f"output folder {self.output_dir} is a file")
         _check_output_dir(self.output_dir, self.items)
@@ -905,6 +926,11 @@ class PredictionEngine:
 
         Returns:
             One statistics dict per case (``status`` ``"predicted"`` or ``"skipped"``).
+
+        Raises:
+            CaseFailuresError: after the last case, when any case failed (its ``results`` hold
+                every case's record); with ``fail_fast``, the first failure itself, its message
+                prefixed with the case id and image.
         """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.results = []
@@ -915,7 +941,18 @@ class PredictionEngine:
                 logger.info("%s: %s exists, skipped", item["id"], paths["output"])
                 self.results.append({"id": item["id"], "status": "skipped", "output": str(paths["output"])})
                 continue
-            stats = _run_case(self._prepared(index), self.inferer, self.postprocessing, paths)
+            try:
+                stats = _run_case(self._prepared(index), self.inferer, self.postprocessing, paths)
+            except Exception as raised:  # noqa: BLE001 - only input errors are a failed case
+                error = input_error_cause(raised)
+                if error is None:
+                    raise
+                message = _naming_the_image(item, error)
+                if self.fail_fast:
+                    raise type(error)(f"case {item['id']!r}: {message}") from error
+                logger.error("case %r failed: %s", item["id"], message)
+                self.results.append({"id": item["id"], "status": "failed", "image": item["image"], "error": message})
+                continue
             _update_stats_file(self.output_dir, stats)
             logger.info(
                 "%s: %d voxels (%.1f ml), round %s, %.1f s -> %s",
@@ -927,6 +964,9 @@ class PredictionEngine:
                 stats["output"],
             )
             self.results.append(stats)
+        failures = [(r["id"], r["error"]) for r in self.results if r["status"] == "failed"]
+        if failures:
+            raise CaseFailuresError(failures, self.results)
         return self.results
 
 
@@ -1029,6 +1069,7 @@ def predict_datalist(
     foreground: Sequence[int] | None = None,
     datalist_key: str | None = None,
     ids: Sequence[str] | None = None,
+    fail_fast: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict a list of cases into ``output_dir/<id>.nii.gz`` (resumable).
 
@@ -1048,12 +1089,15 @@ def predict_datalist(
         foreground: label values counted as organ (with ``round_dsc``).
         datalist_key: list to read from a data-list JSON.
         ids: only these case ids.
+        fail_fast: stop at the first case that fails (default: predict the others, then raise).
 
     Returns:
         One statistics dict per case, in input order.
 
     Raises:
-        As :func:`predict_case`, all input checks before the first case is predicted.
+        As :func:`predict_case`, all input checks before the first case is predicted; a case
+        that fails while it is read or predicted: :class:`~atso_med.errors.CaseFailuresError`
+        after the other cases (see :class:`PredictionEngine`).
     """
     items = resolve_inputs(items, datalist_key=datalist_key, ids=ids)
     preprocessing = PredictionPreprocessing(
@@ -1067,6 +1111,7 @@ def predict_datalist(
         save_seg_nrrd=save_seg_nrrd,
         overwrite=overwrite,
         preprocessing=preprocessing,
+        fail_fast=fail_fast,
     )
     _check_output_dir(Path(output_dir), items)
     if save_seg_nrrd:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from atso_med.files import write_text_atomic
-from atso_med.errors import ConfigError, DatasetError, ImageReadError
+from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
 from atso_med.metrics.dice import DiceAccumulator
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "PREDICTION_STATS_FILE",
     "SUMMARY_FILE",
     "PER_CASE_FILE",
-    "binarize_label",
     "datalist_items",
     "evaluate_predictions",
     "evaluation_pairs",
@@ -68,24 +67,7 @@ CSV_COLUMNS = (
 )
 
 
-def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) -> np.ndarray:
-    """Organ mask of a label map.
-
-    Args:
-        values: label values.
-        foreground: values that count as organ; ``None`` means every non-zero value (MSD's
-            pancreas 1 and tumour 2 both count).
-
-    Returns:
-        A bool array of the same shape.
-    """
-    values = np.asarray(values)
-    if foreground is None:
-        return values != 0
-    return np.isin(values, np.asarray(list(foreground)))
-
-
-def _check_foreground(foreground: Sequence[int] | None) -> tuple[int, ...] | None:
+def _check_foreground(foreground: Sequence[int] | None, classes: Mapping[int, str] | None = None) -> tuple[int, ...] | None:
     if foreground is None:
         return None
     if isinstance(foreground, (int, np.integer)):
@@ -96,18 +78,40 @@ def _check_foreground(foreground: Sequence[int] | None) -> tuple[int, ...] | Non
         raise ConfigError(f"foreground must be a list of label values, got {foreground!r}") from None
     if not values or any(v == 0 for v in values):
         raise ConfigError(f"foreground must list non-zero label values, got {list(foreground)!r}")
+    undeclared = [v for v in values if classes is not None and v not in classes]
+    if undeclared:
+        declared = ", ".join(f"{v} ({name})" for v, name in sorted(classes.items()))
+        raise ConfigError(f"foreground value(s) {undeclared} are not declared classes of the dataset: {declared}")
     return values
 
 
+def _check_threshold(threshold: float | None) -> float | None:
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ConfigError(f"the prediction threshold must be a finite number, got {threshold!r}")
+    return float(threshold)
+
+
 def read_pair(
-    prediction_path: str | os.PathLike, truth_path: str | os.PathLike, foreground: Sequence[int] | None = None
+    prediction_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    foreground: Sequence[int] | None = None,
+    classes: Mapping[int, str] | None = None,
+    threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Read a prediction and its label as organ masks on the prediction's voxel grid.
+
+    Both are checked as ``verify`` checks a label (:mod:`atso_med.data.labels`): finite integer
+    values, and for the label only declared classes.
 
     Args:
         prediction_path: predicted mask NIfTI (non-zero = organ).
         truth_path: label NIfTI.
         foreground: label values that count as organ (``None``: every non-zero value).
+        classes: the label's declared class values (``None``: any integer value).
+        threshold: binarize a probability-map prediction at this value (``None``: the prediction
+            must be a label map).
 
     Returns:
         ``(prediction, truth, voxel_ml)``: two bool arrays of one shape and the volume of one voxel
@@ -116,19 +120,21 @@ def read_pair(
     Raises:
         ImageReadError: a file is missing, unreadable or not 3D.
         GridMismatchError: the label does not lie on the prediction's grid (see the module docstring).
+        LabelValueError: a label or prediction whose values ``verify`` would refuse.
     """
-    from atso_med.data.readers import _open_nifti, load_label  # _open_nifti: the readers' header checks and messages
+    from atso_med.data.labels import load_label_mask, load_prediction_mask
+    from atso_med.data.readers import open_nifti
     from atso_med.data.volume import Volume
 
     prediction_path, truth_path = Path(prediction_path), Path(truth_path)
     if not prediction_path.is_file():
         raise ImageReadError(f"{prediction_path}: prediction does not exist")
-    header, shape = _open_nifti(prediction_path, "prediction")
+    header, shape = open_nifti(prediction_path, "prediction")
     affine = np.asarray(header.affine, dtype=np.float64)
-    # A zero-strided stand-in: load_label only needs the reference's grid, not its voxels.
+    # A zero-strided stand-in: the label readers only need the reference's grid, not its voxels.
     reference = Volume(np.broadcast_to(np.uint8(0), shape), affine, source=str(prediction_path))
-    prediction = load_label(prediction_path, reference) != 0
-    truth = binarize_label(load_label(truth_path, reference), foreground)
+    prediction = load_prediction_mask(prediction_path, reference, threshold)
+    truth = load_label_mask(truth_path, reference, foreground, classes)
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     return prediction, truth, voxel_ml
 
@@ -270,6 +276,8 @@ def evaluate_predictions(
     foreground: Sequence[int] | None = None,
     stats: str | os.PathLike | Mapping | Sequence | None = None,
     output_dir: str | os.PathLike | None = None,
+    classes: Mapping[int, str] | None = None,
+    threshold: float | None = None,
 ) -> EvaluationReport:
     """Score predicted masks against labels.
 
@@ -282,6 +290,10 @@ def evaluate_predictions(
         stats: per-case prediction statistics (see :func:`read_prediction_stats`) for per-round
             DSC and stopping rounds; optional.
         output_dir: when given, ``summary.json`` and ``per_case.csv`` are written there.
+        classes: the labels' declared class values (``dataset.json``'s ``labels``); ``None``
+            accepts any integer label value.
+        threshold: binarize probability-map predictions at this value; ``None`` (the default)
+            refuses a prediction that is not an integer label map.
 
     Returns:
         The report.
@@ -291,11 +303,15 @@ def evaluate_predictions(
         DatasetError: a duplicate case id.
         ImageReadError: a missing or unreadable file (all missing files are named at once).
         GridMismatchError: a label not on its prediction's grid.
+        LabelValueError: a label or prediction with values ``verify`` refuses.
+
+    Every error about one case's files starts with its case id.
     """
     pairs = [(str(i), Path(p), Path(t)) for i, p, t in pairs]
     if not pairs:
         raise ConfigError("nothing to evaluate: no (prediction, label) pairs")
-    fg = _check_foreground(foreground)
+    fg = _check_foreground(foreground, classes)
+    threshold = _check_threshold(threshold)
     ids = [case_id for case_id, _, _ in pairs]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -309,7 +325,10 @@ def evaluate_predictions(
     accumulator = DiceAccumulator()
     rows = []
     for case_id, prediction_path, truth_path in pairs:
-        prediction, truth, voxel_ml = read_pair(prediction_path, truth_path, fg)
+        try:
+            prediction, truth, voxel_ml = read_pair(prediction_path, truth_path, fg, classes, threshold)
+        except (ImageReadError, GridMismatchError, LabelValueError) as error:
+            raise type(error)(f"case {case_id!r}: {error}") from error
         score = accumulator.add(case_id, prediction, truth)
         n_p, n_t = int(np.count_nonzero(prediction)), int(np.count_nonzero(truth))
         stopped = case_stats.get(case_id, {}).get("stopped_round")
@@ -337,6 +356,7 @@ def evaluate_predictions(
         "max_dsc": summary_stats["max"],
         "global_dsc": accumulator.global_dice(),
         "foreground": "non-zero" if fg is None else list(fg),
+        "prediction_threshold": threshold,
         "per_round": per_round_summary(case_stats, ids) if case_stats else None,
     }
     report = EvaluationReport(per_case=rows, summary=summary)
@@ -413,8 +433,11 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"{path} is not a readable JSON file: {error}") from None
 
 
-def _items_from(source: str | os.PathLike, ids: Sequence[str] | None, key: str | None) -> list[dict]:
-    """Labeled items from a dataset.json (or its folder) or a MONAI data-list JSON."""
+def _items_from(
+    source: str | os.PathLike, ids: Sequence[str] | None, key: str | None
+) -> tuple[list[dict], dict[int, str] | None]:
+    """Labeled items from a dataset.json (or its folder) or a MONAI data-list JSON, and the
+    declared label classes (a data list declares none)."""
     from atso_med.data.dataset import Dataset, evaluation_datalist
 
     path = Path(source)
@@ -423,7 +446,7 @@ def _items_from(source: str | os.PathLike, ids: Sequence[str] | None, key: str |
     content = None if path.is_dir() else _read_json(path)
     if path.is_dir() or (isinstance(content, Mapping) and "cases" in content):
         dataset = Dataset.load(path)
-        return evaluation_datalist(dataset, ids if ids else dataset.labeled_ids)
+        return evaluation_datalist(dataset, ids if ids else dataset.labeled_ids), dataset.labels
     items = datalist_items(path, key)
     if ids:
         known = {str(item.get("id")) for item in items}
@@ -431,7 +454,7 @@ def _items_from(source: str | os.PathLike, ids: Sequence[str] | None, key: str |
         if unknown:
             raise DatasetError(f"ids not in {path}: {', '.join(map(repr, unknown))}")
         items = [item for item in items if str(item.get("id")) in set(ids)]
-    return items
+    return items, None
 
 
 class EvaluationRun:
@@ -449,9 +472,12 @@ class EvaluationRun:
         stats: prediction statistics file; default ``predictions_dir/prediction_stats.json`` when
             it exists.
         datalist_key: which list of a data-list JSON (default: ``testing``, or its only list).
+        threshold: binarize probability-map predictions at this value (``None``: predictions
+            must be integer label maps).
 
     Raises:
-        ConfigError / DatasetError / ImageReadError: missing folder, list, ids or files.
+        ConfigError / DatasetError / ImageReadError: missing folder, list, ids or files, a bad
+            foreground or threshold.
     """
 
     def __init__(
@@ -463,14 +489,17 @@ class EvaluationRun:
         foreground: Sequence[int] | None = None,
         stats: str | os.PathLike | None = None,
         datalist_key: str | None = None,
+        threshold: float | None = None,
     ) -> None:
         if not predictions_dir:
             raise ConfigError("no prediction folder given")
         if not datalist:
             raise ConfigError("no dataset.json / data list with labels given")
         ids = [str(i) for i in ([ids] if isinstance(ids, str) else ids)] if ids else None
-        self.pairs = evaluation_pairs(predictions_dir, _items_from(datalist, ids, datalist_key))
-        self.foreground = _check_foreground(foreground)
+        items, self.classes = _items_from(datalist, ids, datalist_key)
+        self.pairs = evaluation_pairs(predictions_dir, items)
+        self.foreground = _check_foreground(foreground, self.classes)
+        self.threshold = _check_threshold(threshold)
         missing = [f"{i}: prediction {p}" for i, p, _ in self.pairs if not p.is_file()]
         missing += [f"{i}: label {t}" for i, _, t in self.pairs if not t.is_file()]
         if missing:
@@ -478,11 +507,14 @@ class EvaluationRun:
         default_stats = Path(predictions_dir) / PREDICTION_STATS_FILE
         self.stats = stats if stats else (default_stats if default_stats.is_file() else None)
         self.output_dir = Path(output_dir) if output_dir else Path(predictions_dir)
+        _check_report_paths(self.output_dir, self.pairs, datalist, self.stats)
         self.report: EvaluationReport | None = None
 
     def run(self) -> EvaluationReport:
         """Evaluate and write ``summary.json`` and ``per_case.csv``."""
-        self.report = evaluate_predictions(self.pairs, self.foreground, self.stats, self.output_dir)
+        self.report = evaluate_predictions(
+            self.pairs, self.foreground, self.stats, self.output_dir, self.classes, self.threshold
+        )
         summary = self.report.summary
         logger.info(
             "%d cases: mean DSC %.4f +- %.4f, global DSC %.4f -> %s",
@@ -495,6 +527,30 @@ class EvaluationRun:
         return self.report
 
 
+def _is_per_case_csv(path: Path) -> bool:
+    try:
+        with path.open(newline="") as file:
+            return next(csv.reader(file), None) == list(CSV_COLUMNS)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
+def _check_report_paths(output_dir: Path, pairs: Sequence[tuple[str, Path, Path]], datalist: Any, stats: Any) -> None:
+    """Refuse, before any reading, report files that would replace an input or a foreign file.
+
+    A rerun replaces its own earlier ``summary.json`` / ``per_case.csv``; a data list, a label or
+    any other file of those names is never overwritten.
+    """
+    from atso_med.files import check_output_file, json_with_keys
+
+    inputs = [("data list / dataset", Path(datalist))] + ([("prediction statistics", Path(stats))] if stats else [])
+    for case_id, prediction, truth in pairs:
+        inputs += [(f"prediction of case {case_id!r}", prediction), (f"label of case {case_id!r}", truth)]
+    kinds = {SUMMARY_FILE: ("evaluation summary", json_with_keys("mean_dsc", "per_case")), PER_CASE_FILE: ("per-case table", _is_per_case_csv)}
+    for name, (kind, is_kind) in kinds.items():
+        check_output_file(output_dir / name, inputs, kind=kind, force=True, is_kind=is_kind, option="the evaluation output")
+
+
 def run_evaluation(
     predictions_dir: str | os.PathLike,
     datalist: str | os.PathLike,
@@ -503,10 +559,11 @@ def run_evaluation(
     foreground: Sequence[int] | None = None,
     stats: str | os.PathLike | None = None,
     datalist_key: str | None = None,
+    threshold: float | None = None,
 ) -> EvaluationReport:
     """Evaluate a prediction folder against the labels of a dataset.json or data list (see :class:`EvaluationRun`).
 
     Returns:
         The written report.
     """
-    return EvaluationRun(predictions_dir, datalist, output_dir, ids, foreground, stats, datalist_key).run()
+    return EvaluationRun(predictions_dir, datalist, output_dir, ids, foreground, stats, datalist_key, threshold).run()

@@ -40,6 +40,7 @@ def load_canonical(path: str, series_uid: str | None = None):
         "canonical_affine": np.asarray(canonical.affine, dtype=np.float64),
         "ornt": ornt,
         "source": str(path),
+        "qform": volume.meta.get("qform"),  # a NIfTI input's own qform, when it differs from its sform
     }
     return volume, array, meta
 
@@ -74,16 +75,16 @@ class LoadCTd(MapTransform):
         self.foreground = None if foreground is None else tuple(int(v) for v in foreground)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        from atso_med.data.readers import load_label, reorient_to_canonical
+        from atso_med.data.labels import load_label_mask
+        from atso_med.data.readers import reorient_to_canonical
         from atso_med.data.volume import Volume
-        from atso_med.metrics.evaluation import binarize_label
 
         result = dict(data)
         volume, result[self.image_key], result[self.meta_key] = load_canonical(
             str(data[self.image_key]), series_uid=data.get("series_uid")
         )
         if data.get(self.label_key):
-            organ = binarize_label(load_label(str(data[self.label_key]), volume), self.foreground)
+            organ = load_label_mask(str(data[self.label_key]), volume, self.foreground)
             canonical_label, _ = reorient_to_canonical(Volume(organ.astype(np.uint8), volume.affine))
             result[self.label_key] = np.ascontiguousarray(canonical_label.array)
         return result

@@ -93,6 +93,7 @@ def check_output_file(
     force: bool = False,
     is_kind: Callable[[Path], bool] | None = None,
     option: str = "the output",
+    force_option: str | None = "--force",
 ) -> Path:
     """Refuse, before any work, an output file that would destroy something.
 
@@ -109,6 +110,8 @@ def check_output_file(
         force: overwrite an existing output of the same kind.
         is_kind: tells whether an existing file is an output of this kind; ``None`` accepts any.
         option: how the user gave the path, for messages (``--out``).
+        force_option: the option that replaces an earlier output, for messages; ``None`` when the
+            command always replaces its own earlier outputs.
 
     Returns:
         The output path.
@@ -130,9 +133,8 @@ def check_output_file(
         if not force:
             raise OutputPathError(f"{out} already exists; pass --force to overwrite it")
         if is_kind is not None and not is_kind(out):
-            raise OutputPathError(
-                f"{out} exists and is not a {kind}; --force overwrites only a previous {kind}, never another file"
-            )
+            replaces = f"{force_option} overwrites" if force_option else "it replaces"
+            raise OutputPathError(f"{out} exists and is not a {kind}; {replaces} only a previous {kind}, never another file")
     return out
 
 

@@ -18,10 +18,10 @@ import torch
 
 from atso_med.atso import ATSOTrainer, ExperimentConfig, ExperimentResults
 from atso_med.atso.runner import state_dict_sha256
-from atso_med.atso.trainer import vote_files
 from atso_med.data import PhantomConfig, write_phantom_dataset
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError
+from atso_med.inferers.fusion import vote_files
 
 
 class FakeTraining:

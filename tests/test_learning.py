@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from atso_med.data import Dataset, PhantomConfig, write_datalist, write_phantom_dataset
-from atso_med.inferers.predict import predict_datalist
+from atso_med.prediction import predict_datalist
 from atso_med.inferers.volume import InferenceConfig
 from atso_med.metrics import dice_score
 

@@ -68,3 +68,25 @@ def test_force_replaces_a_previous_report_but_never_another_file(dataset, tmp_pa
     assert main(["split", str(dataset), "--labeled", "1", "--test", "1", "--out", str(splits)]) == 0
     assert main(["split", str(dataset), "--labeled", "2", "--test", "1", "--out", str(splits), "--force"]) == 0
     assert len(json.loads(splits.read_text())["labeled"]) == 2
+
+
+def test_train_never_replaces_its_splits_or_init_weights_with_its_own_outputs(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    splits = out / "datalist.json"  # a splits file that happens to carry the run's data-list name
+    assert main(["split", str(dataset), "--labeled", "2", "--test", "1", "--out", str(splits)]) == 0
+    weights = out / "model.pt"
+    weights.write_bytes(b"the user's weights")
+    before = digests(out)
+    base = ["train", str(dataset), "--out", str(out), "--iterations", "1", "--device", "cpu", "--workers", "0"]
+    assert main([*base, "--splits", str(splits)]) == 2
+    assert "datalist.json is the splits file" in capsys.readouterr().err
+    other = tmp_path / "splits.json"
+    other.write_bytes(splits.read_bytes())
+    assert main([*base, "--splits", str(other)]) == 2  # now a foreign file: still never replaced
+    assert "datalist.json exists and is not a training data list; it replaces only a previous" in capsys.readouterr().err
+    assert digests(out) == before
+    splits.unlink()
+    assert main([*base, "--splits", str(other), "--init-weights", str(weights)]) == 2
+    assert "model.pt is the init weights" in capsys.readouterr().err
+    assert weights.read_bytes() == b"the user's weights" and sorted(p.name for p in out.iterdir()) == ["model.pt"]

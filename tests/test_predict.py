@@ -23,17 +23,13 @@ from atso_med.data import PhantomConfig, write_phantom_dataset
 from atso_med.data.dataset import Dataset
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import CaseFailuresError, ConfigError, DatasetError, ImageReadError
-from atso_med.inferers.predict import (
-    ensemble_vote,
-    load_model_sets,
-    load_plane_models,
-    predict_case,
-    predict_datalist,
-    resolve_inputs,
-)
+from atso_med.data.inputs import resolve_inputs
+from atso_med.inferers.fusion import ensemble_vote
 from atso_med.inferers.volume import InferenceConfig
 from atso_med.metrics.evaluation import PREDICTION_STATS_FILE
 from atso_med.networks import build_rstn
+from atso_med.networks.loading import load_model_sets, load_plane_models
+from atso_med.prediction import predict_case, predict_datalist
 from synthetic_dicom import axial, write_series
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct"
@@ -241,7 +237,7 @@ def test_predict_case_refuses_bad_input_before_any_work(phantom, models, bad_ima
         predict_case(bad_images["2d"], models["set_a"], out / "m.nii.gz", FAST, "cpu")
     with pytest.raises(ConfigError, match="does not exist"):
         predict_case(image, tmp_path / "no_models", out / "m.nii.gz", FAST, "cpu")
-    with pytest.raises(ConfigError, match="is an input file"):
+    with pytest.raises(ConfigError, match="is the input file of case"):
         predict_case(image, models["set_a"], image, FAST, "cpu")
     with pytest.raises(ConfigError, match=r"\.nii"):
         predict_case(image, models["set_a"], out / "mask.png", FAST, "cpu")

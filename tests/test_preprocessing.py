@@ -18,7 +18,7 @@ from monai.bundle import ConfigParser
 from pydicom.uid import generate_uid
 
 from atso_med.data.readers import load_image
-from atso_med.inferers.predict import PredictionPreprocessing
+from atso_med.transforms.prediction import PredictionPreprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "bundles" / "rstn_pancreas_ct" / "configs" / "train.json"

@@ -21,7 +21,9 @@ from atso_med.data.dataset import Dataset
 from atso_med.data.readers import load_image, load_label, reorient_to_canonical
 from atso_med.data.nifti import save_nifti
 from atso_med.data.volume import Volume
-from atso_med.inferers.predict import PredictionEngine, PredictionPreprocessing, predict_case
+from atso_med.engines.prediction import PredictionEngine
+from atso_med.prediction import predict_case
+from atso_med.transforms.prediction import PredictionPreprocessing
 from atso_med.inferers.volume import InferenceConfig
 from atso_med.networks import build_rstn
 

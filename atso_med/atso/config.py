@@ -19,6 +19,7 @@ from typing import Any
 
 from atso_med.errors import ConfigError
 from atso_med.inferers.volume import InferenceConfig
+from atso_med.transforms.triview import PLANES
 
 #: Strategies in report order. ``supervised`` is generation 0 (M0, labeled cases only) and is
 #: always trained, since every other semi-supervised strategy starts from it.
@@ -32,7 +33,6 @@ TRAINING_RESUME = ("restart", "checkpoint")
 #: How from-scratch generations start (see :class:`TrainingConfig`).
 INIT_MODES = ("random", "snapshot")
 REPORT_METRICS = ("mean", "global")
-_PLANES = ("X", "Y", "Z")
 
 
 def _fail(where: str, message: str) -> ConfigError:
@@ -402,7 +402,7 @@ class ExperimentConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     generations: int = 5
     folds: int | None = None
-    planes: list[str] = field(default_factory=lambda: list(_PLANES))
+    planes: list[str] = field(default_factory=lambda: list(PLANES))
     seed: int = 0
     devices: list[str] = field(default_factory=lambda: ["auto"])
     long_axis_spacing: float | None = None
@@ -481,7 +481,7 @@ class ExperimentConfig:
         config.generations = _int(data.get("generations", 5), f"{where}.generations", 0)
         if data.get("folds") is not None:
             config.folds = _int(data["folds"], f"{where}.folds", 2)
-        config.planes = _planes(data.get("planes", list(_PLANES)), f"{where}.planes")
+        config.planes = _planes(data.get("planes", list(PLANES)), f"{where}.planes")
         config.seed = _int(data.get("seed", 0), f"{where}.seed", 0)
         config.devices = _devices(data.get("devices", ["auto"]), f"{where}.devices")
         if data.get("long_axis_spacing") is not None:
@@ -575,12 +575,12 @@ def _planes(value: Any, where: str) -> list[str]:
         raise _fail(where, "expected a list of planes among X, Y, Z")
     planes = []
     for plane in value:
-        if not isinstance(plane, str) or plane.upper() not in _PLANES:
+        if not isinstance(plane, str) or plane.upper() not in PLANES:
             raise _fail(where, f"unknown plane {plane!r}; expected X, Y or Z")
         if plane.upper() in planes:
             raise _fail(where, f"plane {plane.upper()} is listed twice")
         planes.append(plane.upper())
-    return [p for p in _PLANES if p in planes]
+    return [p for p in PLANES if p in planes]
 
 
 def _devices(value: Any, where: str) -> list[str]:

@@ -35,6 +35,7 @@ import numpy as np
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.data.labels import load_label_mask
 from atso_med.files import atomic_write, write_text_atomic
+from atso_med.metrics.dice import dice_summary, pooled_dice
 
 if TYPE_CHECKING:
     from atso_med.atso.trainer import ATSOTrainer
@@ -59,14 +60,12 @@ def pool(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     results = [r for r in results if r]
     if not results:
         return None
-    scores = [v for r in results for v in r["dsc"].values()]
-    counts = np.array([c for r in results for c in r["counts"].values()], dtype=np.int64).reshape(-1, 3)
-    size = int(counts[:, 1].sum() + counts[:, 2].sum())
+    summary = dice_summary([v for r in results for v in r["dsc"].values()])
     return {
-        "cases": len(scores),
-        "mean_dsc": float(np.mean(scores)),
-        "std_dsc": float(np.std(scores)),
-        "global_dsc": 1.0 if size == 0 else 2.0 * float(counts[:, 0].sum()) / size,
+        "cases": summary["n"],
+        "mean_dsc": summary["mean"],
+        "std_dsc": summary["std"],
+        "global_dsc": pooled_dice(c for r in results for c in r["counts"].values()),
     }
 
 

@@ -72,7 +72,7 @@ class Predictor(Protocol):
 
 
 class BundlePredictor:
-    """The default predictor: :func:`atso_med.inferers.predict.predict_datalist` (the inference bundle's engine).
+    """The default predictor: :func:`atso_med.prediction.predict_datalist` (the inference bundle's engine).
 
     Args:
         config: the experiment (inference settings, long-axis spacing, foreground).
@@ -85,7 +85,7 @@ class BundlePredictor:
         self.device = device
 
     def __call__(self, datalist: Path, model_dir: Path, output_dir: Path, save_probability: bool) -> list[dict]:
-        from atso_med.inferers.predict import predict_datalist
+        from atso_med.prediction import predict_datalist
 
         return predict_datalist(
             str(datalist),
@@ -629,6 +629,8 @@ class ATSOTrainer:
 
     def _fuse(self, step: Step) -> dict[str, Any]:
         """Pseudo labels (or an ensemble's prediction): a copy of one teacher's masks, or the vote of several."""
+        from atso_med.inferers.fusion import vote_files
+
         params = step.params
         sources = [self.dir / s for s in params["sources"]]
         out = self.dir / params["output_dir"]
@@ -752,35 +754,6 @@ def fully_supervised_items(dataset: Any, ids: Sequence[str]) -> list[dict[str, s
             raise ConfigError(f"fully_supervised needs the label of reference case {case_id!r}")
         items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "truth"})
     return items
-
-
-def vote_files(sources: Sequence[Path], case_id: str, target: Path) -> Path:
-    """Majority vote of several model sets' masks of one case (ties: mean probability >= 0.5).
-
-    The rule is :func:`atso_med.inferers.predict.ensemble_vote`'s, applied to the masks written on
-    the image's grid; an even number of sets needs their ``<id>_probability.nii.gz`` files.
-    """
-    import nibabel as nib
-    import numpy as np
-
-    from atso_med.data.nifti import save_nifti
-    from atso_med.inferers.predict import ensemble_vote
-
-    masks, probabilities, affine = [], [], None
-    for source in sources:
-        image = nib.load(str(source / f"{case_id}.nii.gz"))
-        affine = image.affine if affine is None else affine
-        mask = np.asarray(image.dataobj) != 0
-        masks.append(mask)
-        probability_file = source / f"{case_id}_probability.nii.gz"
-        if len(sources) % 2 == 0:
-            if not probability_file.is_file():
-                raise ConfigError(f"{probability_file} is missing: an even vote breaks ties with the probabilities")
-            probabilities.append(np.asarray(nib.load(str(probability_file)).dataobj, dtype=np.float32))
-        else:
-            probabilities.append(mask.astype(np.float32))  # an odd vote has no tie
-    fused, _ = ensemble_vote(masks, probabilities)
-    return save_nifti(fused, affine, target, dtype=np.uint8)
 
 
 def plan_digest(steps: Sequence[Step]) -> str:

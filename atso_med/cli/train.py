@@ -77,6 +77,18 @@ def parse_settings(settings: list[str]) -> dict:
     return parsed
 
 
+def _check_outputs(out, inputs) -> None:
+    """The run's data list and model never replace an input (a splits file called datalist.json,
+    ``--init-weights`` pointing at ``--out/model.pt``); a rerun replaces its own."""
+    from atso_med.files import check_output_file, json_with_keys
+
+    list_kind = json_with_keys("training", "validation")
+    check_output_file(
+        out / "datalist.json", inputs, kind="training data list", force=True, is_kind=list_kind, option="--out", force_option=None
+    )
+    check_output_file(out / "model.pt", inputs, kind="model", force=True, option="--out", force_option=None)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -84,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.data.dataset import Dataset, evaluation_datalist, training_datalist
     from atso_med.data.splits import Splits
     from atso_med.engines.workflow import config_files, run_workflow
+    from atso_med.files import dataset_inputs
 
     dataset = Dataset.load(args.dataset)
     splits = Splits.load(args.splits)
     splits.validate(dataset)
     out = Path(args.out)
+    inputs = dataset_inputs(dataset, args.splits) + ([("init weights", Path(args.init_weights))] if args.init_weights else [])
+    _check_outputs(out, inputs)
     datalist = write_datalist(
         out / "datalist.json", training_datalist(dataset, splits), evaluation_datalist(dataset, splits.validation)
     )

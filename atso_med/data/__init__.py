@@ -4,6 +4,7 @@ from atso_med.data.datalist import write_datalist
 from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
 from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
 from atso_med.data.importers import build_dataset, import_nih_pancreas
+from atso_med.data.inputs import resolve_inputs
 from atso_med.data.labels import binarize_label, check_label_values, load_label_mask
 from atso_med.data.nifti import save_nifti
 from atso_med.data.phantom import PhantomConfig, make_phantom_case, write_phantom_dataset
@@ -12,6 +13,7 @@ from atso_med.data.slices import SliceStackDataset
 from atso_med.data.splits import Splits, make_splits, nih4fold_splits
 from atso_med.data.verify import VerifyReport, verify_dataset
 from atso_med.data.volume import Volume
+from atso_med.data.writers import write_prediction, write_seg_nrrd
 
 __all__ = [
     "Case",
@@ -37,6 +39,7 @@ __all__ = [
     "nih4fold_splits",
     "read_dicom_series",
     "reorient_from_canonical",
+    "resolve_inputs",
     "reorient_to_canonical",
     "save_nifti",
     "select_series",
@@ -44,4 +47,6 @@ __all__ = [
     "verify_dataset",
     "write_datalist",
     "write_phantom_dataset",
+    "write_prediction",
+    "write_seg_nrrd",
 ]

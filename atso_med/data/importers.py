@@ -31,6 +31,7 @@ import numpy as np
 
 from atso_med.data.dataset import DATASET_FILE, Dataset
 from atso_med.data.nifti import save_nifti
+from atso_med.data.readers import is_nifti, nifti_stem
 from atso_med.data.labels import check_label_values
 from atso_med.files import write_text_atomic
 from atso_med.errors import AtsoMedError, ConfigError, DatasetError, ImageReadError, LabelValueError
@@ -60,7 +61,6 @@ _INPLANE_CHOICES = ("column-row", "row-column")
 #: expression searched in the name, or a function of the path.
 IdFrom = str | re.Pattern[str] | Callable[[Path], str] | None
 
-_NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _NIH_CASE = re.compile(r"^PANCREAS_(\d+)$", re.IGNORECASE)
 _NIH_LABEL = re.compile(r"^label(\d+)\.nii(\.gz)?$", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -73,13 +73,8 @@ _SHOW = 8
 # --------------------------------------------------------------------------------------------
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.is_file() and bool(_NIFTI.search(path.name))
-
-
-def _stem(path: Path) -> str:
-    """File name without ``.nii`` / ``.nii.gz``; a folder's name as it is."""
-    return _NIFTI.sub("", path.name) if _NIFTI.search(path.name) else path.name
+def _is_nifti_file(path: Path) -> bool:
+    return path.is_file() and is_nifti(path)
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -145,8 +140,8 @@ def _discover_images(images: str | os.PathLike | Sequence, glob: str, problems: 
         for child in sorted(root.iterdir()):
             if child.name.startswith(".") or not child.match(glob):
                 continue
-            if _is_nifti(child):
-                entries.append(_Entry(child, _stem(child)))
+            if _is_nifti_file(child):
+                entries.append(_Entry(child, nifti_stem(child)))
             elif child.is_dir():
                 series = find_dicom_folders(child)
                 if series:
@@ -170,8 +165,8 @@ def _discover_images(images: str | os.PathLike | Sequence, glob: str, problems: 
         path = Path(item).expanduser()
         if not path.exists():
             problems.append(f"image not found: {path}")
-        elif _is_nifti(path):
-            entries.append(_Entry(path, _stem(path)))
+        elif _is_nifti_file(path):
+            entries.append(_Entry(path, nifti_stem(path)))
         elif path.is_dir():
             if find_dicom_folders(path):
                 entries.append(_Entry(path, path.name))
@@ -193,8 +188,8 @@ def _discover_labels(labels: str | os.PathLike | Sequence, glob: str, problems: 
             problems.append(f"labels folder {'is not a folder' if root.exists() else 'not found'}: {root}")
             return entries
         for child in sorted(root.iterdir()):
-            if not child.name.startswith(".") and child.match(glob) and _is_nifti(child):
-                entries.append(_Entry(child, _stem(child)))
+            if not child.name.startswith(".") and child.match(glob) and _is_nifti_file(child):
+                entries.append(_Entry(child, nifti_stem(child)))
         if not entries:
             glob_note = f" matching {glob!r}" if glob != "*" else ""
             problems.append(f"no labels found in {root}: expected .nii / .nii.gz files{glob_note}")
@@ -203,10 +198,10 @@ def _discover_labels(labels: str | os.PathLike | Sequence, glob: str, problems: 
         path = Path(item).expanduser()
         if not path.exists():
             problems.append(f"label not found: {path}")
-        elif not _is_nifti(path):
+        elif not _is_nifti_file(path):
             problems.append(f"label is not a .nii / .nii.gz file: {path}")
         else:
-            entries.append(_Entry(path, _stem(path)))
+            entries.append(_Entry(path, nifti_stem(path)))
     return entries
 
 

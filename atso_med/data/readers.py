@@ -36,7 +36,9 @@ ABS_TOL_MM = 1e-3
 
 __all__ = [
     "load_image",
+    "is_nifti",
     "load_label",
+    "nifti_stem",
     "open_nifti",
     "reorient_from_canonical",
     "reorient_to_canonical",
@@ -44,8 +46,18 @@ __all__ = [
 ]
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(NIFTI_SUFFIXES)
+def is_nifti(path: str | os.PathLike) -> bool:
+    """Whether a path names a NIfTI file (``.nii`` / ``.nii.gz``, any case), by its name only."""
+    return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def nifti_stem(path: str | os.PathLike) -> str:
+    """A file name without ``.nii`` / ``.nii.gz``; any other name (a DICOM folder's) as it is."""
+    name = Path(path).name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _read_failure_reason(error: BaseException) -> str:
@@ -164,7 +176,7 @@ def load_image(path: str | os.PathLike, series_uid: str | None = None) -> Volume
         raise ImageReadError(f"{path}: image does not exist")
     if path.is_dir():
         return read_dicom_series(path, series_uid=series_uid)
-    if not _is_nifti(path):
+    if not is_nifti(path):
         if path.suffix.lower() == ".dcm":
             raise ImageReadError(f"{path}: a single DICOM file; pass the folder that holds the whole series")
         raise ImageReadError(f"{path}: unsupported image format; expected .nii, .nii.gz or a DICOM series folder")
@@ -315,7 +327,7 @@ def load_label(path: str | os.PathLike, reference: Volume) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: label does not exist")
-    if path.is_dir() or not _is_nifti(path):
+    if path.is_dir() or not is_nifti(path):
         raise ImageReadError(f"{path}: unsupported label format; expected a .nii or .nii.gz file")
     image, shape = open_nifti(path, "label")
     label_affine = np.asarray(image.affine, dtype=np.float64)

@@ -1,5 +1,6 @@
 """Engines: the RSTN training workflow's recipes, schedule, batch preparation, checkpoints and run state."""
 
+from atso_med.engines.prediction import PredictionEngine, check_prediction_run
 from atso_med.engines.recipes import RECIPES, TrainingRecipe, build_optimizer, check_initialization, resolve_recipe
 from atso_med.engines.schedule import STAGES, StageSchedule
 from atso_med.engines.training import (
@@ -16,6 +17,8 @@ from atso_med.engines.training import (
 )
 
 __all__ = [
+    "PredictionEngine",
+    "check_prediction_run",
     "RECIPES",
     "TrainingRecipe",
     "build_optimizer",

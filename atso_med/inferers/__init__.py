@@ -1,22 +1,29 @@
-"""Inferers: how engines call an RSTN (training modes, slice evaluation)."""
+"""Inferers: how an RSTN is called (training modes, slices, whole volumes, ensembles) and how predictions are fused."""
 
+from atso_med.inferers.ensemble import EnsembleInferer
+from atso_med.inferers.fusion import FUSIONS, PlaneFusion, VoteAccumulator, ensemble_vote, fuse_planes, vote_files
 from atso_med.inferers.rstn import RSTNSliceInferer, RSTNTrainingInferer
-
-__all__ = ["RSTNSliceInferer", "RSTNTrainingInferer"]
 from atso_med.inferers.volume import (
     CoarseToFineInferer,
     InferenceConfig,
     VolumePrediction,
     estimate_peak_host_bytes,
-    fuse_planes,
     keep_large_components,
 )
 
-__all__ += [
+__all__ = [
+    "FUSIONS",
     "CoarseToFineInferer",
+    "EnsembleInferer",
     "InferenceConfig",
+    "PlaneFusion",
+    "RSTNSliceInferer",
+    "RSTNTrainingInferer",
     "VolumePrediction",
+    "VoteAccumulator",
+    "ensemble_vote",
     "estimate_peak_host_bytes",
     "fuse_planes",
     "keep_large_components",
+    "vote_files",
 ]

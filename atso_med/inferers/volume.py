@@ -9,7 +9,7 @@ cleaned (:func:`keep_large_components`) and compared with the previous one; the 
 inter-round DSC reaches ``stop_dsc`` is returned, else round ``R``, or the round in which the
 mask became empty.
 
-Plane fusion (:func:`fuse_planes`):
+Plane fusion (:func:`~atso_med.inferers.fusion.fuse_planes`):
 
 * ``"majority"``: a voxel is organ when more than half of the planes' masks
   (probability >= threshold) say so: 2 of 3 planes, both of 2 planes, the single plane of 1.
@@ -49,23 +49,20 @@ import torch
 from scipy import ndimage
 
 from atso_med.errors import ConfigError, GridMismatchError, ImageReadError
+from atso_med.inferers.fusion import FUSIONS, PlaneFusion
 from atso_med.metrics.dice import dice_score
 from atso_med.transforms.triview import PLANES, StackAccumulator, iter_stacks, plane_axis, slice_stack
 
 __all__ = [
-    "FUSIONS",
     "CoarseToFineInferer",
     "InferenceConfig",
     "VolumePrediction",
     "estimate_peak_host_bytes",
-    "fuse_planes",
     "keep_large_components",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Plane fusion rules understood by :func:`fuse_planes` and :class:`InferenceConfig`.
-FUSIONS = ("majority", "mean")
 #: Tolerance on the [0, 1] intensity range of an input volume (float rounding of the window).
 _RANGE_TOLERANCE = 1e-3
 
@@ -165,80 +162,6 @@ class VolumePrediction:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     stopped_round: int = 0
     round_masks: list[np.ndarray] | None = None
-
-
-class _PlaneFusion:
-    """Streams plane probability volumes into the fused mean and mask.
-
-    Holds one float32 sum (and one uint8 vote count for the majority rule), so planes can be
-    released as soon as they are added.
-    """
-
-    def __init__(self, fusion: str, threshold: float) -> None:
-        if fusion not in FUSIONS:
-            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-        if not 0.0 < float(threshold) < 1.0:
-            raise ConfigError(f"threshold must be in (0, 1), got {threshold!r}")
-        self.fusion = fusion
-        self.threshold = float(threshold)
-        self.count = 0
-        self._sum: np.ndarray | None = None
-        self._votes: np.ndarray | None = None
-
-    def add(self, probability: np.ndarray, owned: bool = False) -> None:
-        """Adds one plane's float32 probabilities; ``owned`` lets the first one be reused as the sum."""
-        if self._sum is None:
-            self._sum = probability if owned else np.array(probability, dtype=np.float32, copy=True)
-        else:
-            if probability.shape != self._sum.shape:
-                raise GridMismatchError(
-                    f"plane probabilities differ in shape: {probability.shape} vs {self._sum.shape}"
-                )
-            self._sum += probability
-        if self.fusion == "majority":
-            vote = probability >= self.threshold
-            if self._votes is None:
-                self._votes = vote.astype(np.uint8)
-            else:
-                self._votes += vote
-        self.count += 1
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(mask uint8, mean probability float32)``; the sum is turned into the mean in place."""
-        if self._sum is None:
-            raise ConfigError("fuse_planes needs at least one plane")
-        mean = self._sum
-        mean /= np.float32(self.count)
-        if self.fusion == "mean":
-            mask = (mean >= self.threshold).view(np.uint8)
-        else:
-            # More than half of the planes: 2 of 3, 2 of 2, 1 of 1.
-            mask = (self._votes > self.count // 2).view(np.uint8)  # type: ignore[operator]
-        self._sum = self._votes = None
-        return mask, mean
-
-
-def fuse_planes(probabilities: Sequence[np.ndarray], fusion: str = "majority", threshold: float = 0.5) -> np.ndarray:
-    """Fuses the probability volumes of the planes (1 to 3 for RSTN) into one binary mask.
-
-    Args:
-        probabilities: one float probability volume per plane, all of one shape.
-        fusion: ``"majority"``: organ where more than half of the planes have probability >=
-            ``threshold`` (2 of 3; with 2 planes both must agree; 1 plane: itself).
-            ``"mean"``: organ where the mean probability >= ``threshold``.
-        threshold: probability threshold in (0, 1).
-
-    Returns:
-        uint8 (0/1) mask of the volumes' shape.
-
-    Raises:
-        ConfigError: on an unknown rule, a threshold out of range, or no volume.
-        GridMismatchError: if the volumes differ in shape.
-    """
-    fuser = _PlaneFusion(fusion, threshold)
-    for probability in probabilities:
-        fuser.add(np.asarray(probability, dtype=np.float32))
-    return fuser.result()[0]
 
 
 def _bounding_slices(mask: np.ndarray) -> tuple[slice, ...] | None:
@@ -448,7 +371,7 @@ class CoarseToFineInferer:
         return self._fine_round(volume, np.asarray(score_map, dtype=np.float32), np.asarray(mask) != 0)
 
     def _coarse_round(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fusion = _PlaneFusion(self.config.fusion, self.config.threshold)
+        fusion = PlaneFusion(self.config.fusion, self.config.threshold)
         with self._eval_mode():
             for plane, model in self.models.items():
                 acc = StackAccumulator(plane, volume.shape)
@@ -464,7 +387,7 @@ class CoarseToFineInferer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`fine_round` on checked inputs; ``prev`` is the previous mask as bool."""
         cfg = self.config
-        fusion = _PlaneFusion(cfg.fusion, cfg.threshold)
+        fusion = PlaneFusion(cfg.fusion, cfg.threshold)
         with self._eval_mode():
             for plane, model in self.models.items():
                 acc = StackAccumulator(plane, volume.shape)

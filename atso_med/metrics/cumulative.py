@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from monai.metrics import CumulativeIterationMetric
 
+from atso_med.metrics.dice import pooled_dice
+
 
 class GlobalDiceMetric(CumulativeIterationMetric):
     """DSC of all samples counted as one volume: ``2 sum|P & G| / (sum|P| + sum|G|)``.
@@ -33,7 +35,4 @@ class GlobalDiceMetric(CumulativeIterationMetric):
         counts = self.get_buffer()
         if counts is None or counts.numel() == 0:
             return torch.tensor(float("nan"))
-        intersection, predicted, true = counts.reshape(-1, 3).sum(0)
-        if predicted + true == 0:
-            return torch.tensor(1.0)
-        return 2 * intersection / (predicted + true)
+        return torch.tensor(pooled_dice(counts.reshape(-1, 3).to(torch.int64).tolist()), dtype=torch.float64)

@@ -6,7 +6,7 @@ and only the final ratio is a float. Any non-zero value is organ.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from monai.config import NdarrayOrTensor
 
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError
 
-__all__ = ["dice_score", "dice_summary", "global_dice", "DiceAccumulator"]
+__all__ = ["dice_score", "dice_summary", "global_dice", "pooled_dice", "DiceAccumulator"]
 
 
 def _overlap_counts(prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> tuple[int, int, int]:
@@ -46,6 +46,26 @@ def _overlap_counts(prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> tupl
 def _ratio(intersection: int, size_sum: int) -> float:
     """``2 |P & G| / (|P| + |G|)``, 1.0 when both are empty."""
     return 1.0 if size_sum == 0 else 2.0 * intersection / size_sum
+
+
+def pooled_dice(counts: Iterable[Sequence[int]]) -> float:
+    """DSC of several cases counted as one volume, from their ``(|P & G|, |P|, |G|)`` counts.
+
+    The one definition of the global DSC: :func:`global_dice`, :class:`DiceAccumulator`, the
+    engines' :class:`~atso_med.metrics.cumulative.GlobalDiceMetric` and the experiment reports
+    (which pool the counts their journal holds) all end here.
+
+    Args:
+        counts: one ``(intersection, prediction voxels, truth voxels)`` triple per case.
+
+    Returns:
+        ``2 sum|P & G| / (sum|P| + sum|G|)``; 1.0 when every volume is empty.
+    """
+    intersection = size_sum = 0
+    for inter, n_p, n_t in counts:
+        intersection += int(inter)
+        size_sum += int(n_p) + int(n_t)
+    return _ratio(intersection, size_sum)
 
 
 def dice_score(prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> float:
@@ -111,15 +131,10 @@ def global_dice(pairs: Iterable[tuple[NdarrayOrTensor, NdarrayOrTensor]]) -> flo
         ConfigError: if there are no pairs.
         GridMismatchError: if the two volumes of a pair differ in shape.
     """
-    n_pairs = inter_sum = size_sum = 0
-    for prediction, truth in pairs:
-        inter, n_p, n_t = _overlap_counts(prediction, truth)
-        inter_sum += inter
-        size_sum += n_p + n_t
-        n_pairs += 1
-    if n_pairs == 0:
+    counts = [_overlap_counts(prediction, truth) for prediction, truth in pairs]
+    if not counts:
         raise ConfigError("global_dice: no cases to evaluate")
-    return _ratio(inter_sum, size_sum)
+    return pooled_dice(counts)
 
 
 class DiceAccumulator:
@@ -130,8 +145,7 @@ class DiceAccumulator:
 
     def __init__(self) -> None:
         self._per_case: dict[str, float] = {}
-        self._intersection = 0
-        self._size_sum = 0
+        self._counts: list[tuple[int, int, int]] = []
 
     def add(self, case_id: Any, prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> float:
         """Score one case.
@@ -154,8 +168,7 @@ class DiceAccumulator:
         inter, n_p, n_t = _overlap_counts(prediction, truth)
         score = _ratio(inter, n_p + n_t)
         self._per_case[key] = score
-        self._intersection += inter
-        self._size_sum += n_p + n_t
+        self._counts.append((inter, n_p, n_t))
         return score
 
     @property
@@ -182,4 +195,4 @@ class DiceAccumulator:
         """
         if not self._per_case:
             raise ConfigError("DiceAccumulator: no cases to evaluate")
-        return _ratio(self._intersection, self._size_sum)
+        return pooled_dice(self._counts)

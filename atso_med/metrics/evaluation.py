@@ -546,9 +546,14 @@ def _check_report_paths(output_dir: Path, pairs: Sequence[tuple[str, Path, Path]
     inputs = [("data list / dataset", Path(datalist))] + ([("prediction statistics", Path(stats))] if stats else [])
     for case_id, prediction, truth in pairs:
         inputs += [(f"prediction of case {case_id!r}", prediction), (f"label of case {case_id!r}", truth)]
-    kinds = {SUMMARY_FILE: ("evaluation summary", json_with_keys("mean_dsc", "per_case")), PER_CASE_FILE: ("per-case table", _is_per_case_csv)}
+    kinds = {
+        SUMMARY_FILE: ("evaluation summary", json_with_keys("mean_dsc", "per_case")),
+        PER_CASE_FILE: ("per-case table", _is_per_case_csv),
+    }
     for name, (kind, is_kind) in kinds.items():
-        check_output_file(output_dir / name, inputs, kind=kind, force=True, is_kind=is_kind, option="the evaluation output")
+        check_output_file(
+            output_dir / name, inputs, kind=kind, force=True, is_kind=is_kind, option="the evaluation output", force_option=None
+        )
 
 
 def run_evaluation(

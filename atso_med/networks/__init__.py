@@ -14,6 +14,7 @@ from atso_med.errors import ConfigError
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
 from atso_med.networks.unet import UNet2d
 from atso_med.networks.init import initialize_rstn, load_state_file, parameter_groups
+from atso_med.networks.loading import MODEL_FILE, load_model_sets, load_plane_models, plane_model_files, resolve_device
 from atso_med.networks.rstn import (
     BACKBONES,
     DEFAULT_MARGIN,
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_MARGIN",
     "FCN8s",
     "FILL_LOGIT",
+    "MODEL_FILE",
     "MODES",
     "RSTN",
     "RSTNOutput",
@@ -43,8 +45,12 @@ __all__ = [
     "build_rstn",
     "equalize_boxes",
     "initialize_rstn",
+    "load_model_sets",
+    "load_plane_models",
     "load_state_file",
     "parameter_groups",
+    "plane_model_files",
+    "resolve_device",
     "sample_training_margins",
 ]
 

@@ -3,6 +3,7 @@
 from atso_med.transforms.augment import stack_augmentation
 from atso_med.transforms.intensity import HUWindow, HUWindowd, HUWindowD, HUWindowDict
 from atso_med.transforms.io import LoadCTd, load_canonical
+from atso_med.transforms.prediction import PredictionPostprocessing, PredictionPreprocessing
 from atso_med.transforms.preprocessing import CTPreprocessingd, optional_spacing_mm
 from atso_med.transforms.spacing import (
     LongAxisSpacing,
@@ -30,6 +31,8 @@ from atso_med.transforms.triview import (
 __all__ = [
     "CTPreprocessingd",
     "optional_spacing_mm",
+    "PredictionPreprocessing",
+    "PredictionPostprocessing",
     "LoadCTd",
     "load_canonical",
     "HUWindow",

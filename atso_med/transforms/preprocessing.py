@@ -1,6 +1,6 @@
 """The CT preprocessing, one definition for training and inference: load -> long-axis spacing -> HU window.
 
-Training (the bundle's ``train.json``) and inference (:class:`~atso_med.inferers.predict.PredictionPreprocessing`)
+Training (the bundle's ``train.json``) and inference (:class:`~atso_med.transforms.prediction.PredictionPreprocessing`)
 both build this transform, so a network is tested on exactly the signal it was trained on. The
 order matters where ``long_axis_spacing`` is set: the raw HU are resampled, then windowed.
 """

@@ -1,0 +1,60 @@
+"""Inference of a whole canonical volume by several model sets, fused by vote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from atso_med.inferers.fusion import VoteAccumulator
+from atso_med.networks.loading import load_model_sets, resolve_device
+
+__all__ = ["EnsembleInferer"]
+
+
+class EnsembleInferer:
+    """Coarse-to-fine inference of a whole canonical volume by one or several model sets, then the vote.
+
+    Args:
+        model_sets: ``[{plane: RSTN}, ...]`` (or one set, or anything :func:`load_model_sets`
+            accepts).
+        config: :class:`~atso_med.inferers.volume.InferenceConfig` (default: the reference's).
+        device: where the networks run.
+    """
+
+    def __init__(self, model_sets: Any, config: Any = None, device: str | torch.device | None = None) -> None:
+        from atso_med.inferers.volume import CoarseToFineInferer, InferenceConfig
+
+        self.device = resolve_device(device)
+        self.config = InferenceConfig() if config is None else config
+        self.model_sets = load_model_sets(model_sets, self.device)
+        self.inferers = [CoarseToFineInferer(models, self.config, self.device) for models in self.model_sets]
+
+    def __call__(self, image: np.ndarray, truth: np.ndarray | None = None) -> dict[str, Any]:
+        """Segment one windowed canonical volume.
+
+        Returns:
+            ``{"mask": uint8, "probability": float32, "sets": [{"planes", "rounds", "stopped_round"}, ...]}``.
+        """
+        if len(self.inferers) == 1:
+            result = self.inferers[0](image, truth)
+            mask, probability = result.mask, result.probability
+            sets = [self._set_record(self.inferers[0], result)]
+        else:
+            vote, sets = VoteAccumulator(), []
+            for inferer in self.inferers:
+                result = inferer(image, truth)
+                vote.add(result.mask, result.probability)
+                sets.append(self._set_record(inferer, result))
+                del result
+            mask, probability = vote.result()
+        return {"mask": mask, "probability": probability, "sets": sets}
+
+    @staticmethod
+    def _set_record(inferer: Any, result: Any) -> dict[str, Any]:
+        return {
+            "planes": list(inferer.planes),
+            "rounds": list(result.rounds),
+            "stopped_round": int(result.stopped_round),
+        }

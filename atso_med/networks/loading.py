@@ -1,0 +1,245 @@
+"""Trained plane models on disk: finding, checking and loading the RSTN of each plane.
+
+A model set is the plane models X / Y / Z of one training run or fold: a folder holding
+``plane_<P>/model.pt`` (what ``atso-med train --plane P`` exports), one ``model.pt``, an explicit
+``{plane: file}`` mapping, or already built networks. Files are read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from atso_med.errors import ConfigError
+
+__all__ = [
+    "MODEL_FILE",
+    "is_model_set",
+    "load_model_sets",
+    "load_plane_models",
+    "network_definition",
+    "plane_model_files",
+    "resolve_device",
+    "stored_preset",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name of a trained plane model inside ``plane_<P>/`` (what the train bundle exports).
+MODEL_FILE = "model.pt"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The torch device to run on: ``None`` picks ``cuda:0`` when available, else the CPU.
+
+    Raises:
+        ConfigError: for a string torch does not accept as a device.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "none", "auto")):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"unknown torch device {device!r}: {error}") from None
+
+
+def _plane_key(key: Any) -> str:
+    from atso_med.transforms.triview import PLANES, plane_axis
+
+    try:
+        return PLANES[plane_axis(str(key))]
+    except Exception:
+        raise ConfigError(f"unknown plane {key!r}; expected X, Y or Z") from None
+
+
+def plane_model_files(source: str | os.PathLike | Mapping[str, str | os.PathLike]) -> dict[str, Path]:
+    """Find the model file of each plane without reading any.
+
+    Args:
+        source: a folder with ``plane_X/model.pt``, ``plane_Y/model.pt``, ``plane_Z/model.pt`` (any
+            subset, at least one; lower-case ``plane_x`` works too), or a folder holding one
+            ``model.pt`` (the output folder of one training run: its plane is read from the file),
+            or an explicit ``{plane: file}`` mapping (a value may also be a folder holding
+            ``model.pt``).
+
+    Returns:
+        ``{plane: path}`` in X, Y, Z order; the plane ``"?"`` stands for a lone ``model.pt`` whose
+        plane is read by :func:`load_plane_models`.
+
+    Raises:
+        ConfigError: no plane model found, a file missing (all are named), a plane given twice
+            or unknown.
+    """
+    from atso_med.transforms.triview import PLANES
+
+    if isinstance(source, Mapping):
+        if not source:
+            raise ConfigError("no plane model given: pass at least one of the planes X, Y, Z")
+        files: dict[str, Path] = {}
+        for key, value in source.items():
+            plane = _plane_key(key)
+            if plane in files:
+                raise ConfigError(f"plane {plane} is given more than once")
+            path = Path(value)
+            files[plane] = path / MODEL_FILE if path.is_dir() else path
+        missing = [f"plane {p}: {f}" for p, f in files.items() if not f.is_file()]
+        if missing:
+            raise ConfigError("model file(s) missing:\n  " + "\n  ".join(missing))
+        return {p: files[p] for p in PLANES if p in files}
+    if source is None or str(source) == "":
+        raise ConfigError("no model folder given (model_dir / --models)")
+    folder = Path(source)
+    if folder.is_file():
+        return {"?": folder}
+    if not folder.is_dir():
+        raise ConfigError(f"model folder {folder} does not exist")
+    files = {}
+    for plane in PLANES:
+        for name in (f"plane_{plane}", f"plane_{plane.lower()}"):
+            if (folder / name / MODEL_FILE).is_file():
+                files[plane] = folder / name / MODEL_FILE
+                break
+    if not files and (folder / MODEL_FILE).is_file():
+        return {"?": folder / MODEL_FILE}
+    if not files:
+        raise ConfigError(
+            f"{folder} holds no plane model: expected plane_X/{MODEL_FILE}, plane_Y/{MODEL_FILE} and/or "
+            f"plane_Z/{MODEL_FILE} (the model.pt of 'atso-med train --plane P')"
+        )
+    return files
+
+
+def load_plane_models(
+    source: str | os.PathLike | Mapping[str, str | os.PathLike],
+    device: str | torch.device | None = "cpu",
+    preset: str | None = None,
+) -> dict[str, torch.nn.Module]:
+    """Load the trained RSTN of each plane, checked against the network its file declares.
+
+    Each file is read with ``weights_only=True`` (a model file never runs code). The network is
+    built from the preset stored in the file's ``"config"`` and the weights are checked against it
+    before loading, so a file of another width is refused with the first differing weight named.
+
+    Args:
+        source: see :func:`plane_model_files`.
+        device: where the networks go.
+        preset: network preset for files that do not store one (older exports); a stored preset
+            always wins.
+
+    Returns:
+        ``{plane: RSTN}`` in eval mode, in X, Y, Z order.
+
+    Raises:
+        ConfigError: missing or unloadable file; no weights or no preset in a file; a file whose
+            stored plane differs from the plane it is given for; weights that do not fit the
+            preset's network.
+    """
+    from atso_med.engines.training import check_state_matches, load_checkpoint
+    from atso_med.networks import build_rstn
+
+    files = plane_model_files(source)
+    device = resolve_device(device)
+    models: dict[str, torch.nn.Module] = {}
+    for key, path in files.items():
+        content = load_checkpoint(path)
+        if not isinstance(content, Mapping) or not isinstance(content.get("network"), Mapping):
+            raise ConfigError(
+                f"{path} is not a plane model: it has no 'network' weights (expected the model.pt of a training run)"
+            )
+        config = content.get("config") if isinstance(content.get("config"), Mapping) else {}
+        stored_plane = config.get("plane")
+        plane = key
+        if stored_plane not in (None, ""):
+            stored = _plane_key(stored_plane)
+            if key == "?":
+                plane = stored
+            elif stored != key:
+                raise ConfigError(f"{path} holds the model of plane {stored} but is given for plane {key}")
+        elif key == "?":
+            raise ConfigError(f"{path} does not say which plane it was trained on: give it as PLANE=PATH")
+        if plane in models:
+            raise ConfigError(f"plane {plane} is given more than once")
+        chosen = config.get("preset") or preset
+        if not chosen:
+            raise ConfigError(f"{path} does not say which network preset it holds (config.preset); pass the preset")
+        # Built on the meta device and given the file's tensors: no random initialisation, and a
+        # full-size network is never held twice.
+        with torch.device("meta"):
+            network = build_rstn(str(chosen))
+        check_state_matches(content["network"], network, str(path))
+        network.load_state_dict(content["network"], assign=True)
+        models[plane] = network.eval().to(device)
+        logger.info("loaded plane %s model %s (preset %s)", plane, path, chosen)
+    from atso_med.transforms.triview import PLANES
+
+    return {p: models[p] for p in PLANES if p in models}
+
+
+def is_model_set(value: Any) -> bool:
+    """Whether ``value`` is a set of built networks ``{plane: RSTN}`` (not files to load)."""
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(m, torch.nn.Module) for m in value.values())
+
+
+def load_model_sets(
+    models: Any, device: str | torch.device | None = "cpu", preset: str | None = None
+) -> list[dict[str, torch.nn.Module]]:
+    """Normalise the model argument of the prediction functions to a list of model sets.
+
+    Args:
+        models: one set or a list of sets; a set is ``{plane: RSTN}``, ``{plane: file}`` or a
+            folder (see :func:`plane_model_files`).
+        device: where loaded networks go (sets given as networks are moved by the inferer).
+        preset: fallback preset for files that do not store one.
+
+    Returns:
+        ``[{plane: RSTN}, ...]``, at least one set.
+
+    Raises:
+        ConfigError: as :func:`load_plane_models`; an empty list.
+    """
+    if isinstance(models, (str, os.PathLike, Mapping)) or models is None:
+        items = [models]
+    else:
+        items = list(models)
+    if not items:
+        raise ConfigError("no model set given")
+    # Every file of every set is located before any is loaded: a typo fails at once.
+    for item in items:
+        if not is_model_set(item):
+            plane_model_files(item)
+    sets = []
+    for item in items:
+        if is_model_set(item):
+            sets.append({_plane_key(k): m for k, m in item.items()})
+        else:
+            sets.append(load_plane_models(item, device=device, preset=preset))
+    return sets
+
+
+def network_definition(preset: str = "full") -> torch.nn.Module:
+    """The bundle's ``network_def``: the preset's RSTN built on the meta device (no memory, no weights).
+
+    The bundle loads one trained network per plane from ``model_dir``; this definition only
+    describes the architecture for tools that inspect a bundle.
+    """
+    from atso_med.networks import build_rstn
+
+    with torch.device("meta"):
+        return build_rstn(str(preset))
+
+
+def stored_preset(model_dir: Any, default: str = "full") -> str:
+    """Preset stored in the first model file found in ``model_dir`` (``default`` when none can be read)."""
+    try:
+        files = plane_model_files(model_dir if not isinstance(model_dir, (list, tuple)) else model_dir[0])
+        # mmap: only the small config is needed, not a full-size network's gigabyte of weights.
+        content = torch.load(next(iter(files.values())), map_location="cpu", weights_only=True, mmap=True)
+        config = content.get("config") or {}
+        return str(config.get("preset") or default)
+    except Exception:  # the real loading reports the problem with its own message
+        return default

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,7 +112,20 @@ def test_config_rejects_bad_values(kw):
 def test_config_defaults_are_the_reference():
     cfg = InferenceConfig()
     assert (cfg.rounds, cfg.stop_dsc, cfg.margin, cfg.threshold, cfg.fusion) == (10, 0.99, 20, 0.5, "majority")
-    assert (cfg.batch_size, cfg.amp, cfg.cleanup, cfg.keep_round_masks) == (8, True, True, False)
+    assert (cfg.batch_size, cfg.amp, cfg.cleanup, cfg.keep_round_masks) == (None, True, True, False)
+
+
+def test_the_default_batch_size_is_one_on_the_cpu_and_eight_on_cuda_for_bundle_and_experiment():
+    """The experiment used to run 8 stacks per call on the CPU, the bundle 1 (what the memory bound asks)."""
+    from atso_med.atso.config import ExperimentConfig
+
+    assert InferenceConfig().batch_size_on("cpu") == 1 and InferenceConfig().batch_size_on("cuda:0") == 8
+    assert InferenceConfig(batch_size=4).batch_size_on("cuda:0") == 4
+    assert CoarseToFineInferer({"Z": FakeRSTN()}, InferenceConfig(), "cpu").batch_size == 1
+    experiment = ExperimentConfig.from_dict({"output_dir": "x", "dataset": "d.json"})
+    assert experiment.inference.batch_size is None
+    bundle = json.loads((Path(__file__).parents[1] / "bundles/rstn_pancreas_ct/configs/inference.json").read_text())
+    assert bundle["batch_size"] is None
 
 
 @pytest.mark.parametrize("models", [{}, {"W": FakeRSTN()}, {"x": FakeRSTN(), "X": FakeRSTN()}, {"X": object()}])
@@ -234,7 +249,7 @@ def test_probability_is_the_mean_of_planes_and_fusion_rules_differ():
 
 def test_stops_when_inter_round_dsc_reaches_one():
     models = fakes()
-    pred = CoarseToFineInferer(models, InferenceConfig(rounds=10, keep_round_masks=True))(VOLUME, truth=BLOB)
+    pred = CoarseToFineInferer(models, InferenceConfig(rounds=10, keep_round_masks=True, batch_size=8))(VOLUME, truth=BLOB)
     assert pred.stopped_round == 1
     assert [r["round"] for r in pred.rounds] == [0, 1]
     assert pred.rounds[0]["inter_round_dsc"] is None and pred.rounds[1]["inter_round_dsc"] == 1.0

@@ -92,8 +92,9 @@ class InferenceConfig:
         threshold: probability threshold of a plane mask / of the mean, in (0, 1).
         fusion: ``"majority"`` (more than half of the planes' masks) or ``"mean"`` (mean
             probability >= threshold).
-        batch_size: stacks per network call, >= 1. On the CPU prefer 1 or 2: batching is not
-            faster there and each full-size 512x512 stack adds about 0.4 GB of activations.
+        batch_size: stacks per network call, >= 1; ``None`` (the default) picks by device: 8 on
+            CUDA, 1 on the CPU, where batching is not faster and each full-size 512x512 stack adds
+            about 0.4 GB of activations (see :meth:`batch_size_on`).
         amp: run the networks under ``torch.autocast("cuda")`` on a CUDA device; ignored on the
             CPU, which always runs float32.
         cleanup: apply :func:`keep_large_components` to every fine round's fused mask.
@@ -109,7 +110,7 @@ class InferenceConfig:
     margin: int = 20
     threshold: float = 0.5
     fusion: str = "majority"
-    batch_size: int = 8
+    batch_size: int | None = None
     amp: bool = True
     cleanup: bool = True
     keep_round_masks: bool = False
@@ -117,6 +118,8 @@ class InferenceConfig:
     def __post_init__(self) -> None:
         for name in ("rounds", "margin", "batch_size"):
             value = getattr(self, name)
+            if name == "batch_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"InferenceConfig.{name} must be an integer, got {value!r}")
             setattr(self, name, int(value))
@@ -124,7 +127,7 @@ class InferenceConfig:
             raise ConfigError(f"InferenceConfig.rounds must be >= 0, got {self.rounds}")
         if self.margin < 0:
             raise ConfigError(f"InferenceConfig.margin must be >= 0, got {self.margin}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"InferenceConfig.batch_size must be >= 1, got {self.batch_size}")
         for name in ("stop_dsc", "threshold"):
             value = getattr(self, name)
@@ -140,6 +143,13 @@ class InferenceConfig:
         for name in ("amp", "cleanup", "keep_round_masks"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"InferenceConfig.{name} must be True or False, got {getattr(self, name)!r}")
+
+
+    def batch_size_on(self, device: str | torch.device) -> int:
+        """Stacks per network call on ``device``: ``batch_size``, or by device when it is ``None``."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return 8 if torch.device(device).type == "cuda" else 1
 
 
 @dataclass
@@ -276,6 +286,7 @@ class CoarseToFineInferer:
         # Fixed X, Y, Z order: the float sums of the fusion do not depend on the mapping's order.
         self.models = {p: by_plane[p] for p in PLANES if p in by_plane}
         self.device = torch.device(device)
+        self.batch_size = self.config.batch_size_on(self.device)
         for model in self.models.values():
             if isinstance(model, torch.nn.Module):
                 model.to(self.device)
@@ -375,7 +386,7 @@ class CoarseToFineInferer:
         with self._eval_mode():
             for plane, model in self.models.items():
                 acc = StackAccumulator(plane, volume.shape)
-                for positions, batch in iter_stacks(volume, plane, self.config.batch_size):
+                for positions, batch in iter_stacks(volume, plane, self.batch_size):
                     prob = model.coarse_probability(self._to_device(batch))
                     acc.add(positions, self._to_numpy(prob))
                 fusion.add(acc.result(), owned=True)
@@ -391,7 +402,7 @@ class CoarseToFineInferer:
         with self._eval_mode():
             for plane, model in self.models.items():
                 acc = StackAccumulator(plane, volume.shape)
-                for positions in _batches(_active_positions(prev, plane), cfg.batch_size):
+                for positions in _batches(_active_positions(prev, plane), self.batch_size):
                     prob = model.fine_probability(
                         self._to_device(_stack_batch(volume, plane, positions)),
                         self._to_device(_stack_batch(score_map, plane, positions)),

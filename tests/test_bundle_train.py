@@ -167,21 +167,47 @@ def test_run_workflow_logs_the_equivalent_bundle_command(phantom_datalist, tmp_p
     assert any("equivalent command: python -m monai.bundle run" in record.getMessage() for record in caplog.records)
 
 
-def test_multi_gpu_overlay_runs_under_torchrun_on_cpu(phantom_datalist, tmp_path):
-    out = tmp_path / "ddp"
+def _torchrun(datalist: Path, out: Path, *extra: str) -> list[str]:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
         "-m", "monai.bundle", "run", "--config_file", json.dumps([TRAIN, MULTI_GPU]).replace('"', "'"),
-        "--meta_file", META, "--datalist", str(phantom_datalist), "--output_dir", str(out), "--iterations", "4",
-        "--val_interval", "4", "--save_interval", "4",
+        "--meta_file", META, "--datalist", str(datalist), "--output_dir", str(out), *extra,
     ]
     for key, value in FAST.items():
         command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (out / "checkpoint_iteration=4.pt").is_file() and (out / "model.pt").is_file()
-    saved = torch.load(out / "checkpoint_iteration=4.pt", weights_only=True)
+    return command
+
+
+def test_multi_gpu_training_killed_under_torchrun_resumes_to_the_end(phantom_datalist, tmp_path):
+    """Two gloo processes on the CPU; the whole torchrun group is killed after a checkpoint, then resumed.
+
+    A resume used to compare the DDP wrapper's ``module.`` keys with the unwrapped checkpoint and refuse it.
+    """
+    import signal
+    import time
+
+    out = tmp_path / "ddp"
+    settings = ["--iterations", "40", "--val_interval", "40", "--save_interval", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "killed_run.log"
+    with log.open("w") as stderr:  # a file, not a pipe: nobody drains a pipe while we wait
+        run = subprocess.Popen(_torchrun(phantom_datalist, out, *settings), stdout=subprocess.DEVNULL, stderr=stderr,
+                               env=env, start_new_session=True)
+        deadline = time.monotonic() + 400
+        while not list(out.glob("checkpoint_iteration=*.pt")) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(run.pid, signal.SIGKILL)  # torchrun and both ranks, mid-training
+        run.wait()
+    checkpoints = list(out.glob("checkpoint_iteration=*.pt"))
+    assert checkpoints and not (out / "model.pt").exists(), log.read_text()[-3000:]
+    saved = torch.load(checkpoints[0], weights_only=True)
     assert not any(key.startswith("module.") for key in saved["network"])  # DDP wrapper not leaked into checkpoints
+
+    result = subprocess.run(_torchrun(phantom_datalist, out, *settings, "--resume", "true"), capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Restored all variables from" in result.stdout + result.stderr
+    assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 40
 
 
 @pytest.mark.parametrize("long_axis_spacing", [None, 1.25])

@@ -145,11 +145,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise ConfigError(f"checkpoint {path} cannot be loaded as plain weights: {error}") from None
 
 
-def latest_checkpoint(directory: str | os.PathLike, prefix: str = "checkpoint") -> Path | None:
-    """The newest complete training checkpoint in ``directory`` (by iteration), or ``None``.
+def newest_checkpoint(directory: str | os.PathLike, prefix: str = "checkpoint") -> tuple[Path, dict] | None:
+    """The newest complete training checkpoint in ``directory`` (by iteration) and its content.
 
-    A file that does not load (for instance cut short by a kill during saving) is skipped, so a
-    resume falls back to the previous checkpoint instead of failing.
+    Each candidate is opened memory-mapped (``mmap=True``): its index is read, its tensors only
+    when used, so choosing the file and resuming from it read it once. A file that does not open
+    (cut short by a kill while saving) is skipped: a resume falls back to the previous checkpoint.
+
+    Returns:
+        ``(path, content)``, or ``None`` when there is no usable checkpoint.
     """
     candidates = []
     for path in Path(directory).glob(f"{prefix}_*.pt"):
@@ -158,29 +162,37 @@ def latest_checkpoint(directory: str | os.PathLike, prefix: str = "checkpoint") 
             candidates.append((int(digits), path))
     for _, path in sorted(candidates, reverse=True):
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
+            return path, torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - any unreadable candidate is skipped
             continue
-        return path
     return None
+
+
+def latest_checkpoint(directory: str | os.PathLike, prefix: str = "checkpoint") -> Path | None:
+    """The path of :func:`newest_checkpoint`, or ``None``."""
+    found = newest_checkpoint(directory, prefix)
+    return None if found is None else found[0]
 
 
 def attach_resume(trainer, output_dir: str | os.PathLike, load_dict: Mapping, network: torch.nn.Module) -> Path | None:
     """Resume ``trainer`` from the newest complete checkpoint in ``output_dir``, if there is one.
 
-    The checkpoint's network weights are checked against ``network`` first, so a checkpoint of
-    another width is refused with a message instead of a shape error deep inside torch.
+    The checkpoint's network weights are checked against ``network`` first (unwrapped from DDP,
+    as the checkpoint saver stores it), so a checkpoint of another width is refused with a message
+    instead of a shape error deep inside torch.
 
     Returns:
         The checkpoint resumed from, or ``None`` when the run starts fresh.
     """
-    from monai.handlers import CheckpointLoader
+    from atso_med.handlers.resume import ResumeHandler
 
-    path = latest_checkpoint(output_dir)
-    if path is None:
+    found = newest_checkpoint(output_dir)
+    if found is None:
         return None
-    check_state_matches(load_checkpoint(path)["network"], network, str(path))
-    CheckpointLoader(load_path=str(path), load_dict=dict(load_dict), map_location="cpu").attach(trainer)
+    path, content = found
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    check_state_matches(content["network"], network.module if isinstance(network, parallel) else network, str(path))
+    ResumeHandler(content, load_dict, path).attach(trainer)
     return path
 
 

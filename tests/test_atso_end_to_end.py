@@ -42,8 +42,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory) -> Path:
-    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "phantom", PhantomConfig(cases=6, seed=5, shape=(32, 32, 16)))
+def phantom(phantom_dataset) -> Path:
+    return phantom_dataset(cases=6, seed=5)
 
 
 def write_experiment(path: Path, **settings) -> Path:

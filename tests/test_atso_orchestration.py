@@ -18,7 +18,6 @@ import torch
 
 from atso_med.atso import ATSOTrainer, ExperimentConfig, ExperimentResults
 from atso_med.atso.runner import state_dict_sha256
-from atso_med.data import PhantomConfig, write_phantom_dataset
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError
 from atso_med.inferers.fusion import vote_files
@@ -31,7 +30,7 @@ class FakeTraining:
         self.calls: list[str] = []
 
     def __call__(self, configs, overrides):
-        from atso_med.engines.training import save_model_atomic
+        from atso_med.engines.checkpoints import save_model_atomic
         from atso_med.networks import build_rstn, initialize_rstn
 
         self.calls.append(overrides["output_dir"])
@@ -83,8 +82,8 @@ class FakePredictor:
 
 
 @pytest.fixture(scope="module")
-def dataset_file(tmp_path_factory) -> Path:
-    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "phantom", PhantomConfig(cases=10, seed=2, shape=(32, 32, 16)))
+def dataset_file(phantom_dataset) -> Path:
+    return phantom_dataset(cases=10, seed=2)
 
 
 def settings(dataset_file: Path, out: Path, **extra) -> dict:

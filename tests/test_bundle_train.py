@@ -17,7 +17,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
-from atso_med.data import Dataset, PhantomConfig, write_datalist, write_phantom_dataset
+from atso_med.data import Dataset, write_datalist
 from atso_med.engines.workflow import bundle_command, config_files, run_workflow, user_errors
 from atso_med.errors import AtsoMedError, ConfigError
 
@@ -41,9 +41,8 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def phantom_items(tmp_path_factory) -> list[dict]:
-    root = tmp_path_factory.mktemp("phantom")
-    dataset = Dataset.load(write_phantom_dataset(root / "data", PhantomConfig(cases=3, seed=3, shape=(64, 64, 32))))
+def phantom_items(phantom_dataset) -> list[dict]:
+    dataset = Dataset.load(phantom_dataset(cases=3, seed=3, shape=(64, 64, 32)))
     return [{"id": case.id, "image": str(case.image), "label": str(case.label)} for case in dataset.cases]
 
 

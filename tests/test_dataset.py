@@ -205,7 +205,7 @@ def test_paths_that_differ_from_the_disk_only_by_unicode_normalisation_are_found
     import unicodedata
 
     from atso_med.data import verify_dataset
-    from atso_med.engines.training import read_datalist
+    from atso_med.data.datalist import read_datalist
 
     folder, name = "Études", "café_01.nii.gz"
     on_disk = tmp_path / unicodedata.normalize(disk_form, folder) / unicodedata.normalize(disk_form, name)

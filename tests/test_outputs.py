@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 
 from atso_med.cli.main import main
-from atso_med.data import PhantomConfig, write_phantom_dataset
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return write_phantom_dataset(tmp_path_factory.mktemp("data"), PhantomConfig(cases=6, seed=1, shape=(32, 32, 16)))
+def dataset(phantom_dataset) -> Path:
+    return phantom_dataset(cases=6, seed=1)
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -19,7 +19,6 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from atso_med.cli.main import main
-from atso_med.data import PhantomConfig, write_phantom_dataset
 from atso_med.data.dataset import Dataset
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import CaseFailuresError, ConfigError, DatasetError, ImageReadError
@@ -59,9 +58,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory) -> Dataset:
-    root = tmp_path_factory.mktemp("phantom")
-    return Dataset.load(write_phantom_dataset(root / "data", PhantomConfig(cases=2, shape=(32, 32, 16))))
+def phantom(phantom_dataset) -> Dataset:
+    return Dataset.load(phantom_dataset(cases=2))
 
 
 def _voxels(path: Path) -> np.ndarray:

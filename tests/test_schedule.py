@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from atso_med.engines import StageSchedule, as_bool, read_datalist
+from atso_med.data import read_datalist
+from atso_med.engines import StageSchedule
+from atso_med.flags import as_bool
 from atso_med.errors import ConfigError
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from atso_med.data import PhantomConfig, write_phantom_dataset
 from atso_med.data.dataset import Dataset
 from atso_med.data.readers import load_image, load_label, reorient_to_canonical
 from atso_med.data.nifti import save_nifti
@@ -72,9 +71,8 @@ def z_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory) -> Dataset:
-    root = tmp_path_factory.mktemp("phantom")
-    return Dataset.load(write_phantom_dataset(root / "data", PhantomConfig(cases=1, shape=(32, 32, 16))))
+def phantom(phantom_dataset) -> Dataset:
+    return Dataset.load(phantom_dataset(cases=1))
 
 
 class KnownLabelInferer:

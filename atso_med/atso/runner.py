@@ -47,7 +47,7 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
 
 def model_file_sha256(path: str | Path) -> str:
     """:func:`state_dict_sha256` of the ``"network"`` weights in a ``model.pt``."""
-    from atso_med.engines.training import load_checkpoint
+    from atso_med.engines.checkpoints import load_checkpoint
 
     content = load_checkpoint(path)
     if not isinstance(content, Mapping) or not isinstance(content.get("network"), Mapping):

@@ -158,7 +158,7 @@ class ATSOTrainer:
         console: Any = None,
         output_dir: str | os.PathLike | None = None,
     ) -> None:
-        from atso_med.engines.training import as_bool
+        from atso_med.flags import as_bool
 
         if not isinstance(config, ExperimentConfig):
             # an output_dir given here is relative to the working directory, not to the YAML file
@@ -486,7 +486,7 @@ class ATSOTrainer:
 
     def _prepare_training(self, step: Step) -> None:
         """Data list and a clean output folder."""
-        from atso_med.engines.training import latest_checkpoint
+        from atso_med.engines.checkpoints import latest_checkpoint
 
         out = self.dir / step.params["output_dir"]
         self._write_training_datalist(step)
@@ -516,7 +516,7 @@ class ATSOTrainer:
         return write_datalist(self.dir / step.params["datalist"], items, validation)
 
     def _train(self, step: Step, device: str | None = None) -> dict[str, Any]:
-        from atso_med.engines.training import latest_checkpoint
+        from atso_med.engines.checkpoints import latest_checkpoint
         from atso_med.engines.workflow import bundle_command, config_files
 
         device = device or self.devices[0]

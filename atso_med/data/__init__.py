@@ -1,6 +1,6 @@
 """Data: the dataset contract, splits, CT readers, verification, training samples and the synthetic phantom."""
 
-from atso_med.data.datalist import write_datalist
+from atso_med.data.datalist import read_datalist, write_datalist
 from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
 from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
 from atso_med.data.importers import build_dataset, import_nih_pancreas
@@ -38,6 +38,7 @@ __all__ = [
     "make_splits",
     "nih4fold_splits",
     "read_dicom_series",
+    "read_datalist",
     "reorient_from_canonical",
     "resolve_inputs",
     "reorient_to_canonical",

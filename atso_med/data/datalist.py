@@ -1,4 +1,4 @@
-"""MONAI data-list files: the ``{"training": [...], "validation": [...]}`` JSON a training run reads."""
+"""MONAI data-list files: the ``{"training": [...], "validation": [...]}`` JSON a training run reads, written and read."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from atso_med.data.paths import resolve_input_path
+from atso_med.errors import ConfigError
 from atso_med.files import write_text_atomic
+
+__all__ = ["datalist_items", "read_datalist", "write_datalist"]
 
 
 def write_datalist(path: str | os.PathLike, training: Sequence[Mapping], validation: Sequence[Mapping] = ()) -> Path:
@@ -31,3 +35,70 @@ def write_datalist(path: str | os.PathLike, training: Sequence[Mapping], validat
 
     content = {"training": [absolute(item) for item in training], "validation": [absolute(item) for item in validation]}
     return write_text_atomic(json.dumps(content, indent=2) + "\n", path)
+
+
+def read_datalist(path: str | os.PathLike, key: str = "training", required: bool = True) -> list[dict]:
+    """Read one list of a MONAI data-list JSON (``{"training": [...], "validation": [...]}``).
+
+    Relative ``image`` / ``label`` paths are resolved against the JSON file's folder, so a data list
+    works from any working directory.
+
+    Args:
+        path: the data-list file.
+        key: which list to read.
+        required: raise when the list is missing or empty; otherwise return ``[]``.
+
+    Raises:
+        ConfigError: when the file is missing, not JSON, or (``required``) the list is absent or empty.
+    """
+    if not path:
+        raise ConfigError("no data list given: set 'datalist' to a JSON file with a 'training' list")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data list {path} does not exist")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"data list {path} is not valid JSON: {error}") from None
+    items = content.get(key, []) if isinstance(content, Mapping) else []
+    if required and not items:
+        raise ConfigError(f"data list {path} has no {key!r} cases")
+    resolved = []
+    for item in items:
+        entry = dict(item)
+        for field in ("image", "label"):
+            if entry.get(field):
+                entry[field] = str(resolve_input_path(entry[field], path.parent))
+        resolved.append(entry)
+    return resolved
+
+
+def datalist_items(path: str | os.PathLike, key: str | None = None) -> list[dict]:
+    """Items of one list of a MONAI data-list JSON, paths resolved against the file's folder.
+
+    Args:
+        path: the data-list file.
+        key: the list to read; by default ``testing``, or the file's only list of cases.
+
+    Raises:
+        ConfigError: unreadable file, no such list, or several lists and no ``key``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path} is not a readable JSON file: {error}") from None
+    if not isinstance(content, Mapping):
+        raise ConfigError(f"{path}: a data list must be a JSON object with lists of cases")
+    if key:
+        return read_datalist(path, key)
+    lists = [k for k, v in content.items() if isinstance(v, list) and v and all(isinstance(e, Mapping) for e in v)]
+    if "testing" in lists:
+        return read_datalist(path, "testing")
+    if len(lists) == 1:
+        return read_datalist(path, lists[0])
+    if not lists:
+        raise ConfigError(f"{path} holds no list of cases")
+    raise ConfigError(f"{path} holds several lists ({', '.join(lists)}); choose one (datalist_key / --key)")

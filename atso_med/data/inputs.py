@@ -58,7 +58,7 @@ def resolve_inputs(
         ConfigError / DatasetError: malformed lists, duplicate or unknown ids.
     """
     from atso_med.data.dataset import DATASET_FILE, Dataset
-    from atso_med.metrics.evaluation import datalist_items
+    from atso_med.data.datalist import datalist_items
 
     if isinstance(source, (str, os.PathLike)):
         if str(source) == "":

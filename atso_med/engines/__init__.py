@@ -1,41 +1,37 @@
-"""Engines: the RSTN training workflow's recipes, schedule, batch preparation, checkpoints and run state."""
+"""Engines: the RSTN training workflow (recipes, stage schedule, batch preparation, argument checks,
+checkpoints and run state) and the prediction engine."""
 
-from atso_med.engines.prediction import PredictionEngine, check_prediction_run
-from atso_med.engines.recipes import RECIPES, TrainingRecipe, build_optimizer, check_initialization, resolve_recipe
-from atso_med.engines.schedule import STAGES, StageSchedule
-from atso_med.engines.training import (
+from atso_med.engines.checkpoints import (
     RunState,
-    as_bool,
     attach_resume,
     check_state_matches,
-    check_training_args,
     latest_checkpoint,
     load_checkpoint,
     newest_checkpoint,
-    prepare_rstn_batch,
-    read_datalist,
     save_model_atomic,
 )
+from atso_med.engines.prediction import PredictionEngine, check_prediction_run
+from atso_med.engines.recipes import RECIPES, TrainingRecipe, build_optimizer, check_initialization, resolve_recipe
+from atso_med.engines.schedule import STAGES, StageSchedule
+from atso_med.engines.training import check_training_args, prepare_rstn_batch
 
 __all__ = [
-    "PredictionEngine",
-    "check_prediction_run",
     "RECIPES",
-    "TrainingRecipe",
-    "build_optimizer",
-    "check_initialization",
-    "resolve_recipe",
     "STAGES",
+    "PredictionEngine",
     "RunState",
     "StageSchedule",
-    "as_bool",
+    "TrainingRecipe",
     "attach_resume",
+    "build_optimizer",
+    "check_initialization",
+    "check_prediction_run",
     "check_state_matches",
     "check_training_args",
     "latest_checkpoint",
     "load_checkpoint",
     "newest_checkpoint",
     "prepare_rstn_batch",
-    "read_datalist",
+    "resolve_recipe",
     "save_model_atomic",
 ]

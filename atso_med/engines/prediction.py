@@ -87,7 +87,7 @@ def check_prediction_run(
         ConfigError: no output folder, an output folder equal to an input folder, a model file
             missing, ``.seg.nrrd`` without ``slicerio``.
     """
-    from atso_med.engines.training import as_bool
+    from atso_med.flags import as_bool
 
     if not output_dir:
         raise ConfigError("no output folder given (output_dir / --out)")
@@ -224,7 +224,7 @@ class PredictionEngine:
         preprocessing: PredictionPreprocessing | None = None,
         fail_fast: bool = False,
     ) -> None:
-        from atso_med.engines.training import as_bool
+        from atso_med.flags import as_bool
 
         self.dataset = dataset
         self.items = [dict(item) for item in (dataset.data if hasattr(dataset, "data") else dataset)]

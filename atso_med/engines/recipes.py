@@ -179,7 +179,7 @@ def resolve_recipe(recipe: str = "scratch", **replacements: Any) -> TrainingReci
         RecipeError: (a :class:`ConfigError`) on an unknown recipe or field, or a value out of
             range; its ``field`` names the value.
     """
-    from atso_med.engines.training import as_bool
+    from atso_med.flags import as_bool
     from atso_med.networks import RSTN_PRESETS
 
     if recipe not in RECIPES:
@@ -230,7 +230,7 @@ def check_initialization(recipe: TrainingRecipe, init_weights: Any, allow_random
     Raises:
         ConfigError: for ``paper`` without weights and without ``allow_random_init``.
     """
-    from atso_med.engines.training import as_bool
+    from atso_med.flags import as_bool
 
     if recipe.name != "paper" or init_weights or as_bool(allow_random_init):
         return

@@ -20,7 +20,7 @@ class ResumeHandler:
     """Load a checkpoint's objects into the run when its trainer starts.
 
     MONAI's ``CheckpointLoader`` reads its file itself; this handler takes the content that
-    :func:`~atso_med.engines.training.newest_checkpoint` read while choosing the file, so a resume
+    :func:`~atso_med.engines.checkpoints.newest_checkpoint` read while choosing the file, so a resume
     reads the checkpoint once. Ignite's ``Checkpoint.load_objects`` loads a DDP-wrapped network's
     weights into its ``module``, as the saver stored them.
 

@@ -37,7 +37,6 @@ __all__ = [
     "PREDICTION_STATS_FILE",
     "SUMMARY_FILE",
     "PER_CASE_FILE",
-    "datalist_items",
     "evaluate_predictions",
     "evaluation_pairs",
     "per_round_summary",
@@ -396,34 +395,6 @@ def evaluation_pairs(
     return pairs
 
 
-def datalist_items(path: str | os.PathLike, key: str | None = None) -> list[dict]:
-    """Items of one list of a MONAI data-list JSON, paths resolved against the file's folder.
-
-    Args:
-        path: the data-list file.
-        key: the list to read; by default ``testing``, or the file's only list of cases.
-
-    Raises:
-        ConfigError: unreadable file, no such list, or several lists and no ``key``.
-    """
-    from atso_med.engines.training import read_datalist
-
-    path = Path(path)
-    content = _read_json(path)
-    if not isinstance(content, Mapping):
-        raise ConfigError(f"{path}: a data list must be a JSON object with lists of cases")
-    if key:
-        return read_datalist(path, key)
-    lists = [k for k, v in content.items() if isinstance(v, list) and v and all(isinstance(e, Mapping) for e in v)]
-    if "testing" in lists:
-        return read_datalist(path, "testing")
-    if len(lists) == 1:
-        return read_datalist(path, lists[0])
-    if not lists:
-        raise ConfigError(f"{path} holds no list of cases")
-    raise ConfigError(f"{path} holds several lists ({', '.join(lists)}); choose one (datalist_key / --key)")
-
-
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path} does not exist")
@@ -447,6 +418,8 @@ def _items_from(
     if path.is_dir() or (isinstance(content, Mapping) and "cases" in content):
         dataset = Dataset.load(path)
         return evaluation_datalist(dataset, ids if ids else dataset.labeled_ids), dataset.labels
+    from atso_med.data.datalist import datalist_items
+
     items = datalist_items(path, key)
     if ids:
         known = {str(item.get("id")) for item in items}

@@ -139,7 +139,7 @@ def load_plane_models(
             stored plane differs from the plane it is given for; weights that do not fit the
             preset's network.
     """
-    from atso_med.engines.training import check_state_matches, load_checkpoint
+    from atso_med.engines.checkpoints import check_state_matches, load_checkpoint
     from atso_med.networks import build_rstn
 
     files = plane_model_files(source)

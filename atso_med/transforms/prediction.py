@@ -42,7 +42,7 @@ class PredictionPreprocessing:
         with_truth: bool = False,
         foreground: Sequence[int] | None = None,
     ) -> None:
-        from atso_med.engines.training import as_bool
+        from atso_med.flags import as_bool
         from atso_med.transforms.preprocessing import CTPreprocessingd
 
         self.preprocessing = CTPreprocessingd(hu_window, long_axis_spacing, foreground, label_key="truth")

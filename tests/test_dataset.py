@@ -133,6 +133,18 @@ def test_training_list_has_labeled_truth_and_reference_pseudo_labels_only(tmp_pa
     assert [i["id"] for i in training_datalist(dataset, splits)] == ["case00", "case01"]
 
 
+def test_only_the_named_reference_cases_train_on_their_truth_for_the_fully_supervised_bound(tmp_path):
+    dataset = Dataset.load(small_dataset(tmp_path, n=6))
+    splits = splits_for(["case00"], [["case01", "case02"], ["case03"]], test=["case04"])
+    items = training_datalist(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case02", "case03"])
+    assert [(i["id"], i["source"]) for i in items] == [("case00", "labeled"), ("case01", "pseudo"), ("case02", "truth"), ("case03", "truth")]
+    assert items[3]["label"] == str(dataset.case("case03").label)
+    with pytest.raises(SplitError, match="not unlabeled reference cases: 'case04'"):
+        training_datalist(dataset, splits, reference_truth=["case04"])  # a test case's truth never trains
+    with pytest.raises(SplitError, match="not unlabeled reference cases: 'case01'"):
+        training_datalist(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case01"])
+
+
 class _TrapCase:
     """Stands in for a reference case: reading its ``label`` fails the test."""
 

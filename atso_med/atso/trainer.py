@@ -506,9 +506,7 @@ class ATSOTrainer:
         for entry in step.params["pseudo_labels"].values():
             for case_id in entry["ids"]:
                 pseudo[case_id] = self.dir / entry["dir"] / f"{case_id}.nii.gz"
-        items = training_datalist(dataset, splits, pseudo)
-        if step.params["truth_ids"]:
-            items += fully_supervised_items(dataset, step.params["truth_ids"])
+        items = training_datalist(dataset, splits, pseudo, reference_truth=step.params["truth_ids"])
         trained = [item["id"] for item in items]
         if sorted(trained) != sorted(step.params["train_ids"]):
             raise ConfigError(f"internal error: the data list of {step.id} differs from its plan")
@@ -739,21 +737,6 @@ def _format_seconds(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
-def fully_supervised_items(dataset: Any, ids: Sequence[str]) -> list[dict[str, str]]:
-    """Training items of reference cases WITH their true labels: the fully supervised upper bound only.
-
-    Raises:
-        ConfigError: a case without a label.
-    """
-    items = []
-    for case_id in ids:
-        case = dataset.case(case_id)
-        if case.label is None:
-            raise ConfigError(f"fully_supervised needs the label of reference case {case_id!r}")
-        items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "truth"})
-    return items
 
 
 def plan_digest(steps: Sequence[Step]) -> str:

@@ -367,32 +367,41 @@ def training_datalist(
     dataset: Dataset,
     splits: Splits,
     pseudo_labels: Mapping[str, str | os.PathLike] | None = None,
+    reference_truth: Iterable[str] = (),
 ) -> list[dict[str, str]]:
     """Build the list of training items: labeled cases with their labels, reference cases with pseudo labels.
 
     The ground truth of a reference case (its ``label`` in dataset.json, kept for evaluation)
     must never reach training. This function therefore reads ``case.label`` only for ids of
     ``splits.labeled``; for reference ids it reads ``case.image`` and the ``pseudo_labels``
-    mapping and nothing else. A reference case without a pseudo label is left out (it is
-    unlabeled at this stage).
+    mapping and nothing else, except the ids named in ``reference_truth``: the fully supervised
+    upper bound trains on those reference cases' true labels, and this is the one place that
+    decides it. A reference case without a pseudo label is left out (it is unlabeled at this stage).
 
     Args:
         dataset: the dataset.
         splits: the roles; validated against ``dataset`` first.
         pseudo_labels: case id -> pseudo label file, for reference cases only.
+        reference_truth: reference case ids that train on their true label (the fully
+            supervised bound only; empty for every semi-supervised strategy).
 
     Returns:
-        Items ``{"id", "image", "label", "source"}`` with ``source`` ``"labeled"`` or
-        ``"pseudo"``; labeled cases first (in split order), then reference cases.
+        Items ``{"id", "image", "label", "source"}`` with ``source`` ``"labeled"``, ``"pseudo"``
+        or ``"truth"``; labeled cases first (in split order), then reference cases.
 
     Raises:
         SplitError: the splits do not fit the dataset, or a pseudo label is given for an id
             that is not a reference case (a pseudo label for a test case would leak it into
-            training; one for a labeled case would hide its truth).
+            training; one for a labeled case would hide its truth), a ``reference_truth`` id that
+            is not a reference case or also has a pseudo label, or has no label.
     """
     splits.validate(dataset)
     pseudo = {str(k): Path(v) for k, v in (pseudo_labels or {}).items()}
+    truth = [str(i) for i in reference_truth]
     reference = splits.reference_ids
+    misplaced = sorted(set(truth) - set(reference)) + sorted(set(truth) & set(pseudo))
+    if misplaced:
+        raise SplitError(f"true labels asked for ids that are not unlabeled reference cases: {', '.join(map(repr, misplaced))}")
     stray = sorted(set(pseudo) - set(reference))
     if stray:
         roles = splits.roles()
@@ -411,6 +420,11 @@ def training_datalist(
             continue
         image = dataset.case(case_id).image  # the image only: the reference case's label is never read
         items.append({"id": case_id, "image": str(image), "label": str(pseudo[case_id]), "source": "pseudo"})
+    for case_id in truth:
+        case = dataset.case(case_id)
+        if case.label is None:
+            raise SplitError(f"the fully supervised bound needs the label of reference case {case_id!r}")
+        items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "truth"})
     return items
 
 

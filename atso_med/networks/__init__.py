@@ -13,6 +13,7 @@ from typing import Any
 from atso_med.errors import ConfigError
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
 from atso_med.networks.unet import UNet2d
+from atso_med.networks.export import PARTS, RSTNPart, ScriptableRSTN
 from atso_med.networks.init import initialize_rstn, load_state_file, parameter_groups
 from atso_med.networks.rstn import (
     BACKBONES,
@@ -33,10 +34,13 @@ __all__ = [
     "FCN8s",
     "FILL_LOGIT",
     "MODES",
+    "PARTS",
     "RSTN",
     "RSTNOutput",
+    "RSTNPart",
     "RSTN_PRESETS",
     "SaliencyTransform",
+    "ScriptableRSTN",
     "UNet2d",
     "bilinear_kernel",
     "box_from_mask",

@@ -91,3 +91,14 @@ def test_tracking_without_mlflow_names_the_extra(monkeypatch: pytest.MonkeyPatch
 def test_malformed_tracking_section_is_refused(section: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         MLflowSettings.from_dict(section)
+
+
+def test_run_refuses_an_empty_tracking_uri_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from atso_med.cli.main import main
+
+    data = write_phantom_dataset(tmp_path / "data", PhantomConfig(cases=4, seed=2, shape=(32, 32, 16)))
+    config = tmp_path / "experiment.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'experiment'}\ndataset: {data}\n")
+    assert main(["run", "--config", str(config), "--tracking-uri", " "]) == 2
+    assert "--tracking-uri: expected a tracking URI such as sqlite:///mlflow.db" in capsys.readouterr().err
+    assert not (tmp_path / "experiment").exists()

@@ -81,11 +81,15 @@ def run(args: argparse.Namespace) -> int:
 
     from atso_med.atso import ATSOTrainer
     from atso_med.atso.config import ExperimentConfig
-    from atso_med.atso.tracking import MLflowSettings
+    from atso_med.atso.tracking import MLflowSettings, require_mlflow
+    from atso_med.errors import ConfigError
 
     config = ExperimentConfig.load(args.config)
     if args.tracking_uri is not None:
-        config.tracking = MLflowSettings.from_dict({"mlflow": {"tracking_uri": args.tracking_uri}}, "--tracking-uri")
+        if not args.tracking_uri.strip():
+            raise ConfigError("--tracking-uri: expected a tracking URI such as sqlite:///mlflow.db")
+        require_mlflow("--tracking-uri")
+        config.tracking = MLflowSettings(tracking_uri=args.tracking_uri)
     trainer = ATSOTrainer(
         config,
         resume=args.resume,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from atso_med.atso.tracking import MLflowSettings
 from atso_med.errors import ConfigError
 from atso_med.inferers.volume import InferenceConfig
 from atso_med.transforms.triview import PLANES
@@ -362,6 +363,7 @@ _TOP_KEYS = (
     "training",
     "inference",
     "report",
+    "tracking",
 )
 
 
@@ -390,6 +392,7 @@ class ExperimentConfig:
         training: the training recipe.
         inference: the inference settings.
         report: what the reports show.
+        tracking: MLflow runs of the finished experiment (``None``: off); may be added on resume.
         source: the YAML file read, if any.
     """
 
@@ -409,6 +412,7 @@ class ExperimentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     report: ReportSettings = field(default_factory=ReportSettings)
+    tracking: MLflowSettings | None = None
     source: Path | None = None
 
     # ------------------------------------------------------------------ loading
@@ -489,6 +493,7 @@ class ExperimentConfig:
         config.training = TrainingConfig.from_dict(data.get("training"), base, f"{where}.training")
         config.inference = _inference_config(data.get("inference"), f"{where}.inference")
         config.report = ReportSettings.from_dict(data.get("report"), f"{where}.report")
+        config.tracking = MLflowSettings.from_dict(data.get("tracking"), f"{where}.tracking")
         if config.training.init_seed is None:
             config.training.init_seed = config.seed
         if config.training.seed is None:
@@ -534,6 +539,7 @@ class ExperimentConfig:
             "training": asdict(self.training),
             "inference": self.inference_settings(),
             "report": asdict(self.report),
+            "tracking": None if self.tracking is None else {"mlflow": asdict(self.tracking)},
         }
         return plain(data)
 

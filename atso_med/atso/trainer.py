@@ -56,7 +56,7 @@ SPLITS_FILE = "splits.json"
 #: Exit status of a run stopped on purpose by ``stop_after`` (a debugging aid for resume tests).
 STOP_EXIT_STATUS = 75
 # Settings that may change between a run and its resumption without changing any result.
-_RESUMABLE_CHANGES = ("devices",)
+_RESUMABLE_CHANGES = ("devices", "tracking")
 
 
 class TrainingRunner(Protocol):
@@ -330,6 +330,11 @@ class ATSOTrainer:
                     for step in pending:
                         self._execute(step, bar)
             self.report = self.journal.result("report")
+            if self.config.tracking is not None:
+                from atso_med.atso.tracking import log_experiment
+
+                run_id = log_experiment(self, self.config.tracking)
+                logger.info("MLflow: parent run %s at %s", run_id, self.config.tracking.tracking_uri)
         return self.report
 
     def _execute(self, step: Step, bar: Any) -> None:

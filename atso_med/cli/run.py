@@ -32,6 +32,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", metavar="DIR", default=None, help="override output_dir of the file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        default=None,
+        help="log the finished experiment to MLflow (sqlite:///mlflow.db, http://host:5000): a parent run, a child run "
+        "per training and per evaluation; replaces the file's tracking section (needs the 'tracking' extra)",
+    )
+    parser.add_argument(
         "--stop-after",
         type=integer(1),
         metavar="N",
@@ -73,9 +80,18 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from atso_med.atso import ATSOTrainer
+    from atso_med.atso.config import ExperimentConfig
+    from atso_med.atso.tracking import MLflowSettings, require_mlflow
+    from atso_med.errors import ConfigError
 
+    config = ExperimentConfig.load(args.config)
+    if args.tracking_uri is not None:
+        if not args.tracking_uri.strip():
+            raise ConfigError("--tracking-uri: expected a tracking URI such as sqlite:///mlflow.db")
+        require_mlflow("--tracking-uri")
+        config.tracking = MLflowSettings(tracking_uri=args.tracking_uri)
     trainer = ATSOTrainer(
-        args.config,
+        config,
         resume=args.resume,
         stop_after=args.stop_after,
         progress=not args.no_progress,

@@ -13,6 +13,7 @@ from typing import Any
 from atso_med.errors import ConfigError
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
 from atso_med.networks.unet import UNet2d
+from atso_med.networks.export import PARTS, RSTNPart, ScriptableRSTN
 from atso_med.networks.init import initialize_rstn, load_state_file, parameter_groups
 from atso_med.networks.loading import MODEL_FILE, load_model_sets, load_plane_models, plane_model_files, resolve_device
 from atso_med.networks.rstn import (
@@ -35,10 +36,13 @@ __all__ = [
     "FILL_LOGIT",
     "MODEL_FILE",
     "MODES",
+    "PARTS",
     "RSTN",
     "RSTNOutput",
+    "RSTNPart",
     "RSTN_PRESETS",
     "SaliencyTransform",
+    "ScriptableRSTN",
     "UNet2d",
     "bilinear_kernel",
     "box_from_mask",

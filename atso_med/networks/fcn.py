@@ -137,6 +137,8 @@ class FCN8s(nn.Module):
         self.out_channels = int(out_channels)
         self.width = float(width)
         self.fc_channels = int(fc_channels)
+        # An attribute, not the module constants: TorchScript reads no globals.
+        self.crop_offsets: tuple[int, int, int] = (_POOL4_OFFSET, _POOL3_OFFSET, _FINAL_OFFSET)
 
         self.block_channels: tuple[tuple[int, ...], ...] = tuple(
             tuple(scaled_channels(c, width) for c in block) for block in VGG16_BLOCKS
@@ -231,21 +233,27 @@ class FCN8s(nn.Module):
             ValueError: if ``x`` is not 4D with ``in_channels`` channels.
         """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"FCN8s expects (B, {self.in_channels}, H, W) input, got {tuple(x.shape)}")
-        height, width = x.shape[-2:]
-        h = x
-        pools = []
-        for names in self.trunk_names:
-            for name in names:
-                h = F.relu(getattr(self, name)(h), inplace=True)
-            h = F.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=True)
-            pools.append(h)
-        pool3, pool4 = pools[2], pools[3]
+            raise ValueError(f"FCN8s expects (B, {self.in_channels}, H, W) input, got {list(x.shape)}")
+        height, width = x.shape[-2], x.shape[-1]
+        # Written out layer by layer (VGG16's 2-2-3-3-3 blocks) so that TorchScript compiles it.
+        h = F.relu(self.conv1_2(F.relu(self.conv1_1(x), inplace=True)), inplace=True)
+        h = F.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=True)
+        h = F.relu(self.conv2_2(F.relu(self.conv2_1(h), inplace=True)), inplace=True)
+        h = F.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=True)
+        h = F.relu(self.conv3_1(h), inplace=True)
+        h = F.relu(self.conv3_3(F.relu(self.conv3_2(h), inplace=True)), inplace=True)
+        pool3 = F.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=True)
+        h = F.relu(self.conv4_1(pool3), inplace=True)
+        h = F.relu(self.conv4_3(F.relu(self.conv4_2(h), inplace=True)), inplace=True)
+        pool4 = F.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=True)
+        h = F.relu(self.conv5_1(pool4), inplace=True)
+        h = F.relu(self.conv5_3(F.relu(self.conv5_2(h), inplace=True)), inplace=True)
+        h = F.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=True)
         h = self.drop6(F.relu(self.fc6(h), inplace=True))
         h = self.drop7(F.relu(self.fc7(h), inplace=True))
         h = self.upscore2(self.score_fr(h))
-        h = h + _crop(self.score_pool4(pool4), _POOL4_OFFSET, h.shape[2], h.shape[3])
+        h = h + _crop(self.score_pool4(pool4), self.crop_offsets[0], h.shape[2], h.shape[3])
         h = self.upscore_pool4(h)
-        h = h + _crop(self.score_pool3(pool3), _POOL3_OFFSET, h.shape[2], h.shape[3])
+        h = h + _crop(self.score_pool3(pool3), self.crop_offsets[1], h.shape[2], h.shape[3])
         h = self.upscore8(h)
-        return _crop(h, _FINAL_OFFSET, height, width).contiguous()
+        return _crop(h, self.crop_offsets[2], height, width).contiguous()

@@ -321,6 +321,17 @@ class RSTN(nn.Module):
         self.fine.reset_parameters(seed, prefix="fine.")
         self.saliency.reset_parameters(seed, prefix="saliency.")
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles in place of this module (and MONAI's ``ckpt_export`` saves).
+
+        Returns:
+            A :class:`~atso_med.networks.export.ScriptableRSTN` sharing this network's modules: the
+            inference passes (``forward(image)``, ``coarse_probability``, ``fine_probability``).
+        """
+        from atso_med.networks.export import ScriptableRSTN
+
+        return ScriptableRSTN(self)
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _check_image(self, image: torch.Tensor) -> None:

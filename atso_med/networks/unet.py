@@ -109,14 +109,14 @@ class UNet2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a (B, C, H, W) batch of any H and W, at the input's size."""
-        height, width = x.shape[-2:]
+        height, width = x.shape[-2], x.shape[-1]
         # At least two bottleneck pixels per side: normalisation needs more than one value.
         smallest = 2 * self.divisor
         pad_h = max(smallest, height + (-height) % self.divisor) - height
         pad_w = max(smallest, width + (-width) % self.divisor) - width
-        if pad_h or pad_w:
-            # Zero is the bottom of the HU window (air and fat): the padding looks like body-free space.
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        # Zero is the bottom of the HU window (air and fat): the padding looks like body-free space.
+        # Padded even by zero pixels, with no branch on the size: an ONNX graph then serves any size.
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
         logits = self.net(x)
         top, left = pad_h // 2, pad_w // 2
         return logits[..., top : top + height, left : left + width]

@@ -1,0 +1,156 @@
+"""RSTN in a form that TorchScript and ONNX export: the inference passes, and its three parts.
+
+:class:`~atso_med.networks.rstn.RSTN`'s training forward takes a label, a mode and per-sample
+margins, and groups boxes by size in Python: TorchScript cannot compile that. Scripting an RSTN
+(``torch.jit.script``, which MONAI's ``ckpt_export`` calls) therefore compiles
+:class:`ScriptableRSTN` instead, through the ``__prepare_scriptable__`` hook: the same coarse,
+fine and saliency modules (same state-dict keys) behind the inference passes only,
+
+- ``forward(image)``: one coarse -> saliency -> fine pass, box from the coarse mask (the output
+  of ``RSTN(image)``: coarse then fine probabilities, (B, 2C, H, W));
+- ``coarse_probability(image)`` and ``fine_probability(image, score_map, mask, margin)``: the
+  two calls the whole-volume coarse-to-fine inference makes
+  (:class:`~atso_med.inferers.VolumeInferer`), so a loaded ``model.ts`` can stand in for the
+  PyTorch model there.
+
+ONNX graphs have no data-dependent crops, so ONNX export takes the parts one at a time
+(:class:`RSTNPart`): the coarse network, the saliency module and the fine network, each a
+module with the RSTN's state-dict keys (it loads ``model.pt`` as it is) and one image input.
+Inference with them: ``p = sigmoid(coarse(x))``; box of ``p >= 0.5`` (joint over channels) plus
+a margin; ``f = sigmoid(fine((x * saliency(p))[box]))`` pasted into zeros.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from atso_med.errors import ConfigError
+from atso_med.networks.rstn import DEFAULT_MARGIN, RSTN
+
+__all__ = ["PARTS", "RSTNPart", "ScriptableRSTN"]
+
+#: The parts of an RSTN that export on their own, as :class:`RSTNPart` names them.
+PARTS = ("coarse", "saliency", "fine")
+
+
+def _box(mask: torch.Tensor, margin: int) -> list[int]:
+    """``(top, bottom, left, right)`` of one sample's non-empty (C, H, W) mask plus a margin, clipped."""
+    height, width = mask.shape[-2], mask.shape[-1]
+    rows = torch.nonzero(mask.any(dim=2).any(dim=0)).flatten()
+    cols = torch.nonzero(mask.any(dim=1).any(dim=0)).flatten()
+    top = max(int(rows.min()) - margin, 0)
+    bottom = min(int(rows.max()) + 1 + margin, height)
+    left = max(int(cols.min()) - margin, 0)
+    right = min(int(cols.max()) + 1 + margin, width)
+    return [top, bottom, left, right]
+
+
+class ScriptableRSTN(nn.Module):
+    """The inference passes of an RSTN, in code TorchScript compiles; shares the RSTN's modules.
+
+    Args:
+        rstn: the network whose ``coarse``, ``fine`` and ``saliency`` modules are used (not copied).
+    """
+
+    def __init__(self, rstn: RSTN) -> None:
+        super().__init__()
+        self.coarse = rstn.coarse
+        self.fine = rstn.fine
+        self.saliency = rstn.saliency
+        self.in_channels = int(rstn.in_channels)
+        self.margin = DEFAULT_MARGIN  # an attribute: TorchScript reads no globals
+
+    def _fine_canvas(self, fine_input: torch.Tensor, inside: torch.Tensor, margin: int, skip_empty: bool) -> torch.Tensor:
+        """Fine probabilities of each sample's box, 0 outside; an empty mask gives the whole image or zeros."""
+        out = torch.zeros(fine_input.shape, dtype=torch.float32, device=fine_input.device)
+        height, width = fine_input.shape[-2], fine_input.shape[-1]
+        for i in range(fine_input.shape[0]):
+            empty = not bool(inside[i].any())
+            if empty and skip_empty:
+                continue
+            box = [0, height, 0, width] if empty else _box(inside[i], margin)
+            top, bottom, left, right = box[0], box[1], box[2], box[3]
+            logits = self.fine(fine_input[i : i + 1, :, top:bottom, left:right])
+            out[i : i + 1, :, top:bottom, left:right] = torch.sigmoid(logits.float())
+        return out
+
+    @torch.jit.export
+    def coarse_probability(self, image: torch.Tensor) -> torch.Tensor:
+        """Coarse probabilities, as :meth:`RSTN.coarse_probability <atso_med.networks.RSTN.coarse_probability>`.
+
+        Args:
+            image: (B, C, H, W) images.
+
+        Returns:
+            float32 sigmoid probabilities (B, C, H, W).
+        """
+        return torch.sigmoid(self.coarse(image).float())
+
+    @torch.jit.export
+    def fine_probability(
+        self, image: torch.Tensor, score_map: torch.Tensor, mask: torch.Tensor, margin: int = DEFAULT_MARGIN
+    ) -> torch.Tensor:
+        """Test-time fine pass, as :meth:`RSTN.fine_probability <atso_med.networks.RSTN.fine_probability>`.
+
+        Args:
+            image: (B, C, H, W) images.
+            score_map: probabilities that feed the saliency module, (B, C, H, W).
+            mask: the previous mask, (B, C or 1, H, W); its box plus ``margin`` is what the fine half sees.
+            margin: pixels on every side of the box.
+
+        Returns:
+            float32 fine probabilities (B, C, H, W): 0 outside each box and for an empty mask.
+        """
+        fine_input = image * self.saliency(score_map.to(image.dtype))
+        return self._fine_canvas(fine_input, mask != 0, margin, skip_empty=True)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """One coarse -> saliency -> fine pass with the box of the coarse mask, as ``RSTN(image)``.
+
+        Args:
+            image: (B, C, H, W) images.
+
+        Returns:
+            (B, 2C, H, W) float32: coarse then fine probabilities (an empty coarse mask: the whole image's box).
+        """
+        coarse = self.coarse_probability(image)
+        fine_input = image * self.saliency(coarse.to(image.dtype))
+        fine = self._fine_canvas(fine_input, coarse >= 0.5, self.margin, skip_empty=False)
+        return torch.cat([coarse, fine], dim=1)
+
+
+class RSTNPart(nn.Module):
+    """One part of an RSTN as a module of one input, for ONNX export; loads the RSTN's state dict.
+
+    It holds all three modules under the RSTN's names (so ``model.pt``'s ``network`` weights load
+    key for key) and runs one of them: ``"coarse"`` and ``"fine"`` give logits of an image or a
+    box crop, ``"saliency"`` maps probabilities to the saliency map.
+
+    Args:
+        rstn: the network whose modules are used (not copied).
+        part: one of :data:`PARTS`.
+
+    Raises:
+        ConfigError: on an unknown part.
+    """
+
+    def __init__(self, rstn: RSTN, part: str) -> None:
+        super().__init__()
+        if part not in PARTS:
+            raise ConfigError(f"unknown RSTN part {part!r}; expected one of {', '.join(PARTS)}")
+        self.part = part
+        self.coarse = rstn.coarse
+        self.fine = rstn.fine
+        self.saliency = rstn.saliency
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Runs the chosen part.
+
+        Args:
+            x: (B, C, H, W) images (coarse, fine) or probabilities (saliency).
+
+        Returns:
+            (B, C, H, W) logits (coarse, fine) or the saliency map.
+        """
+        return getattr(self, self.part)(x)

@@ -177,6 +177,19 @@ def _torchrun(datalist: Path, out: Path, *extra: str) -> list[str]:
     return command
 
 
+def _children(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (Linux ``/proc``; no psutil needed)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
 def test_multi_gpu_training_killed_under_torchrun_resumes_to_the_end(phantom_datalist, tmp_path):
     """Two gloo processes on the CPU; the whole torchrun group is killed after a checkpoint, then resumed.
 
@@ -193,13 +206,17 @@ def test_multi_gpu_training_killed_under_torchrun_resumes_to_the_end(phantom_dat
         run = subprocess.Popen(_torchrun(phantom_datalist, out, *settings), stdout=subprocess.DEVNULL, stderr=stderr,
                                env=env, start_new_session=True)
         deadline = time.monotonic() + 400
-        while not list(out.glob("checkpoint_iteration=*.pt")) and run.poll() is None and time.monotonic() < deadline:
+        # The second checkpoint has begun, so the first is whole; the kill may leave the second half-written.
+        while not (out / "checkpoint_iteration=8.pt").exists() and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.killpg(run.pid, signal.SIGKILL)  # torchrun and both ranks, mid-training
+        # torchrun starts each rank in a session of its own: kill the ranks' groups, then torchrun's,
+        # as a node failure would. Killing torchrun alone leaves orphan ranks training on.
+        for rank in _children(run.pid):
+            os.killpg(rank, signal.SIGKILL)
+        os.killpg(run.pid, signal.SIGKILL)
         run.wait()
-    checkpoints = list(out.glob("checkpoint_iteration=*.pt"))
-    assert checkpoints and not (out / "model.pt").exists(), log.read_text()[-3000:]
-    saved = torch.load(checkpoints[0], weights_only=True)
+    assert (out / "checkpoint_iteration=4.pt").exists() and not (out / "model.pt").exists(), log.read_text()[-3000:]
+    saved = torch.load(out / "checkpoint_iteration=4.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in saved["network"])  # DDP wrapper not leaked into checkpoints
 
     result = subprocess.run(_torchrun(phantom_datalist, out, *settings, "--resume", "true"), capture_output=True,

@@ -2,7 +2,7 @@
 
 Setting: one phantom data set; for every seed a new random split (about 10% of the training pool
 labeled, 25% of the cases test, the rest in K reference folds), new initial weights and data
-order. Each seed is a complete experiment (``ATSOTrainer``) in ``OUT/seed<k>/``, resumable: run
+order. Each seed is a complete experiment (``ExperimentRunner``) in ``OUT/seed<k>/``, resumable: run
 the same command again after an interruption. Printed and written to ``OUT/summary.{json,md}``:
 
 * mean +- std over seeds of the test DSC (``@E``) and of the reference pseudo-label DSC (``@R``)
@@ -16,6 +16,7 @@ Examples::
 
     python benchmarks/bench_atso.py --out runs/bench_atso                      # the default grid (CPU: hours)
     python benchmarks/bench_atso.py --quick --out runs/bench_quick             # CPU smoke (about 15 minutes)
+    python benchmarks/bench_atso.py --seeds 0 --record benchmarks/results/phantom96  # one seed per session
     python benchmarks/bench_atso.py --preset unet --iterations 4000 --batch-size 8 --devices cuda:0
 
 The default grid (28 phantom cases of 96x96x24: 21 training cases, 2 of them labeled, and 7 test
@@ -71,6 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="coarse-to-fine inference rounds")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cpu"], help="one training per device at a time")
     parser.add_argument("--quick", action="store_true", help="CPU smoke setting: " + json.dumps(QUICK))
+    parser.add_argument("--record", default=None,
+                        help="folder of finished seeds' reports (seed<k>.json, kept in git): a recorded seed of the same "
+                             "setting is read, not rerun, and every seed that finishes is added; lets the seeds of one "
+                             "grid be run in separate sessions")
     args = parser.parse_args(argv)
     if args.quick:
         args.shape, args.cases, args.generations = QUICK["shape"], QUICK["cases"], QUICK["generations"]
@@ -107,6 +112,28 @@ def experiment(args: argparse.Namespace, dataset: Path, seed: int, out: Path) ->
         "inference": {"rounds": args.rounds, "margin": args.margin, "batch_size": 16},
         "report": {"overlay_cases": 1},
     }
+
+
+SETTING_KEYS = ("cases", "shape", "phantom_seed", "labeled", "test", "folds", "generations", "strategies", "planes",
+                "recipe", "preset", "iterations", "batch_size", "init_mode", "cutout", "margin", "rounds")
+
+
+def setting(args: argparse.Namespace) -> dict:
+    """What makes two seeds' results comparable: everything but the seed list, folders and devices."""
+    return {key: getattr(args, key) for key in SETTING_KEYS}
+
+
+def recorded(record: Path, seed: int, args: argparse.Namespace) -> dict | None:
+    """A seed's report from the record folder, or ``None``; a record of another setting is refused."""
+    path = record / f"seed{seed}.json"
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text())
+    if entry["setting"] != json.loads(json.dumps(setting(args))):
+        differ = sorted(k for k in entry["setting"] if entry["setting"][k] != json.loads(json.dumps(setting(args)))[k])
+        sys.exit(f"bench_atso: {path} was measured with another setting ({', '.join(differ)} differ); "
+                 "use another --record folder")
+    return entry["report"]
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
@@ -218,25 +245,33 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import yaml
 
-    from atso_med.atso import ATSOTrainer
-    from atso_med.atso.trainer import JOURNAL_FILE
+    from atso_med.atso import ExperimentRunner
+    from atso_med.atso.layout import JOURNAL_FILE
     from atso_med.data import PhantomConfig, write_phantom_dataset
     from atso_med.files import write_text_atomic
 
     out = Path(args.out).resolve()
     start = time.perf_counter()
     dataset = write_phantom_dataset(out / "data", PhantomConfig(cases=args.cases, seed=args.phantom_seed, shape=tuple(args.shape)))
+    record = Path(args.record) if args.record else None
     reports = {}
     for seed in args.seeds:
+        if record is not None and (report := recorded(record, seed, args)) is not None:
+            reports[seed] = report
+            print(f"seed {seed}: recorded in {record / f'seed{seed}.json'}", flush=True)
+            continue
         folder = out / f"seed{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         config_file = folder / "experiment.yaml"
         write_text_atomic(yaml.safe_dump(experiment(args, dataset, seed, folder / "experiment"), sort_keys=False), config_file)
         begin = time.perf_counter()
         resume = (folder / "experiment" / JOURNAL_FILE).is_file()
-        trainer = ATSOTrainer(config_file, resume=resume, progress=sys.stderr.isatty())
-        reports[seed] = trainer.run()
-        print(f"seed {seed}: {time.perf_counter() - begin:.0f} s -> {trainer.dir / 'reports' / 'report.md'}", flush=True)
+        runner = ExperimentRunner(config_file, resume=resume, progress=sys.stderr.isatty())
+        reports[seed] = runner.run()
+        if record is not None:
+            entry = {"setting": setting(args), "seconds": round(time.perf_counter() - begin), "report": reports[seed]}
+            write_text_atomic(json.dumps(entry, indent=1) + "\n", record / f"seed{seed}.json")
+        print(f"seed {seed}: {time.perf_counter() - begin:.0f} s -> {runner.layout.reports_dir / 'report.md'}", flush=True)
     summary, table = summarise(reports, args.generations)
     summary["settings"] = vars(args)
     summary["seconds"] = round(time.perf_counter() - start, 1)

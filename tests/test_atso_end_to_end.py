@@ -8,6 +8,7 @@ training) and resumed must end with the same models and report as an uninterrupt
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -20,8 +21,8 @@ import pytest
 import torch
 import yaml
 
-from atso_med.atso.runner import model_file_sha256, state_dict_sha256
-from atso_med.atso.trainer import STOP_EXIT_STATUS
+from atso_med.atso.training import model_file_sha256, state_dict_sha256
+from atso_med.atso.experiment import STOP_EXIT_STATUS
 from atso_med.cli.main import main
 from atso_med.data import PhantomConfig, write_phantom_dataset
 
@@ -313,3 +314,82 @@ def test_snapshot_mode_starts_every_scratch_generation_from_m0s_stage_si_weights
         assert meta["init"]["kind"] == "snapshot" and meta["init"]["weights"].endswith("snapshot_SI.pt")
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["training"]["init_mode"] == "snapshot"
+
+
+# ---------------------------------------------------------------- on a Ray cluster (a local one here)
+
+
+def test_run_started_on_ray_resumes_on_one_machine_and_back_to_the_same_models(phantom, uninterrupted, tmp_path):
+    """The journal is the single truth: Ray -> this machine -> Ray gives the sequential run's models and report."""
+    config = write_experiment(tmp_path / "experiment.yaml", **semi_supervised(phantom, tmp_path / "run"))
+    # as many threads per training as the sequential run had: the same floating-point sums
+    ray_settings = {"ray": {"cpus_per_training": 2, "num_cpus": 2}}
+    ray_config = write_experiment(tmp_path / "ray.yaml", **semi_supervised(phantom, tmp_path / "run", distributed=ray_settings))
+    out = tmp_path / "run"
+    plan = json.loads((uninterrupted / "plan.json").read_text())["steps"]
+
+    on_ray = run_cli("run", "--config", str(ray_config), "--no-progress", "--ray-address", "local", "--stop-after", "4")
+    output, _ = on_ray.communicate(timeout=600)
+    assert on_ray.returncode == STOP_EXIT_STATUS, output[-3000:]
+    assert len(journal(out)["order"]) == 4
+    log = (out / "log.txt").read_text()
+    assert "trainings: Ray at a local Ray" in log and "on Ray: python -m monai.bundle run" in log
+    # each training's own output file (the cluster's nodes do not append to one shared log)
+    assert (out / "models/supervised/gen0/all/plane_Z.log").is_file()
+
+    here = run_cli("run", "--config", str(config), "--no-progress", "--resume", "--stop-after", "6")
+    output, _ = here.communicate(timeout=600)
+    assert here.returncode == STOP_EXIT_STATUS, output[-3000:]
+    assert len(journal(out)["order"]) == 10 and "trainings: this process on cpu" in (out / "log.txt").read_text()
+
+    assert main(["run", "--config", str(ray_config), "--no-progress", "--resume"]) == 0
+    finished, reference = journal(out), journal(uninterrupted)
+    assert set(finished["steps"]) == {s["id"] for s in plan}
+    trainings = [s["id"] for s in plan if s["kind"] == "train"]
+    assert any(finished["order"].index(t) >= 10 for t in trainings)  # the last run trained too
+    for step_id in trainings:
+        for key in ("initial_weights_sha256", "model_sha256"):
+            assert finished["steps"][step_id]["result"][key] == reference["steps"][step_id]["result"][key], step_id
+    assert report_numbers(out) == report_numbers(uninterrupted)
+
+
+def test_a_training_that_fails_on_ray_is_reported_with_its_log(tmp_path):
+    from atso_med.atso.distributed import RayExecutor, RaySettings
+    from atso_med.atso.training import TrainingJob
+
+    job = TrainingJob(
+        "train/supervised/gen0/all/plane_Z",
+        [str(tmp_path / "missing_train.json")],
+        {"output_dir": str(tmp_path / "plane_Z")},
+        str(tmp_path / "plane_Z.log"),
+    )
+    executor = RayExecutor(RaySettings(num_cpus=1))
+    try:
+        executor.submit(job)
+        finished = []
+        deadline = time.time() + 300
+        while not finished and time.time() < deadline:
+            finished = executor.wait(timeout=1.0)
+    finally:
+        executor.close()
+    (result,) = finished
+    assert result.result is None and "missing_train.json" in result.error and result.log == str(tmp_path / "plane_Z.log")
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"ray": {"gpus_per_training": -1}}, "gpus_per_training: expected a number >= 0"),
+        ({"ray": {"retries": 1.5}}, "retries: expected a whole number"),
+        ({"ray": {"address": "auto", "num_cpus": 4}}, "sizes a local Ray only"),
+        ({"ray": {"adress": "auto"}}, "unknown key"),
+        ({"slurm": {}}, "expected {ray:"),
+    ],
+)
+def test_bad_distributed_settings_are_refused_before_any_work(phantom, tmp_path, section, message):
+    from atso_med.atso.config import ExperimentConfig
+    from atso_med.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ExperimentConfig.from_dict(semi_supervised(phantom, tmp_path / "run", distributed=section))
+    assert not (tmp_path / "run").exists()

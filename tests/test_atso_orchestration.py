@@ -1,4 +1,4 @@
-"""ATSOTrainer's orchestration with an injected training runner and predictor (fast).
+"""ExperimentRunner's orchestration with an injected training runner and predictor (fast).
 
 The fakes stand in for the bundle training and the whole-volume predictor only; the plan, data
 lists, pseudo-label votes, journal, resume, evaluations and reports are the real code. The real
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from atso_med.atso import ATSOTrainer, ExperimentConfig, ExperimentResults
-from atso_med.atso.runner import state_dict_sha256
+from atso_med.atso import ExperimentRunner, ExperimentConfig, ExperimentResults
+from atso_med.atso.training import state_dict_sha256
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError
 from atso_med.inferers.fusion import vote_files
@@ -60,7 +60,7 @@ class FakePredictor:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt("simulated kill")
-        from atso_med.atso.runner import model_file_sha256
+        from atso_med.atso.training import model_file_sha256
 
         model_hash = "".join(model_file_sha256(p) for p in sorted(Path(model_dir).glob("plane_*/model.pt")))
         stats = []
@@ -99,15 +99,15 @@ def settings(dataset_file: Path, out: Path, **extra) -> dict:
     }
 
 
-def run(dataset_file: Path, out: Path, predictor=None, training=None, resume=False, **extra) -> ATSOTrainer:
+def run(dataset_file: Path, out: Path, predictor=None, training=None, resume=False, **extra) -> ExperimentRunner:
     config = ExperimentConfig.from_dict(settings(dataset_file, out, **extra), base=out.parent)
-    trainer = ATSOTrainer(config, resume=resume, predictor=predictor or FakePredictor(), training_runner=training or FakeTraining(), progress=False)
+    trainer = ExperimentRunner(config, resume=resume, predictor=predictor or FakePredictor(), training_runner=training or FakeTraining(), progress=False)
     trainer.run()
     return trainer
 
 
 @pytest.fixture(scope="module")
-def finished(dataset_file, tmp_path_factory) -> ATSOTrainer:
+def finished(dataset_file, tmp_path_factory) -> ExperimentRunner:
     return run(dataset_file, tmp_path_factory.mktemp("runs") / "experiment")
 
 
@@ -253,7 +253,7 @@ def test_fully_supervised_is_skipped_when_reference_cases_have_no_label(dataset_
     (tmp_path / "in" / "splits.json").write_text(json.dumps(splits))
     config = settings(tmp_path / "in" / "dataset.json", tmp_path / "out", generations=1, splits=str(tmp_path / "in" / "splits.json"))
     del config["split"]
-    trainer = ATSOTrainer(ExperimentConfig.from_dict(config, base=tmp_path), predictor=FakePredictor(), training_runner=FakeTraining(), progress=False)
+    trainer = ExperimentRunner(ExperimentConfig.from_dict(config, base=tmp_path), predictor=FakePredictor(), training_runner=FakeTraining(), progress=False)
     report = trainer.run()
     assert not [s for s in trainer.plan if s.tags.get("strategy") == "fully_supervised"]
     assert report["strategies"]["fully_supervised"]["final"]["test"] is None
@@ -371,7 +371,7 @@ def test_bad_reference_and_test_cases_are_refused_before_the_first_training(data
     save_nifti(np.asarray(label.dataobj) * 0.5, label.affine, dataset.case(test_case).label, dtype=np.float32)
 
     training = FakeTraining()
-    trainer = ATSOTrainer(config, predictor=FakePredictor(), training_runner=training, progress=False)
+    trainer = ExperimentRunner(config, predictor=FakePredictor(), training_runner=training, progress=False)
     with pytest.raises(DatasetError) as error:
         trainer.run()
     message = str(error.value)
@@ -404,7 +404,7 @@ def test_a_second_run_on_a_held_folder_is_refused_and_a_killed_holder_leaves_no_
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     # The kernel dropped the killed holder's lock: the run goes ahead, and holds the folder while it runs.
-    trainer = ATSOTrainer(ExperimentConfig.from_dict(settings(dataset_file, out), base=tmp_path), predictor=FakePredictor(),
+    trainer = ExperimentRunner(ExperimentConfig.from_dict(settings(dataset_file, out), base=tmp_path), predictor=FakePredictor(),
                           training_runner=FakeTraining(), progress=False)
     trainer.prepare()
     with pytest.raises(FolderInUseError):

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from monai.bundle import ConfigWorkflow
 from test_atso_orchestration import FakePredictor, FakeTraining, settings
 
-from atso_med.atso import ATSOTrainer
+from atso_med.atso import ExperimentRunner
 from atso_med.atso.config import ExperimentConfig
 from atso_med.atso.tracking import MLflowSettings
 from atso_med.data import Dataset, PhantomConfig, write_datalist, write_phantom_dataset
@@ -53,7 +53,7 @@ def test_experiment_logs_a_parent_run_with_a_child_per_training_and_evaluation(t
     config = ExperimentConfig.from_dict(
         settings(data, tmp_path / "experiment", generations=1, planes=["Z"], tracking=tracking), base=tmp_path
     )
-    trainer = ATSOTrainer(config, predictor=FakePredictor(), training_runner=FakeTraining(), progress=False)
+    trainer = ExperimentRunner(config, predictor=FakePredictor(), training_runner=FakeTraining(), progress=False)
     report = trainer.run()
 
     runs = _runs(uri, "phantom")

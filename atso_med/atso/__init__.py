@@ -1,25 +1,32 @@
 """ATSO: asynchronous teacher-student optimisation of RSTN models, with its baselines.
 
-``ATSOTrainer(config).run()`` runs an experiment (``atso-med run --config experiment.yaml``,
+``ExperimentRunner(config).run()`` runs an experiment (``atso-med run --config experiment.yaml``,
 ``python -m monai.bundle run --config_file bundles/rstn_pancreas_ct/configs/atso.json
 --experiment experiment.yaml``): supervised M0, the fully supervised upper bound, self-learning,
 STSO and ATSO, each training being the RSTN bundle's train workflow and each pseudo-labelling the
-whole-volume predictor, journaled in ``state.json`` so that a killed run resumes.
+whole-volume predictor, journaled in ``state.json`` so that a killed run resumes. The trainings
+run in this process, in one worker process per local device, or on a Ray cluster
+(:mod:`atso_med.atso.executors`, :mod:`atso_med.atso.distributed`); :mod:`atso_med.atso.layout`
+names every path of the experiment folder.
 ``ExperimentResults(folder)`` reads a finished experiment back (tables, per-case scores, overlays).
 """
 
 from atso_med.atso.analysis import CaseScore, ExperimentResults
 from atso_med.atso.config import STRATEGIES, ExperimentConfig, TrainingConfig
+from atso_med.atso.distributed import RaySettings
+from atso_med.atso.experiment import ExperimentRunner
+from atso_med.atso.layout import ExperimentLayout
 from atso_med.atso.strategies import ModelRef, PlanInputs, Step, build_plan, check_plan
-from atso_med.atso.trainer import ATSOTrainer
 
 __all__ = [
-    "ATSOTrainer",
     "CaseScore",
     "ExperimentConfig",
+    "ExperimentLayout",
     "ExperimentResults",
+    "ExperimentRunner",
     "ModelRef",
     "PlanInputs",
+    "RaySettings",
     "STRATEGIES",
     "Step",
     "TrainingConfig",

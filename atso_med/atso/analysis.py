@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from atso_med.atso.config import SEMI_SUPERVISED
+from atso_med.atso.layout import CONFIG_FILE, JOURNAL_FILE, ExperimentLayout, evaluation_folder, pseudo_label_folder
 from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, overlay_figure, strategy_rows
 from atso_med.errors import ConfigError
 
@@ -58,18 +59,17 @@ class ExperimentResults:
     """
 
     def __init__(self, experiment_dir: str | os.PathLike) -> None:
-        from atso_med.atso.trainer import CONFIG_FILE, JOURNAL_FILE
-
         self.dir = Path(experiment_dir).expanduser().resolve()
+        self.layout = layout = ExperimentLayout(self.dir)
         if not self.dir.is_dir():
             raise ConfigError(f"no experiment folder at {self.dir}")
-        if not (self.dir / CONFIG_FILE).is_file() or not (self.dir / JOURNAL_FILE).is_file():
+        if not layout.is_experiment():
             raise ConfigError(f"{self.dir} is not an experiment folder ({CONFIG_FILE} and {JOURNAL_FILE} are missing)")
-        report_file = self.dir / "reports" / "report.json"
+        report_file = layout.reports_dir / "report.json"
         if not report_file.is_file():
             raise ConfigError(
                 f"{self.dir} holds no report yet ({report_file} is missing): the experiment has not finished; "
-                f"finish it with `atso-med run --config {self.dir / CONFIG_FILE} --resume`"
+                f"finish it with `atso-med run --config {layout.config_file} --resume`"
             )
         self.report: dict[str, Any] = json.loads(report_file.read_text())
 
@@ -125,7 +125,7 @@ class ExperimentResults:
             raise ConfigError(f"{strategy!r} made no pseudo labels in {self.dir} (strategies: {', '.join(self.strategies)})")
         if not 0 <= int(generation) <= self.report["generations"]:
             raise ConfigError(f"generation must be in 0..{self.report['generations']}, got {generation}")
-        return [f"pseudo_labels/{strategy}/gen{int(generation) + 1}/fold{k}" for k in range(self.report["folds"])]
+        return [pseudo_label_folder(strategy, int(generation) + 1, k) for k in range(self.report["folds"])]
 
     def pseudo_label(self, strategy: str, generation: int, case_id: str) -> Path:
         """The pseudo label that ``generation`` of ``strategy`` made for one reference case.
@@ -134,7 +134,7 @@ class ExperimentResults:
             ConfigError: as :meth:`pseudo_label_folders`, or the case is not a reference case.
         """
         for folder in self.pseudo_label_folders(strategy, generation):
-            path = self.dir / folder / f"{case_id}.nii.gz"
+            path = self.layout.case_file(folder, case_id)
             if path.is_file():
                 return path
         raise ConfigError(f"no pseudo label of {case_id!r} from {strategy} generation {generation} in {self.dir}: not a reference case?")
@@ -151,12 +151,12 @@ class ExperimentResults:
         Raises:
             ConfigError: the folder was not evaluated (no truth, or not part of the plan).
         """
-        table = self.dir / "reports" / "evaluations" / folder / "per_case.csv"
+        table = self.layout.path(evaluation_folder(folder)) / "per_case.csv"
         if not table.is_file():
             raise ConfigError(f"{folder} was not evaluated in {self.dir} (no {table})")
         with table.open(newline="") as handle:
             return [
-                CaseScore(row["id"], float(row["dsc"]), folder, self.dir / folder / f"{row['id']}.nii.gz")
+                CaseScore(row["id"], float(row["dsc"]), folder, self.layout.case_file(folder, row["id"]))
                 for row in csv.DictReader(handle)
             ]
 
@@ -190,11 +190,10 @@ class ExperimentResults:
         """
         from atso_med.atso.config import ExperimentConfig
         from atso_med.atso.data import load_experiment_data
-        from atso_med.atso.trainer import CONFIG_FILE
         from atso_med.data.readers import load_image, load_label
         from atso_med.data.labels import load_label_mask
 
-        config = ExperimentConfig.load(self.dir / CONFIG_FILE)
+        config = ExperimentConfig.load(self.layout.config_file)
         case = load_experiment_data(config, self.dir).dataset.case(case_id)
         if case.label is None:
             raise ConfigError(f"case {case_id} has no label to compare with")

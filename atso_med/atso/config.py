@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from atso_med.atso.distributed import RaySettings
 from atso_med.atso.tracking import MLflowSettings
 from atso_med.errors import ConfigError
 from atso_med.inferers.volume import InferenceConfig
@@ -364,6 +365,7 @@ _TOP_KEYS = (
     "inference",
     "report",
     "tracking",
+    "distributed",
 )
 
 
@@ -393,6 +395,8 @@ class ExperimentConfig:
         inference: the inference settings.
         report: what the reports show.
         tracking: MLflow runs of the finished experiment (``None``: off); may be added on resume.
+        distributed: run the trainings on a Ray cluster (``None``: on this machine, ``devices``);
+            may change on resume (a run started on a cluster continues on one machine and back).
         source: the YAML file read, if any.
     """
 
@@ -413,6 +417,7 @@ class ExperimentConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     report: ReportSettings = field(default_factory=ReportSettings)
     tracking: MLflowSettings | None = None
+    distributed: RaySettings | None = None
     source: Path | None = None
 
     # ------------------------------------------------------------------ loading
@@ -494,6 +499,7 @@ class ExperimentConfig:
         config.inference = _inference_config(data.get("inference"), f"{where}.inference")
         config.report = ReportSettings.from_dict(data.get("report"), f"{where}.report")
         config.tracking = MLflowSettings.from_dict(data.get("tracking"), f"{where}.tracking")
+        config.distributed = RaySettings.from_dict(data.get("distributed"), f"{where}.distributed")
         if config.training.init_seed is None:
             config.training.init_seed = config.seed
         if config.training.seed is None:
@@ -540,6 +546,7 @@ class ExperimentConfig:
             "inference": self.inference_settings(),
             "report": asdict(self.report),
             "tracking": None if self.tracking is None else {"mlflow": asdict(self.tracking)},
+            "distributed": None if self.distributed is None else self.distributed.to_dict(),
         }
         return plain(data)
 

@@ -27,18 +27,23 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from atso_med.atso.config import SEMI_SUPERVISED
+from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
+from atso_med.atso.strategies import ModelRef
 from atso_med.data.labels import load_label_mask
 from atso_med.files import atomic_write, write_text_atomic
 from atso_med.metrics.dice import dice_summary, pooled_dice
 
 if TYPE_CHECKING:
-    from atso_med.atso.trainer import ATSOTrainer
+    from atso_med.atso.config import ExperimentConfig
+    from atso_med.data.dataset import Dataset
+    from atso_med.data.splits import Splits
 
 NAMES = {
     "supervised": "Supervised (M0)",
@@ -69,14 +74,33 @@ def pool(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     }
 
 
+@dataclass(frozen=True)
+class ReportInputs:
+    """All the reports read of an experiment (built by the runner from its plan and journal).
+
+    Attributes:
+        layout: the experiment folder.
+        config: the experiment's configuration.
+        dataset: its data set (images and truth labels of the overlays).
+        splits: its splits.
+        evaluations: evaluated folder (relative to the experiment) -> the journal's result of its
+            evaluation step.
+        trained_strategies: the strategies that have a training in the plan.
+    """
+
+    layout: ExperimentLayout
+    config: ExperimentConfig
+    dataset: Dataset
+    splits: Splits
+    evaluations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    trained_strategies: frozenset[str] = frozenset()
+
+
 class _Evaluations:
     """Evaluation results of an experiment, looked up by the folder they scored."""
 
-    def __init__(self, trainer: ATSOTrainer) -> None:
-        self.by_target: dict[str, dict[str, Any]] = {}
-        for step in trainer.plan:
-            if step.kind == "evaluate" and trainer.journal.is_done(step.id):
-                self.by_target[step.params["target"]] = trainer.journal.result(step.id)
+    def __init__(self, by_target: Mapping[str, Mapping[str, Any]]) -> None:
+        self.by_target = by_target
 
     def get(self, folder: str) -> dict[str, Any] | None:
         result = self.by_target.get(folder)
@@ -87,36 +111,37 @@ class _Evaluations:
         return pool(found) if len(found) == len(folders) else None
 
 
-def collect(trainer: ATSOTrainer) -> dict[str, Any]:
-    """The numbers of the report, from the journal (nothing is recomputed)."""
-    config, splits = trainer.config, trainer.data.splits
-    evaluations = _Evaluations(trainer)
+def collect(inputs: ReportInputs) -> dict[str, Any]:
+    """The numbers of the report, from the journal's evaluations (nothing is recomputed)."""
+    config, splits = inputs.config, inputs.splits
+    evaluations = _Evaluations(inputs.evaluations)
     K, T = splits.folds, config.generations
     folds = [f"fold{k}" for k in range(K)]
-    m0 = "predictions/supervised/gen0/all"
-    m0_reference = evaluations.pooled([f"{m0}/{f}" for f in folds])
-    m0_test = evaluations.get(f"{m0}/test")
+    m0 = ModelRef("supervised", 0)
+    m0_reference = evaluations.pooled([m0.predictions(f) for f in folds])
+    m0_test = evaluations.get(m0.predictions("test"))
     strategies: dict[str, Any] = {
         "supervised": {"generations": {"0": {"reference": m0_reference, "test": m0_test}}, "final": {"test": m0_test}}
     }
-    fully = evaluations.get("predictions/fully_supervised/gen0/all/test")
+    fully = evaluations.get(ModelRef("fully_supervised", 0).predictions("test"))
     if "fully_supervised" in config.strategies:
-        strategies["fully_supervised"] = {"final": {"test": fully}, "trained": fully is not None or _planned(trainer, "fully_supervised")}
+        trained = fully is not None or "fully_supervised" in inputs.trained_strategies
+        strategies["fully_supervised"] = {"final": {"test": fully}, "trained": trained}
     for strategy in SEMI_SUPERVISED:
         if strategy not in config.strategies:
             continue
         generations = {}
         for t in range(0, T + 1):
-            reference = evaluations.pooled([f"pseudo_labels/{strategy}/gen{t + 1}/{f}" for f in folds])
+            reference = evaluations.pooled([pseudo_label_folder(strategy, t + 1, k) for k in range(K)])
             if t == 0:
                 test = m0_test
             elif strategy == "atso":
-                test = evaluations.get(f"predictions/atso/gen{t}/fused/test")
+                test = evaluations.get(fused_predictions_folder(t, "test"))
             else:
-                test = evaluations.get(f"predictions/{strategy}/gen{t}/all/test")
+                test = evaluations.get(ModelRef(strategy, t).predictions("test"))
             generations[str(t)] = {"reference": reference, "test": test}
-        final_folder = f"predictions/{strategy}/gen{T}/all/test"
-        entry: dict[str, Any] = {"generations": generations, "final": {"test": evaluations.get(final_folder)}}
+        final = evaluations.get(ModelRef(strategy, T).predictions("test"))
+        entry: dict[str, Any] = {"generations": generations, "final": {"test": final}}
         if strategy == "atso":
             entry["folds"] = _atso_folds(evaluations, K, T, m0)
         strategies[strategy] = entry
@@ -127,7 +152,7 @@ def collect(trainer: ATSOTrainer) -> dict[str, Any]:
                 for metric in ("mean", "global")
             }
     return {
-        "experiment": str(trainer.dir),
+        "experiment": str(inputs.layout.root),
         "setting": "transfer" if config.transfer is not None else "semi-supervised",
         "metric": config.report.metric,
         "generations": T,
@@ -142,25 +167,21 @@ def collect(trainer: ATSOTrainer) -> dict[str, Any]:
     }
 
 
-def _planned(trainer: ATSOTrainer, strategy: str) -> bool:
-    return any(s.kind == "train" and s.tags.get("strategy") == strategy for s in trainer.plan)
-
-
-def _atso_folds(evaluations: _Evaluations, K: int, T: int, m0: str) -> dict[str, Any]:
+def _atso_folds(evaluations: _Evaluations, K: int, T: int, m0: ModelRef) -> dict[str, Any]:
     """Table 4: each fold model on each reference fold and on the test set, per generation."""
     out = {}
     for t in range(0, T + 1):
         models = {}
         for j in range(K):
-            base = m0 if t == 0 else f"predictions/atso/gen{t}/fold{j}"
+            model = m0 if t == 0 else ModelRef("atso", t, f"fold{j}")
             models[f"fold{j}"] = {
-                **{f"fold{k}": evaluations.get(f"{base}/fold{k}") for k in range(K)},
-                "test": evaluations.get(f"{base}/test"),
+                **{f"fold{k}": evaluations.get(model.predictions(f"fold{k}")) for k in range(K)},
+                "test": evaluations.get(model.predictions("test")),
             }
         out[str(t)] = {
             "models": models,
-            "updated_reference": evaluations.pooled([f"pseudo_labels/atso/gen{t + 1}/fold{k}" for k in range(K)]),
-            "test": evaluations.get(f"{m0}/test" if t == 0 else f"predictions/atso/gen{t}/fused/test"),
+            "updated_reference": evaluations.pooled([pseudo_label_folder("atso", t + 1, k) for k in range(K)]),
+            "test": evaluations.get(m0.predictions("test") if t == 0 else fused_predictions_folder(t, "test")),
         }
     return out
 
@@ -406,15 +427,15 @@ def plot_progress(report: Mapping[str, Any], path: Path) -> Path:
     return _save_figure(figure, path)
 
 
-def _overlay_models(trainer: ATSOTrainer) -> list[tuple[str, str]]:
+def _overlay_models(inputs: ReportInputs) -> list[tuple[str, str]]:
     """(title, prediction folder of the test set) for M0, each final model and the upper bound."""
-    config, T = trainer.config, trainer.config.generations
-    models = [("M0", "predictions/supervised/gen0/all/test")]
+    config, T = inputs.config, inputs.config.generations
+    models = [("M0", ModelRef("supervised", 0).predictions("test"))]
     for strategy in SEMI_SUPERVISED:
         if strategy in config.strategies and T >= 1:
-            models.append((f"{NAMES[strategy]} final", f"predictions/{strategy}/gen{T}/all/test"))
-    models.append(("Fully supervised", "predictions/fully_supervised/gen0/all/test"))
-    return [(title, folder) for title, folder in models if (trainer.dir / folder).is_dir()]
+            models.append((f"{NAMES[strategy]} final", ModelRef(strategy, T).predictions("test")))
+    models.append(("Fully supervised", ModelRef("fully_supervised", 0).predictions("test")))
+    return [(title, folder) for title, folder in models if inputs.layout.path(folder).is_dir()]
 
 
 def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[str, np.ndarray]], title: str) -> Any:
@@ -462,34 +483,34 @@ def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[st
     return figure
 
 
-def draw_overlays(trainer: ATSOTrainer, out_dir: Path) -> list[Path]:
+def draw_overlays(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     """One PNG per test case (the first ``report.overlay_cases`` with a label), by :func:`overlay_figure`,
     for M0, each strategy's final model and the upper bound."""
     from atso_med.data.readers import load_image, load_label
 
-    dataset, splits = trainer.data.dataset, trainer.data.splits
-    cases = [i for i in splits.test if dataset.case(i).label is not None][: trainer.config.report.overlay_cases]
-    models = _overlay_models(trainer)
+    dataset, splits, layout = inputs.dataset, inputs.splits, inputs.layout
+    cases = [i for i in splits.test if dataset.case(i).label is not None][: inputs.config.report.overlay_cases]
+    models = _overlay_models(inputs)
     written = []
     for case_id in cases:
         case = dataset.case(case_id)
         volume = load_image(case.image, series_uid=case.series_uid)
-        truth = load_label_mask(case.label, volume, trainer.config.foreground)
+        truth = load_label_mask(case.label, volume, inputs.config.foreground)
         panels = [
-            (title, load_label(trainer.dir / folder / f"{case_id}.nii.gz", volume) != 0)
+            (title, load_label(layout.case_file(folder, case_id), volume) != 0)
             for title, folder in models
-            if (trainer.dir / folder / f"{case_id}.nii.gz").is_file()
+            if layout.case_file(folder, case_id).is_file()
         ]
         if panels:
             written.append(_save_figure(overlay_figure(volume, truth, panels, case_id), out_dir / f"{case_id}.png"))
     return written
 
 
-def write_reports(trainer: ATSOTrainer) -> dict[str, Any]:
+def write_reports(inputs: ReportInputs) -> dict[str, Any]:
     """Write every report file; returns the report (also the journal's result of the report step)."""
-    out = trainer.dir / "reports"
+    out = inputs.layout.reports_dir
     out.mkdir(parents=True, exist_ok=True)
-    report = collect(trainer)
+    report = collect(inputs)
     notes = []
     if "fully_supervised" in report["strategies"] and not report["strategies"]["fully_supervised"]["trained"]:
         notes.append("Fully supervised: not trained (some reference cases have no label).")
@@ -509,7 +530,7 @@ def write_reports(trainer: ATSOTrainer) -> dict[str, Any]:
     table = markdown(report, notes)
     write_text_atomic(table, out / "report.md")
     plot_progress(report, out / "progress.png")
-    overlays = draw_overlays(trainer, out / "overlays")
+    overlays = draw_overlays(inputs, out / "overlays")
     report["files"]["overlays"] = [str(p) for p in overlays]
     write_text_atomic(json.dumps(report, indent=2) + "\n", out / "report.json")
     return report

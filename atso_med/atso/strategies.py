@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from atso_med.atso import layout
 from atso_med.errors import ConfigError
 
 #: Kinds of step, in the order they appear within a generation.
@@ -58,15 +59,15 @@ class ModelRef:
     @property
     def folder(self) -> str:
         """The model set's folder, relative to the experiment folder."""
-        return f"models/{self.key}"
+        return layout.model_folder(self.key)
 
     def plane_folder(self, plane: str) -> str:
         """One plane's training folder (holds ``model.pt``)."""
-        return f"{self.folder}/plane_{plane}"
+        return layout.plane_folder(self.key, plane)
 
     def predictions(self, case_set: str) -> str:
         """Folder of this model's predictions of ``case_set`` (``test`` or ``fold<k>``)."""
-        return f"predictions/{self.key}/{case_set}"
+        return layout.predictions_folder(self.key, case_set)
 
 
 @dataclass
@@ -199,7 +200,7 @@ class _PlanBuilder:
                     "model": model.key,
                     "plane": plane,
                     "output_dir": model.plane_folder(plane),
-                    "datalist": f"{model.folder}/datalist.json",
+                    "datalist": layout.training_datalist(model.key),
                     "labeled_ids": list(self.inputs.labeled),
                     "pseudo_labels": pseudo_labels,
                     "truth_ids": truth_ids,
@@ -283,7 +284,7 @@ class _PlanBuilder:
                 id=f"evaluate/{target}",
                 kind="evaluate",
                 requires=[producer_id],
-                params={"target": target, "ids": ids, "output_dir": f"reports/evaluations/{target}"},
+                params={"target": target, "ids": ids, "output_dir": layout.evaluation_folder(target)},
                 tags={**producer.tags, "producer": producer.kind},
             )
         ).id
@@ -354,7 +355,7 @@ class _PlanBuilder:
             out[k] = self.fuse(
                 pseudo_id(strategy, generation, k),
                 [s for s in sources if s is not None],
-                f"pseudo_labels/{strategy}/gen{generation}/fold{k}",
+                layout.pseudo_label_folder(strategy, generation, k),
                 self.folds[k],
                 purpose="pseudo",
                 tags={"strategy": strategy, "generation": generation - 1, "model": "pseudo", "set": f"fold{k}", "labels_of": generation},
@@ -377,7 +378,7 @@ class _PlanBuilder:
             self.fuse(
                 f"fuse/atso/gen{t}/test",
                 test_sources,
-                f"predictions/atso/gen{t}/fused/test",
+                layout.fused_predictions_folder(t, "test"),
                 list(self.inputs.test),
                 purpose="ensemble",
                 tags={"strategy": "atso", "generation": t, "model": "fused", "set": "test"},

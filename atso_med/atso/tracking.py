@@ -9,14 +9,16 @@ did each step. ``mlflow`` (the ``tracking`` extra) is imported only then.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atso_med.errors import ConfigError
 
 if TYPE_CHECKING:
-    from atso_med.atso.trainer import ATSOTrainer
+    from atso_med.atso.config import ExperimentConfig
+    from atso_med.atso.strategies import Step
 
 __all__ = ["MLflowSettings", "log_experiment", "require_mlflow"]
 
@@ -81,19 +83,18 @@ class MLflowSettings:
         return cls(tracking_uri=uri, experiment_name=name)
 
 
-def _preset(trainer: ATSOTrainer) -> str:
+def _preset(config: ExperimentConfig) -> str:
     from atso_med.engines import resolve_recipe
 
-    return resolve_recipe(trainer.config.training.recipe, preset=trainer.config.training.preset).preset
+    return resolve_recipe(config.training.recipe, preset=config.training.preset).preset
 
 
-def _training_runs(trainer: ATSOTrainer) -> list[tuple[str, dict[str, Any], dict[str, float]]]:
-    preset = _preset(trainer)
+def _training_runs(
+    config: ExperimentConfig, trainings: Sequence[tuple[Step, Mapping[str, Any]]]
+) -> list[tuple[str, dict[str, Any], dict[str, float]]]:
+    preset = _preset(config)
     runs = []
-    for step in trainer.plan:
-        if step.kind != "train":
-            continue
-        result = trainer.journal.result(step.id)
+    for step, result in trainings:
         params = {
             "strategy": step.tags["strategy"],
             "generation": step.tags["generation"],
@@ -120,11 +121,20 @@ def _evaluation_runs(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any
     return runs
 
 
-def log_experiment(trainer: ATSOTrainer, settings: MLflowSettings) -> str:
+def log_experiment(
+    folder: Path,
+    config: ExperimentConfig,
+    trainings: Sequence[tuple[Step, Mapping[str, Any]]],
+    report: Mapping[str, Any],
+    settings: MLflowSettings,
+) -> str:
     """Logs a finished experiment from its journal and report.
 
     Args:
-        trainer: the experiment, after :meth:`ATSOTrainer.run` (plan, journal and report loaded).
+        folder: the experiment folder (names the MLflow experiment unless ``settings`` does).
+        config: the experiment's configuration.
+        trainings: every training step of the plan with its journal result.
+        report: the experiment's report.
         settings: where to log.
 
     Returns:
@@ -133,21 +143,20 @@ def log_experiment(trainer: ATSOTrainer, settings: MLflowSettings) -> str:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    name = settings.experiment_name or trainer.dir.name
+    name = settings.experiment_name or folder.name
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(name)
-    config = trainer.config
-    parent = client.create_run(experiment_id, run_name=str(trainer.dir), tags={"atso_med.experiment": str(trainer.dir)})
+    parent = client.create_run(experiment_id, run_name=str(folder), tags={"atso_med.experiment": str(folder)})
     for key, value in {
         "strategies": ",".join(config.strategies),
         "generations": config.generations,
         "planes": ",".join(config.planes),
         "seed": config.seed,
         "recipe": config.training.recipe,
-        "preset": _preset(trainer),
+        "preset": _preset(config),
     }.items():
         client.log_param(parent.info.run_id, key, value)
-    for run_name, params, metrics in _training_runs(trainer) + _evaluation_runs(trainer.report):
+    for run_name, params, metrics in _training_runs(config, trainings) + _evaluation_runs(report):
         child = client.create_run(experiment_id, run_name=run_name, tags={"mlflow.parentRunId": parent.info.run_id})
         for key, value in params.items():
             client.log_param(child.info.run_id, key, value)

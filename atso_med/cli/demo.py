@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from atso_med.atso import ATSOTrainer
-    from atso_med.atso.trainer import JOURNAL_FILE
+    from atso_med.atso import ExperimentRunner
+    from atso_med.atso.layout import JOURNAL_FILE
     from atso_med.cli.run import print_summary
     from atso_med.data.dataset import Dataset
     from atso_med.files import write_text_atomic
@@ -138,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     resume = (out / "experiment" / JOURNAL_FILE).is_file()
     print(f"experiment: {experiment_file}{' (resuming)' if resume else ''}; equivalent: atso-med run --config {experiment_file}", flush=True)
 
-    trainer = ATSOTrainer(experiment_file, resume=resume, progress=not args.no_progress)
-    report = trainer.run()
+    runner = ExperimentRunner(experiment_file, resume=resume, progress=not args.no_progress)
+    report = runner.run()
     print("", flush=True)
-    print_summary(report, trainer.dir, sys.stdout)
+    print_summary(report, runner.dir, sys.stdout)
     print(f"\n{demo_note()}\ndemo finished in {time.perf_counter() - start:.0f} s; everything is in {out}")
     return 0

@@ -39,6 +39,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "per training and per evaluation; replaces the file's tracking section (needs the 'tracking' extra)",
     )
     parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        default=None,
+        help="run the trainings on a Ray cluster: 'auto' (the cluster this machine joined with `ray start`), "
+        "ray://HOST:10001, or 'local' (start a Ray on this machine); replaces the address of the file's "
+        "distributed section, keeping its resources per training (needs the 'distributed' extra)",
+    )
+    parser.add_argument(
         "--stop-after",
         type=integer(1),
         metavar="N",
@@ -52,8 +60,10 @@ def print_summary(report: dict, experiment_dir, stream) -> None:
     """Print the report's tables and where the files are."""
     from pathlib import Path
 
+    from atso_med.atso.layout import ExperimentLayout
+
     experiment_dir = Path(experiment_dir)
-    print((experiment_dir / "reports" / "report.md").read_text(), file=stream)
+    print((ExperimentLayout(experiment_dir).reports_dir / "report.md").read_text(), file=stream)
     print("Files:", file=stream)
     for what, where in (
         ("reports", "reports/ (report.md, report.json, report.csv, progress.png, overlays/)"),
@@ -79,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     """
     import sys
 
-    from atso_med.atso import ATSOTrainer
+    from dataclasses import replace
+
+    from atso_med.atso import ExperimentRunner, RaySettings
     from atso_med.atso.config import ExperimentConfig
+    from atso_med.atso.distributed import require_ray
     from atso_med.atso.tracking import MLflowSettings, require_mlflow
     from atso_med.errors import ConfigError
 
@@ -90,13 +103,21 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--tracking-uri: expected a tracking URI such as sqlite:///mlflow.db")
         require_mlflow("--tracking-uri")
         config.tracking = MLflowSettings(tracking_uri=args.tracking_uri)
-    trainer = ATSOTrainer(
+    if args.ray_address is not None:
+        if not args.ray_address.strip():
+            raise ConfigError("--ray-address: expected auto, ray://HOST:10001 or local")
+        require_ray("--ray-address")
+        address = None if args.ray_address == "local" else args.ray_address
+        settings = config.distributed or RaySettings()
+        # a cluster has its own resources: num_cpus sizes a local Ray only
+        config.distributed = replace(settings, address=address, num_cpus=settings.num_cpus if address is None else None)
+    runner = ExperimentRunner(
         config,
         resume=args.resume,
         stop_after=args.stop_after,
         progress=not args.no_progress,
         output_dir=args.output_dir,
     )
-    report = trainer.run()
-    print_summary(report, trainer.dir, sys.stdout)
+    report = runner.run()
+    print_summary(report, runner.dir, sys.stdout)
     return 0

@@ -1,62 +1,50 @@
-"""ATSOTrainer: runs an experiment's plan step by step, journaled, resumable, with reports at the end.
+"""ExperimentRunner: runs an experiment's plan step by step, journaled, resumable, with reports at the end.
 
-Layout of an experiment folder (every path predictable from the plan)::
-
-    config.yaml                     the resolved configuration (defaults filled in, absolute paths)
-    splits.json                     the splits used (copied or drawn)
-    dataset.json                    transfer only: the merged source + target data set
-    plan.json                       every step: kind, inputs, outputs, training case ids
-    state.json                      the journal of finished steps and their results
-    log.txt                         every stage, with the equivalent `python -m monai.bundle run ...`
-    datalists/<set>.json            images to predict (test, fold<k>); no labels
-    models/<strategy>/gen<t>/<all|fold<k>>/datalist.json
-    models/<strategy>/gen<t>/<all|fold<k>>/plane_<P>/model.pt (+ training.json, tensorboard/)
-    pseudo_labels/<strategy>/gen<t>/fold<k>/<case_id>.nii.gz   what generation t trains on
-    predictions/<strategy>/gen<t>/<all|fold<k>|fused>/<test|fold<k>>/<case_id>.nii.gz
-    reports/report.json, report.csv, report.md, progress.png, overlays/<case_id>.png
-    reports/evaluations/<evaluated folder>/summary.json, per_case.csv
+An experiment folder is laid out as :mod:`atso_med.atso.layout` says; the plan
+(:mod:`atso_med.atso.strategies`) names every step's inputs and outputs in it, and the journal
+(``state.json``) records each finished step. The runner executes the steps not yet in the journal:
+trainings through an executor (:mod:`atso_med.atso.executors`: this process, one worker per local
+device, or a Ray cluster), predictions, pseudo-label votes, evaluations and the reports here.
 
 M0 (``models/supervised/gen0/all``) is every strategy's generation 0; generation 1's pseudo labels
 of every strategy are copies of M0's predictions.
 
 Truth labels of reference and test cases are read by evaluations only; training data lists are
 built by :func:`atso_med.data.dataset.training_datalist`, which never reads a reference case's
-label, except for the ``fully_supervised`` upper bound, whose list is built separately.
+label, except for the ``fully_supervised`` upper bound (its plan step lists them as ``truth_ids``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from atso_med.atso.config import ExperimentConfig
+from atso_med.atso.console import eta_text, progress_bar
 from atso_med.atso.data import ExperimentData, load_experiment_data
-from atso_med.atso.journal import JOURNAL_FILE, Journal
-from atso_med.atso.lock import LOCK_FILE, FolderLock
+from atso_med.atso.executors import InProcessExecutor, TrainingExecutor, WorkerPoolExecutor
+from atso_med.atso.journal import Journal
+from atso_med.atso.layout import JOURNAL_FILE, LOCK_FILE, ExperimentLayout
+from atso_med.atso.lock import FolderLock
+from atso_med.atso.logs import experiment_log, logger, output_to
 from atso_med.atso.strategies import PlanInputs, Step, build_plan
+from atso_med.atso.training import TrainingJob
 from atso_med.errors import ConfigError, DatasetError
 from atso_med.files import atomic_write, write_text_atomic
 
-logger = logging.getLogger("atso_med.atso")
-
-LOG_FILE = "log.txt"
-PLAN_FILE = "plan.json"
-CONFIG_FILE = "config.yaml"
-SPLITS_FILE = "splits.json"
 #: Exit status of a run stopped on purpose by ``stop_after`` (a debugging aid for resume tests).
 STOP_EXIT_STATUS = 75
 # Settings that may change between a run and its resumption without changing any result.
-_RESUMABLE_CHANGES = ("devices", "tracking")
+# Where the work runs is one of them: a run started on a cluster resumes on one machine and back.
+_RESUMABLE_CHANGES = ("devices", "distributed", "tracking")
 
 
 class TrainingRunner(Protocol):
@@ -128,7 +116,7 @@ def _refuse_unverified_cases(data: ExperimentData) -> None:
         )
 
 
-class ATSOTrainer:
+class ExperimentRunner:
     """Run (or resume) an ATSO experiment: supervised, fully supervised, self-learning, STSO and ATSO.
 
     Args:
@@ -138,7 +126,8 @@ class ATSOTrainer:
         stop_after: debugging aid: exit the process abruptly (``os._exit``) once this many steps
             have finished in this run, as a kill would; for resume tests.
         predictor: replaces the whole-volume predictor (tests inject a fake).
-        training_runner: replaces the in-process bundle training (tests inject a fake).
+        training_runner: replaces the bundle training (:func:`~atso_med.atso.training.run_training`)
+            in this process (tests inject a fake; not used by worker processes or Ray).
         progress: show a progress bar with an estimate of the time left.
         console: where progress and summaries go (default: standard error).
         output_dir: overrides the configuration's ``output_dir``.
@@ -176,6 +165,7 @@ class ATSOTrainer:
         self.progress = progress
         self.console = console
         self.dir = Path(config.output_dir)
+        self.layout = ExperimentLayout(self.dir)
         self.data: ExperimentData | None = None
         self.plan: list[Step] = []
         self.journal: Journal | None = None
@@ -184,6 +174,7 @@ class ATSOTrainer:
         #: Remarks found while preparing (logged once the log file is open).
         self.notes: list[str] = []
         self._lock = FolderLock(self.dir)
+        self._executor: TrainingExecutor | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -200,7 +191,8 @@ class ATSOTrainer:
                 until :meth:`run` ends or this process exits).
         """
         config = self.config
-        journal_file = self.dir / JOURNAL_FILE
+        layout = self.layout
+        journal_file = layout.journal_file
         if journal_file.exists() and not self.resume:
             raise ConfigError(
                 f"{self.dir} already holds an experiment ({JOURNAL_FILE}); resume it with --resume "
@@ -209,10 +201,10 @@ class ATSOTrainer:
         if self.dir.exists() and not self.dir.is_dir():
             raise ConfigError(f"output_dir {self.dir} is a file")
         self._check_inputs_are_not_outputs()
-        started = (self.dir / CONFIG_FILE).is_file()  # a run killed before its first journal write
+        started = layout.config_file.is_file()  # a run killed before its first journal write
         if self.dir.is_dir() and not journal_file.exists() and not started and any(p.name != LOCK_FILE for p in self.dir.iterdir()):
             raise ConfigError(f"output_dir {self.dir} is not empty and holds no experiment; choose an empty or new folder")
-        if self.resume and (self.dir / CONFIG_FILE).is_file():
+        if self.resume and layout.config_file.is_file():
             self._check_same_config()
         self.data = data = load_experiment_data(config, self.dir)
         if not journal_file.exists():  # a resumed experiment was verified when it started
@@ -238,19 +230,19 @@ class ATSOTrainer:
         )
         digest = plan_digest(self.plan)
         self._lock.acquire()  # before the first write: a second run must not interleave its files
-        splits_file = self.dir / SPLITS_FILE
+        splits_file = layout.splits_file
         if self.resume and splits_file.is_file():
             from atso_med.data.splits import Splits
 
             if Splits.load(splits_file).to_dict() != data.splits.to_dict():
                 raise ConfigError(f"{splits_file} differs from the splits of this configuration; it cannot be resumed")
-        write_text_atomic(config.to_yaml(), self.dir / CONFIG_FILE)
+        write_text_atomic(config.to_yaml(), layout.config_file)
         data.splits.write(splits_file)
         if config.transfer is not None:
             data.dataset.write(data.dataset_file)
         self._write_prediction_datalists()
         plan_text = json.dumps({"digest": digest, "steps": [s.to_dict() for s in self.plan]}, indent=1) + "\n"
-        write_text_atomic(plan_text, self.dir / PLAN_FILE)
+        write_text_atomic(plan_text, layout.plan_file)
         self.journal = Journal(journal_file, digest)
         self.journal.save()
         return self.plan
@@ -258,14 +250,14 @@ class ATSOTrainer:
     def _check_same_config(self) -> None:
         import yaml
 
-        saved = yaml.safe_load((self.dir / CONFIG_FILE).read_text())
+        saved = yaml.safe_load(self.layout.config_file.read_text())
         current = self.config.resolved()
         differing = sorted(
             key for key in set(saved) | set(current) if key not in _RESUMABLE_CHANGES and saved.get(key) != current.get(key)
         )
         if differing:
             raise ConfigError(
-                f"{self.dir / CONFIG_FILE} differs from this configuration in {', '.join(differing)}; "
+                f"{self.layout.config_file} differs from this configuration in {', '.join(differing)}; "
                 "an experiment is resumed with the configuration it was started with"
             )
 
@@ -293,7 +285,7 @@ class ATSOTrainer:
             for item, more in zip(items, extra):
                 if more["series_uid"]:
                     item.update(more)
-            write_text_atomic(json.dumps({"testing": items}, indent=2) + "\n", self.dir / "datalists" / f"{name}.json")
+            write_text_atomic(json.dumps({"testing": items}, indent=2) + "\n", self.layout.prediction_datalist(name))
 
     # ------------------------------------------------------------------ running
 
@@ -311,35 +303,49 @@ class ATSOTrainer:
             self._lock.release()
 
     def _run_pending(self) -> dict[str, Any]:
-        with self._logging():
+        with experiment_log(self.layout.log_file):
             for note in self.notes:
                 logger.warning(note)
             pending = [s for s in self.plan if not self.journal.is_done(s.id)]
+            self._executor = executor = self._make_executor()
             logger.info(
-                "experiment %s: %d steps, %d done, %d to run (devices: %s)",
+                "experiment %s: %d steps, %d done, %d to run (trainings: %s)",
                 self.dir,
                 len(self.plan),
                 len(self.plan) - len(pending),
                 len(pending),
-                ", ".join(self.devices),
+                executor.describe(),
             )
-            with self._progress_bar(len(self.plan), len(self.plan) - len(pending)) as bar:
-                if len(self.devices) > 1:
-                    self._run_parallel(pending, bar)
-                else:
-                    for step in pending:
-                        self._execute(step, bar)
+            try:
+                with progress_bar(len(self.plan), len(self.plan) - len(pending), self.console, self.progress) as bar:
+                    if executor.capacity > 1:
+                        self._run_concurrently(pending, bar)
+                    else:
+                        for step in pending:
+                            self._execute(step, bar)
+            finally:
+                executor.close()
             self.report = self.journal.result("report")
             if self.config.tracking is not None:
                 from atso_med.atso.tracking import log_experiment
 
-                run_id = log_experiment(self, self.config.tracking)
+                trainings = [(s, self.journal.result(s.id)) for s in self.plan if s.kind == "train"]
+                run_id = log_experiment(self.dir, self.config, trainings, self.report, self.config.tracking)
                 logger.info("MLflow: parent run %s at %s", run_id, self.config.tracking.tracking_uri)
         return self.report
 
+    def _make_executor(self) -> TrainingExecutor:
+        if self.config.distributed is not None:
+            from atso_med.atso.distributed import RayExecutor
+
+            return RayExecutor(self.config.distributed)
+        if len(self.devices) > 1:
+            return WorkerPoolExecutor(self.devices, self.layout.log_file)
+        return InProcessExecutor(self.devices[0], self.training_runner)
+
     def _execute(self, step: Step, bar: Any) -> None:
         if bar is not None:
-            bar.set_postfix_str(f"{step.id} | {self._eta_text(step)}", refresh=True)
+            bar.set_postfix_str(f"{step.id} | {self._eta_text()}", refresh=True)
         logger.info("step %s: start", step.id)
         start, cpu_start = time.perf_counter(), time.process_time()
         handler = {
@@ -363,72 +369,33 @@ class ATSOTrainer:
         self._finished_here += 1
         if self.stop_after is not None and self._finished_here >= self.stop_after:
             logger.warning("stopping abruptly after %d steps (stop_after)", self._finished_here)
-            self._stop_workers()
+            if self._executor is not None:
+                self._executor.close()
             for handler in logging.getLogger().handlers + logger.handlers:
                 handler.flush()
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(STOP_EXIT_STATUS)
 
-    def _run_parallel(self, pending: list[Step], bar: Any) -> None:
-        """Trainings on several devices at once (worker processes); everything else here, in order."""
+    def _run_concurrently(self, pending: list[Step], bar: Any) -> None:
+        """Trainings on the executor, as many at once as it takes; every other step here, in plan order."""
+        executor = self._executor
         waiting = list(pending)
-        running: dict[str, tuple[subprocess.Popen, int, Step, float, dict]] = {}
-        self._workers: dict[int, subprocess.Popen] = {}
-        free = list(range(len(self.devices)))  # device slots: [cpu, cpu] is two workers
-        try:
-            self._schedule(waiting, running, free, bar)
-        finally:
-            # A failure (or Ctrl-C) here must not leave workers writing into the experiment.
-            self._stop_workers()
-
-    def _stop_workers(self) -> None:
-        for process in list(getattr(self, "_workers", {}).values()):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            if process.stdin is not None:
-                process.stdin.close()
-        self._workers = {}
-
-    def _worker(self, slot: int) -> subprocess.Popen:
-        """The serving worker process of a device slot (started on first use; see :mod:`atso_med.atso.runner`)."""
-        worker = self._workers.get(slot)
-        if worker is not None and worker.poll() is None:
-            return worker
-        device = self.devices[slot]
-        env = dict(os.environ)
-        if device.startswith("cuda"):
-            env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
-        else:
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            # CPU workers share the cores instead of each taking all of them.
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.devices)))
-        with open(self.dir / LOG_FILE, "ab") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "atso_med.atso.runner", "--serve"],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, text=True,
-            )
-        self._workers[slot] = worker
-        return worker
-
-    def _schedule(self, waiting: list[Step], running: dict, free: list[str], bar: Any) -> None:
+        running: dict[str, tuple[Step, float]] = {}
         while waiting or running:
             progressed = False
             for step in list(waiting):
-                if step.kind != "train" or not free or not self._ready(step, running):
+                if step.kind != "train" or len(running) >= executor.capacity or not self._ready(step, running):
                     continue
-                slot = free.pop(0)
-                running[step.id] = self._launch_training(step, slot)
+                self._submit_training(step)
+                running[step.id] = (step, time.perf_counter())
                 waiting.remove(step)
                 progressed = True
-            for step_id, (process, slot, step, start, context) in list(running.items()):
-                if process.poll() is None and not Path(context["spec"]["result"]).is_file():
-                    continue
-                del running[step_id]
-                free.append(slot)
-                result = self._collect_training(step, process, context)
-                self._finish(step, result, time.perf_counter() - start, bar)
+            for finished in executor.wait(timeout=0.0 if progressed else 0.5):
+                step, start = running.pop(finished.job.step_id)
+                if finished.error is not None:
+                    raise ConfigError(f"training {step.id} failed: {finished.error} (its output: {finished.log})")
+                self._finish(step, self._after_training(step, finished.result), time.perf_counter() - start, bar)
                 progressed = True
             for step in list(waiting):
                 if step.kind != "train" and self._ready(step, running):
@@ -436,29 +403,27 @@ class ATSOTrainer:
                     self._execute(step, bar)
                     progressed = True
                     break  # new trainings may have become ready: launch them first
-            if not progressed:
-                if not running:
-                    blocked = ", ".join(s.id for s in waiting[:3])
-                    raise ConfigError(f"internal error: no step can run (e.g. {blocked})")
-                time.sleep(0.5)
+            if not progressed and not running:
+                blocked = ", ".join(s.id for s in waiting[:3])
+                raise ConfigError(f"internal error: no step can run (e.g. {blocked})")
 
     def _ready(self, step: Step, running: Mapping[str, Any]) -> bool:
         return all(self.journal.is_done(r) for r in step.requires) and step.id not in running
 
     # ------------------------------------------------------------------ trainings
 
-    def _training_overrides(self, step: Step, device: str) -> dict[str, Any]:
-        """The bundle keys of one training (what ``monai.bundle run`` gets on its command line)."""
+    def _training_overrides(self, step: Step) -> dict[str, Any]:
+        """The bundle keys of one training (what ``monai.bundle run`` gets on its command line), but the device."""
         config, training = self.config, self.config.training
-        out = self.dir / step.params["output_dir"]
+        out = self.layout.path(step.params["output_dir"])
         init = step.params["init"]
         init_file = None
         if init["kind"] in ("finetune", "snapshot"):
-            init_file = self.dir / init["weights"]  # the teacher's model.pt, or M0's stage-S+I snapshot
+            init_file = self.layout.path(init["weights"])  # the teacher's model.pt, or M0's stage-S+I snapshot
         elif training.init_weights is not None:
             init_file = Path(training.init_weights)
         overrides: dict[str, Any] = {
-            "datalist": str(self.dir / step.params["datalist"]),
+            "datalist": str(self.layout.path(step.params["datalist"])),
             "output_dir": str(out),
             "plane": step.params["plane"],
             **training.bundle_settings(),
@@ -472,7 +437,6 @@ class ATSOTrainer:
             "save_interval": (training.save_interval or max(1, training.iterations // 10))
             if training.resume == "checkpoint"
             else training.iterations,
-            "device": device,
         }
         if init_file is not None:
             overrides["init_weights"] = str(init_file)
@@ -489,18 +453,17 @@ class ATSOTrainer:
         overrides.update(training.overrides)
         return overrides
 
-    def _prepare_training(self, step: Step) -> None:
-        """Data list and a clean output folder."""
-        from atso_med.engines.checkpoints import latest_checkpoint
+    def _training_job(self, step: Step) -> TrainingJob:
+        """The job of a training step (its data list written), for any executor to run."""
+        from atso_med.engines.workflow import config_files
 
-        out = self.dir / step.params["output_dir"]
         self._write_training_datalist(step)
-        if self.config.training.resume == "restart" or latest_checkpoint(out) is None:
-            # A half-finished training is redone from its first iteration: the same seeds give
-            # the model an uninterrupted run would have given.
-            if out.exists():
-                shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
+        overrides = self._training_overrides(step)
+        log_file = self.layout.log_file
+        if self.config.distributed is not None:
+            # Ray workers on other machines: one file per training, not appends to one shared file.
+            log_file = self.layout.training_log(step.params["output_dir"])
+        return TrainingJob(step.id, config_files("train"), overrides, str(log_file), self.config.training.resume == "checkpoint")
 
     def _write_training_datalist(self, step: Step) -> Path:
         from atso_med.data.datalist import write_datalist
@@ -510,39 +473,33 @@ class ATSOTrainer:
         pseudo = {}
         for entry in step.params["pseudo_labels"].values():
             for case_id in entry["ids"]:
-                pseudo[case_id] = self.dir / entry["dir"] / f"{case_id}.nii.gz"
+                pseudo[case_id] = self.layout.case_file(entry["dir"], case_id)
         items = training_datalist(dataset, splits, pseudo, reference_truth=step.params["truth_ids"])
         trained = [item["id"] for item in items]
         if sorted(trained) != sorted(step.params["train_ids"]):
             raise ConfigError(f"internal error: the data list of {step.id} differs from its plan")
         validation = evaluation_datalist(dataset, splits.validation) if splits.validation else []
-        return write_datalist(self.dir / step.params["datalist"], items, validation)
+        return write_datalist(self.layout.path(step.params["datalist"]), items, validation)
 
-    def _train(self, step: Step, device: str | None = None) -> dict[str, Any]:
-        from atso_med.engines.checkpoints import latest_checkpoint
-        from atso_med.engines.workflow import bundle_command, config_files
+    def _submit_training(self, step: Step) -> None:
+        """Hand a training to the executor, logging the equivalent ``monai.bundle run`` command."""
+        from atso_med.atso.training import job_overrides
+        from atso_med.engines.workflow import bundle_command
 
-        device = device or self.devices[0]
-        self._prepare_training(step)
-        out = self.dir / step.params["output_dir"]
-        overrides = self._training_overrides(step, device)
-        if self.config.training.resume == "checkpoint" and latest_checkpoint(out) is not None:
-            overrides["resume"] = True
-        configs = config_files("train")
-        command = bundle_command(configs, overrides)
-        logger.info("train %s (%d cases) on %s: %s", step.id, len(step.params["train_ids"]), device, command)
-        runner = self.training_runner
-        if runner is None:
-            from atso_med.atso.runner import run_training
+        executor = self._executor
+        job = self._training_job(step)
+        command = bundle_command(job.configs, job_overrides(job, executor.next_device()))
+        logger.info("train %s (%d cases) on %s: %s", step.id, len(step.params["train_ids"]), executor.next_place(), command)
+        executor.submit(job)
 
-            with _output_to(self.dir / LOG_FILE):
-                result = run_training(configs, overrides)
-        else:
-            result = runner(configs, overrides)
-        return self._after_training(step, result, command)
+    def _train(self, step: Step) -> dict[str, Any]:
+        """A training in this process (one device): to its end, through the in-process executor."""
+        self._submit_training(step)
+        (finished,) = self._executor.wait(timeout=0.0)
+        return self._after_training(step, finished.result)
 
-    def _after_training(self, step: Step, result: Mapping[str, Any], command: str) -> dict[str, Any]:
-        out = self.dir / step.params["output_dir"]
+    def _after_training(self, step: Step, result: Mapping[str, Any]) -> dict[str, Any]:
+        out = self.layout.path(step.params["output_dir"])
         if not self.config.training.keep_checkpoints:
             for checkpoint in out.glob("checkpoint_*.pt"):
                 checkpoint.unlink()
@@ -557,43 +514,12 @@ class ATSOTrainer:
             "model_sha256": result.get("model_sha256"),
             "iterations": result.get("iterations"),
             "seconds": result.get("seconds"),
-            "command": command,
+            "command": result.get("command"),
         }
         write_text_atomic(json.dumps(record, indent=2) + "\n", out / "training.json")
         return {k: record[k] for k in ("initial_weights_sha256", "model_sha256", "iterations", "seconds")} | {
             "model": f"{step.params['output_dir']}/model.pt"
         }
-
-    def _launch_training(self, step: Step, slot: int) -> tuple[subprocess.Popen, int, Step, float, dict]:
-        """Hand one training to the worker process of a device slot (the worker sees only that device)."""
-        from atso_med.engines.workflow import bundle_command, config_files
-
-        device = self.devices[slot]
-        self._prepare_training(step)
-        out = self.dir / step.params["output_dir"]
-        overrides = self._training_overrides(step, "cuda:0" if device.startswith("cuda") else "cpu")
-        configs = config_files("train")
-        command = bundle_command(configs, overrides)
-        spec = {"configs": configs, "overrides": overrides, "result": str(out / "worker_result.json")}
-        spec_file = out / "worker_spec.json"
-        write_text_atomic(json.dumps(spec, indent=2) + "\n", spec_file)
-        (out / "worker_result.json").unlink(missing_ok=True)
-        worker = self._worker(slot)
-        logger.info("train %s on %s (worker %d): %s", step.id, device, worker.pid, command)
-        worker.stdin.write(f"{spec_file}\n")
-        worker.stdin.flush()
-        return worker, slot, step, time.perf_counter(), {"command": command, "spec": spec}
-
-    def _collect_training(self, step: Step, process: subprocess.Popen, context: Mapping[str, Any]) -> dict[str, Any]:
-        out = self.dir / step.params["output_dir"]
-        result_file = Path(context["spec"]["result"])
-        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
-        if "error" in result or not result:
-            reason = result.get("error") or f"the worker stopped (exit status {process.poll()}); see {self.dir / LOG_FILE}"
-            raise ConfigError(f"training {step.id} failed: {reason}")
-        for name in ("worker_spec.json", "worker_result.json"):
-            (out / name).unlink(missing_ok=True)
-        return self._after_training(step, result, context["command"])
 
     # ------------------------------------------------------------------ predictions
 
@@ -606,9 +532,9 @@ class ATSOTrainer:
         from atso_med.engines.workflow import bundle_command, config_files
 
         params = step.params
-        datalist = self.dir / "datalists" / f"{params['set']}.json"
-        model_dir = self.dir / params["model_dir"]
-        out = self.dir / params["output_dir"]
+        datalist = self.layout.prediction_datalist(params["set"])
+        model_dir = self.layout.path(params["model_dir"])
+        out = self.layout.path(params["output_dir"])
         overrides = {
             "input": str(datalist),
             "datalist_key": "testing",
@@ -622,7 +548,7 @@ class ATSOTrainer:
             overrides["long_axis_spacing"] = self.config.long_axis_spacing
         logger.info("predict %s (%d cases): %s", step.id, len(params["ids"]), bundle_command(config_files("inference"), overrides))
         # predict_datalist skips cases already written (atomically), so a killed prediction resumes.
-        with _output_to(self.dir / LOG_FILE):
+        with output_to(self.layout.log_file):
             stats = self._predictor()(datalist, model_dir, out, params["save_probability"])
         missing = [i for i in params["ids"] if not (out / f"{i}.nii.gz").is_file()]
         if missing:
@@ -635,8 +561,8 @@ class ATSOTrainer:
         from atso_med.inferers.fusion import vote_files
 
         params = step.params
-        sources = [self.dir / s for s in params["sources"]]
-        out = self.dir / params["output_dir"]
+        sources = [self.layout.path(s) for s in params["sources"]]
+        out = self.layout.path(params["output_dir"])
         out.mkdir(parents=True, exist_ok=True)
         logger.info("%s %s: %s of %s", params["purpose"], step.id, "copy" if len(sources) == 1 else "majority vote", ", ".join(params["teachers"]))
         for case_id in params["ids"]:
@@ -652,10 +578,9 @@ class ATSOTrainer:
         from atso_med.metrics.evaluation import evaluate_predictions
 
         params = step.params
-        folder = self.dir / params["target"]
-        pairs = [(i, folder / f"{i}.nii.gz", self.data.dataset.case(i).label) for i in params["ids"]]
+        pairs = [(i, self.layout.case_file(params["target"], i), self.data.dataset.case(i).label) for i in params["ids"]]
         report = evaluate_predictions(
-            pairs, self.config.foreground, output_dir=self.dir / params["output_dir"], classes=self.data.dataset.labels
+            pairs, self.config.foreground, output_dir=self.layout.path(params["output_dir"]), classes=self.data.dataset.labels
         )
         summary = report.summary
         logger.info("evaluate %s: mean DSC %.4f, global DSC %.4f (%d cases)", params["target"], summary["mean_dsc"], summary["global_dsc"], summary["cases"])
@@ -670,118 +595,24 @@ class ATSOTrainer:
         }
 
     def _report(self, step: Step) -> dict[str, Any]:
-        from atso_med.atso.reports import write_reports
+        from atso_med.atso.reports import ReportInputs, write_reports
 
-        return write_reports(self)
-
-    # ------------------------------------------------------------------ output
-
-    @contextlib.contextmanager
-    def _logging(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.dir / LOG_FILE, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        previous_level = logger.level
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        try:
-            yield
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(previous_level)
-            handler.close()
-
-    @contextlib.contextmanager
-    def _progress_bar(self, total: int, done: int) -> Iterator[Any]:
-        if not self.progress:
-            yield None
-            return
-        from tqdm import tqdm
-
-        console = self.console or sys.stderr
-        bar = tqdm(
-            total=total,
-            initial=done,
-            unit="step",
-            file=console,
-            dynamic_ncols=True,
-            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}] {postfix}",
-            desc="ATSO",
+        evaluations = {
+            s.params["target"]: self.journal.result(s.id) for s in self.plan if s.kind == "evaluate" and self.journal.is_done(s.id)
+        }
+        trained = frozenset(s.tags["strategy"] for s in self.plan if s.kind == "train")
+        return write_reports(
+            ReportInputs(self.layout, self.config, self.data.dataset, self.data.splits, evaluations, trained)
         )
-        try:
-            yield bar
-        finally:
-            bar.close()
 
-    def _eta_text(self, current: Step) -> str:
-        """Time left, from the measured cost of finished steps (seconds per iteration, per case)."""
-        rates: dict[str, list[float]] = {}
-        for step in self.plan:
-            if self.journal.is_done(step.id) and step.kind != "report":
-                units = _step_units(step, self.config)
-                if units:
-                    rates.setdefault(step.kind, []).append(self.journal.seconds(step.id) / units)
-        remaining = 0.0
-        for step in self.plan:
-            if self.journal.is_done(step.id) or step.kind == "report":
-                continue
-            if step.kind not in rates:
-                return "ETA: measuring"
-            remaining += sum(rates[step.kind]) / len(rates[step.kind]) * _step_units(step, self.config)
-        return f"ETA {_format_seconds(remaining)}"
+    def _eta_text(self) -> str:
+        def seconds_of(step_id: str) -> float | None:
+            return self.journal.seconds(step_id) if self.journal.is_done(step_id) else None
 
-
-def _step_units(step: Step, config: ExperimentConfig) -> float:
-    if step.kind == "train":
-        return float(config.training.iterations)
-    return float(len(step.params.get("ids", [])) or 1)
-
-
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+        return eta_text(self.plan, seconds_of, self.config.training.iterations)
 
 
 def plan_digest(steps: Sequence[Step]) -> str:
     """Digest of a plan: a journal only resumes the plan it was written for."""
     text = json.dumps([s.to_dict() for s in steps], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _drop_handlers_of(stream) -> None:
-    """Remove log handlers that write to ``stream``: the next training would log into a closed file."""
-    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)]
-    for each in loggers:
-        for handler in list(each.handlers):
-            if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
-                each.removeHandler(handler)
-
-
-@contextlib.contextmanager
-def _output_to(log_file: Path) -> Iterator[None]:
-    """Send everything written to the process's stdout and stderr (MONAI's logs too) to ``log_file``.
-
-    File descriptors 1 and 2 are redirected, so handlers created earlier that hold the original
-    streams are caught as well; the progress bar writes to its own duplicate of the terminal.
-    ``sys.stdout`` / ``sys.stderr`` are replaced too: in Jupyter they are not file descriptor 1 and 2
-    but the kernel's streams, and the bundle's log handlers, created inside, would write to the notebook.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log_file, "ab") as log, open(log_file, "a", encoding="utf-8", buffering=1) as text:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            _drop_handlers_of(text)

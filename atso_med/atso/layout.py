@@ -1,0 +1,152 @@
+"""The layout of an experiment folder: every path the runner, the plan, the reports and the readers use.
+
+This module is the only place that spells the folder's file and folder names; everything else
+asks it. Paths inside the plan (step parameters) are relative to the experiment folder, so a plan
+stays valid when the folder moves; :class:`ExperimentLayout` turns them into absolute paths::
+
+    config.yaml                     the resolved configuration (defaults filled in, absolute paths)
+    splits.json                     the splits used (copied or drawn)
+    dataset.json                    transfer only: the merged source + target data set
+    plan.json                       every step: kind, inputs, outputs, training case ids
+    state.json                      the journal of finished steps and their results
+    log.txt                         every stage, with the equivalent `python -m monai.bundle run ...`
+    .lock                           held by the process that runs the experiment
+    datalists/<set>.json            images to predict (test, fold<k>); no labels
+    models/<strategy>/gen<t>/<all|fold<k>>/datalist.json
+    models/<strategy>/gen<t>/<all|fold<k>>/plane_<P>/model.pt (+ training.json, tensorboard/)
+    pseudo_labels/<strategy>/gen<t>/fold<k>/<case_id>.nii.gz   what generation t trains on
+    predictions/<strategy>/gen<t>/<all|fold<k>|fused>/<test|fold<k>>/<case_id>.nii.gz
+    reports/report.json, report.csv, report.md, progress.png, overlays/<case_id>.png
+    reports/evaluations/<evaluated folder>/summary.json, per_case.csv
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from atso_med.atso.journal import JOURNAL_FILE
+from atso_med.atso.lock import LOCK_FILE
+
+__all__ = [
+    "CONFIG_FILE",
+    "DATASET_FILE",
+    "ExperimentLayout",
+    "JOURNAL_FILE",
+    "LOCK_FILE",
+    "LOG_FILE",
+    "PLAN_FILE",
+    "REPORTS_DIR",
+    "SPLITS_FILE",
+    "evaluation_folder",
+    "fused_predictions_folder",
+    "model_folder",
+    "plane_folder",
+    "predictions_folder",
+    "pseudo_label_folder",
+]
+
+CONFIG_FILE = "config.yaml"
+SPLITS_FILE = "splits.json"
+DATASET_FILE = "dataset.json"
+PLAN_FILE = "plan.json"
+LOG_FILE = "log.txt"
+REPORTS_DIR = "reports"
+
+
+def model_folder(model_key: str) -> str:
+    """A model set's folder (``models/<strategy>/gen<t>/<group>``); ``model_key`` is ``<strategy>/gen<t>/<group>``."""
+    return f"models/{model_key}"
+
+
+def plane_folder(model_key: str, plane: str) -> str:
+    """One plane's training folder of a model set (holds ``model.pt``)."""
+    return f"{model_folder(model_key)}/plane_{plane}"
+
+
+def training_datalist(model_key: str) -> str:
+    """The data list every plane training of a model set reads."""
+    return f"{model_folder(model_key)}/datalist.json"
+
+
+def predictions_folder(model_key: str, case_set: str) -> str:
+    """A model set's predictions of ``case_set`` (``test`` or ``fold<k>``)."""
+    return f"predictions/{model_key}/{case_set}"
+
+
+def fused_predictions_folder(generation: int, case_set: str) -> str:
+    """The majority vote of ATSO's fold models of ``generation`` on ``case_set``."""
+    return f"predictions/atso/gen{generation}/fused/{case_set}"
+
+
+def pseudo_label_folder(strategy: str, generation: int, fold: int) -> str:
+    """The pseudo labels of reference fold ``fold`` that ``generation`` of ``strategy`` trains on."""
+    return f"pseudo_labels/{strategy}/gen{generation}/fold{fold}"
+
+
+def evaluation_folder(target: str) -> str:
+    """Where the evaluation of a prediction or pseudo-label folder (``target``) is written."""
+    return f"{REPORTS_DIR}/evaluations/{target}"
+
+
+class ExperimentLayout:
+    """The absolute paths of one experiment folder.
+
+    Args:
+        root: the experiment folder (``output_dir``).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ExperimentLayout({str(self.root)!r})"
+
+    def path(self, relative: str | os.PathLike) -> Path:
+        """A path of the plan (relative to the experiment folder) made absolute."""
+        return self.root / relative
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def splits_file(self) -> Path:
+        return self.root / SPLITS_FILE
+
+    @property
+    def dataset_file(self) -> Path:
+        """The merged data set of a transfer experiment."""
+        return self.root / DATASET_FILE
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / PLAN_FILE
+
+    @property
+    def journal_file(self) -> Path:
+        return self.root / JOURNAL_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / REPORTS_DIR
+
+    def prediction_datalist(self, case_set: str) -> Path:
+        """The image-only data list of ``case_set`` (``test`` or ``fold<k>``) that predictions read."""
+        return self.root / "datalists" / f"{case_set}.json"
+
+    def training_log(self, plane_folder: str) -> Path:
+        """The output of one training run on a cluster (beside its folder: a fresh start empties the folder)."""
+        return self.root / f"{plane_folder}.log"
+
+    def case_file(self, folder: str, case_id: str) -> Path:
+        """One case's mask in a prediction or pseudo-label folder of the plan."""
+        return self.root / folder / f"{case_id}.nii.gz"
+
+    def is_experiment(self) -> bool:
+        """Whether the folder holds an experiment that has started (its configuration and journal)."""
+        return self.config_file.is_file() and self.journal_file.is_file()

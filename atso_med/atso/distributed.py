@@ -15,7 +15,6 @@ continues from there.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from atso_med.atso.executors import Finished, TrainingExecutor
 from atso_med.atso.training import TrainingJob, run_job
 from atso_med.errors import ConfigError
+from atso_med.extras import require_extra
 
 __all__ = ["RayExecutor", "RaySettings", "require_ray"]
 
@@ -30,16 +30,8 @@ _KEYS = ("address", "gpus_per_training", "cpus_per_training", "retries", "num_cp
 
 
 def require_ray(what: str) -> None:
-    """Refuses before any work when Ray is not installed.
-
-    Args:
-        what: the option that needs it, named in the message.
-
-    Raises:
-        ConfigError: ``ray`` cannot be imported.
-    """
-    if importlib.util.find_spec("ray") is None:
-        raise ConfigError(f"{what} needs Ray: pip install -c constraints.txt -e \".[distributed]\"")
+    """Refuses before any work when Ray is not installed (``what``: the option that needs it)."""
+    require_extra("ray", "Ray", "distributed", what)
 
 
 @dataclass

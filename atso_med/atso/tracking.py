@@ -8,13 +8,13 @@ did each step. ``mlflow`` (the ``tracking`` extra) is imported only then.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atso_med.errors import ConfigError
+from atso_med.extras import require_extra
 
 if TYPE_CHECKING:
     from atso_med.atso.config import ExperimentConfig
@@ -27,16 +27,8 @@ _SETS = {"R": "reference", "E": "test"}
 
 
 def require_mlflow(what: str) -> None:
-    """Refuses before any work when MLflow is not installed.
-
-    Args:
-        what: the option that needs it, named in the message.
-
-    Raises:
-        ConfigError: ``mlflow`` cannot be imported.
-    """
-    if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError(f"{what} needs MLflow: pip install -c constraints.txt -e \".[tracking]\"")
+    """Refuses before any work when MLflow is not installed (``what``: the option that needs it)."""
+    require_extra("mlflow", "MLflow", "tracking", what)
 
 
 @dataclass

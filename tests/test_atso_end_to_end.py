@@ -11,6 +11,7 @@ import json
 import re
 import os
 import signal
+import shlex
 import subprocess
 import sys
 import time
@@ -161,12 +162,20 @@ def test_scratch_trainings_start_from_bit_identical_weights_and_self_learning_fr
     assert state["train/atso/gen1/fold0/plane_Z"]["result"]["model_sha256"] != expected
 
 
-def test_logged_commands_are_the_bundle_runs(uninterrupted):
+def test_logged_commands_are_the_bundle_runs(uninterrupted, tmp_path):
     log = (uninterrupted / "log.txt").read_text()
     train_commands = [line.split(": ", 1)[1] for line in log.splitlines() if " INFO train train/" in line]
     assert len(train_commands) == 5
-    assert all(c.startswith(f"python -m monai.bundle run --config_file {BUNDLE / 'train.json'}") for c in train_commands)
+    assert all(c.startswith("python -m monai.bundle run --config_file ") for c in train_commands)
     assert f"--config_file {BUNDLE / 'inference.json'}" in log
+    # Run by hand, a logged training gives the experiment's model (into another folder).
+    folder = uninterrupted / "models/atso/gen1/fold0/plane_Z"
+    (command,) = [c for c in train_commands if str(folder / "settings.json") in c]
+    argv = [sys.executable, *shlex.split(command)[1:], "--output_dir", str(tmp_path / "by_hand")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    recorded = json.loads((folder / "training.json").read_text())["model_sha256"]
+    assert model_file_sha256(tmp_path / "by_hand" / "model.pt") == recorded
 
 
 def test_pseudo_labels_and_predictions_lie_on_the_images_grids(uninterrupted, phantom):

@@ -33,6 +33,9 @@ class FakeTraining:
         from atso_med.engines.checkpoints import save_model_atomic
         from atso_med.networks import build_rstn, initialize_rstn
 
+        # The runner's keys are in the settings overlay, the last config file; the device on the command line.
+        assert Path(configs[-1]).name == "settings.json" and set(overrides) <= {"device", "resume"}
+        overrides = {**json.loads(Path(configs[-1]).read_text()), **overrides}
         self.calls.append(overrides["output_dir"])
         network = initialize_rstn(build_rstn(overrides["preset"]), seed=overrides["init_seed"], weights_file=overrides.get("init_weights"))
         initial = state_dict_sha256(network.state_dict())
@@ -124,8 +127,11 @@ def test_layout_is_the_documented_one(finished):
     for model in ("supervised/gen0/all", "fully_supervised/gen0/all", "self_learning/gen2/all", "stso/gen1/all", "atso/gen1/fold0", "atso/gen2/fold1", "atso/gen2/all"):
         for plane in "XYZ":
             assert (root / "models" / model / f"plane_{plane}" / "model.pt").is_file(), model
-            meta = json.loads((root / "models" / model / f"plane_{plane}" / "training.json").read_text())
-            assert meta["command"].startswith("python -m monai.bundle run --config_file ") and f"--plane {plane}" in meta["command"]
+            folder = root / "models" / model / f"plane_{plane}"
+            meta = json.loads((folder / "training.json").read_text())
+            assert json.loads((folder / "settings.json").read_text())["plane"] == plane
+            assert meta["command"].startswith("python -m monai.bundle run --config_file ")
+            assert f'{folder / "settings.json"}"]' in meta["command"] and meta["command"].endswith("--device cpu")
     for strategy in ("self_learning", "stso", "atso"):
         for generation in (1, 2, 3):
             for k, fold in enumerate(splits.reference):

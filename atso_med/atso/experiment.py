@@ -32,7 +32,7 @@ from atso_med.atso.console import eta_text, progress_bar
 from atso_med.atso.data import ExperimentData, load_experiment_data
 from atso_med.atso.executors import InProcessExecutor, TrainingExecutor, WorkerPoolExecutor
 from atso_med.atso.journal import Journal
-from atso_med.atso.layout import JOURNAL_FILE, LOCK_FILE, ExperimentLayout
+from atso_med.atso.layout import JOURNAL_FILE, LOCK_FILE, TRAINING_RECORD_FILE, ExperimentLayout
 from atso_med.atso.lock import FolderLock
 from atso_med.atso.logs import experiment_log, logger, output_to
 from atso_med.atso.strategies import PlanInputs, Step, build_plan
@@ -412,8 +412,8 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ trainings
 
-    def _training_overrides(self, step: Step) -> dict[str, Any]:
-        """The bundle keys of one training (what ``monai.bundle run`` gets on its command line), but the device."""
+    def _training_settings(self, step: Step) -> dict[str, Any]:
+        """The bundle keys of one training (its settings overlay file), but the device."""
         config, training = self.config, self.config.training
         out = self.layout.path(step.params["output_dir"])
         init = step.params["init"]
@@ -422,7 +422,7 @@ class ExperimentRunner:
             init_file = self.layout.path(init["weights"])  # the teacher's model.pt, or M0's stage-S+I snapshot
         elif training.init_weights is not None:
             init_file = Path(training.init_weights)
-        overrides: dict[str, Any] = {
+        settings: dict[str, Any] = {
             "datalist": str(self.layout.path(step.params["datalist"])),
             "output_dir": str(out),
             "plane": step.params["plane"],
@@ -439,31 +439,31 @@ class ExperimentRunner:
             else training.iterations,
         }
         if init_file is not None:
-            overrides["init_weights"] = str(init_file)
+            settings["init_weights"] = str(init_file)
         if init.get("save_snapshot"):
-            overrides["snapshot_file"] = init["save_snapshot"]
+            settings["snapshot_file"] = init["save_snapshot"]
         if init["kind"] == "snapshot":
             # The snapshot has been through stages S and I: the student trains stage J only.
-            overrides["iterations"] = max(1, round(training.iterations * training.stage_fractions[2]))
-            overrides["stage_fractions"] = [0.0, 0.0, 1.0]
+            settings["iterations"] = max(1, round(training.iterations * training.stage_fractions[2]))
+            settings["stage_fractions"] = [0.0, 0.0, 1.0]
         if config.foreground is not None:
-            overrides["foreground"] = list(config.foreground)
+            settings["foreground"] = list(config.foreground)
         if config.long_axis_spacing is not None:
-            overrides["long_axis_spacing"] = config.long_axis_spacing
-        overrides.update(training.overrides)
-        return overrides
+            settings["long_axis_spacing"] = config.long_axis_spacing
+        settings.update(training.overrides)
+        return settings
 
     def _training_job(self, step: Step) -> TrainingJob:
         """The job of a training step (its data list written), for any executor to run."""
         from atso_med.engines.workflow import config_files
 
         self._write_training_datalist(step)
-        overrides = self._training_overrides(step)
+        settings = self._training_settings(step)
         log_file = self.layout.log_file
         if self.config.distributed is not None:
             # Ray workers on other machines: one file per training, not appends to one shared file.
             log_file = self.layout.training_log(step.params["output_dir"])
-        return TrainingJob(step.id, config_files("train"), overrides, str(log_file), self.config.training.resume == "checkpoint")
+        return TrainingJob(step.id, config_files("train"), settings, str(log_file), self.config.training.resume == "checkpoint")
 
     def _write_training_datalist(self, step: Step) -> Path:
         from atso_med.data.datalist import write_datalist
@@ -488,7 +488,7 @@ class ExperimentRunner:
 
         executor = self._executor
         job = self._training_job(step)
-        command = bundle_command(job.configs, job_overrides(job, executor.next_device()))
+        command = bundle_command(job.run_configs, job_overrides(job, executor.next_device()))
         logger.info("train %s (%d cases) on %s: %s", step.id, len(step.params["train_ids"]), executor.next_place(), command)
         executor.submit(job)
 
@@ -516,7 +516,7 @@ class ExperimentRunner:
             "seconds": result.get("seconds"),
             "command": result.get("command"),
         }
-        write_text_atomic(json.dumps(record, indent=2) + "\n", out / "training.json")
+        write_text_atomic(json.dumps(record, indent=2) + "\n", out / TRAINING_RECORD_FILE)
         return {k: record[k] for k in ("initial_weights_sha256", "model_sha256", "iterations", "seconds")} | {
             "model": f"{step.params['output_dir']}/model.pt"
         }

@@ -13,7 +13,8 @@ stays valid when the folder moves; :class:`ExperimentLayout` turns them into abs
     .lock                           held by the process that runs the experiment
     datalists/<set>.json            images to predict (test, fold<k>); no labels
     models/<strategy>/gen<t>/<all|fold<k>>/datalist.json
-    models/<strategy>/gen<t>/<all|fold<k>>/plane_<P>/model.pt (+ training.json, tensorboard/)
+    models/<strategy>/gen<t>/<all|fold<k>>/plane_<P>/model.pt (+ settings.json, training.json, tensorboard/)
+    models/<strategy>/gen<t>/<all|fold<k>>/plane_<P>.log     the training's output
     pseudo_labels/<strategy>/gen<t>/fold<k>/<case_id>.nii.gz   what generation t trains on
     predictions/<strategy>/gen<t>/<all|fold<k>|fused>/<test|fold<k>>/<case_id>.nii.gz
     reports/report.json, report.csv, report.md, progress.png, overlays/<case_id>.png
@@ -38,6 +39,8 @@ __all__ = [
     "PLAN_FILE",
     "REPORTS_DIR",
     "SPLITS_FILE",
+    "TRAINING_RECORD_FILE",
+    "TRAINING_SETTINGS_FILE",
     "evaluation_folder",
     "fused_predictions_folder",
     "model_folder",
@@ -52,6 +55,10 @@ DATASET_FILE = "dataset.json"
 PLAN_FILE = "plan.json"
 LOG_FILE = "log.txt"
 REPORTS_DIR = "reports"
+#: In a plane's training folder: the config overlay the bundle ran with (the runner's keys).
+TRAINING_SETTINGS_FILE = "settings.json"
+#: In a plane's training folder: what the runner recorded (init, weight hashes, command).
+TRAINING_RECORD_FILE = "training.json"
 
 
 def model_folder(model_key: str) -> str:

@@ -1,8 +1,9 @@
 """One training of an experiment: the bundle's train workflow, wherever it runs.
 
-A training is the bundle's train workflow (``configs/train.json``) with the runner's overrides,
-exactly what ``python -m monai.bundle run --config_file .../train.json --meta_file ... --key value``
-runs (that command is written to the experiment's log). Besides running it, :func:`run_training`
+A training is the bundle's train workflow (``configs/train.json``) overlaid with the training's
+settings file (``settings.json`` in its training folder: the runner's keys, plain JSON values),
+exactly what ``python -m monai.bundle run --config_file "['.../train.json', '.../settings.json']"
+--meta_file ... --device cpu`` runs (that command is written to the experiment's log). Besides running it, :func:`run_training`
 records a SHA-256 of the network's weights right before the first iteration, so that a test (or
 a user) can check that every from-scratch training of a plane started from bit-identical weights.
 
@@ -35,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atso_med.atso.layout import TRAINING_SETTINGS_FILE
 from atso_med.atso.logs import output_to
 from atso_med.errors import AtsoMedError, ConfigError
 from atso_med.files import write_text_atomic
@@ -92,13 +94,13 @@ def run_training(configs: Sequence[str], overrides: Mapping[str, Any]) -> dict[s
         initial = state_dict_sha256(network.state_dict())
         workflow.run()
         workflow.finalize()
-    model = Path(str(overrides["output_dir"])) / "model.pt"
+    model = Path(str(workflow.parser.get_parsed_content("output_dir"))) / "model.pt"
     if not model.is_file():
         raise ConfigError(f"the training finished without writing {model}")
     result = {
         "initial_weights_sha256": initial,
         "model_sha256": model_file_sha256(model),
-        "iterations": int(overrides.get("iterations", 0)),
+        "iterations": int(workflow.parser.get_parsed_content("iterations")),
         "seconds": round(time.perf_counter() - start, 3),
     }
     del workflow, network
@@ -113,36 +115,46 @@ class TrainingJob:
     Attributes:
         step_id: the plan step it is (``train/atso/gen1/fold0/plane_Z``).
         configs: the bundle's config files (``train.json`` first).
-        overrides: the bundle keys, as on the ``monai.bundle run`` command line, but ``device``
-            (the executor that runs the job picks it).
+        settings: the bundle keys the runner sets, but ``device`` (the executor that runs the job
+            picks it); :func:`run_job` writes them to the training's settings file.
         log_file: where everything the training prints goes.
         resume: continue from the training folder's latest checkpoint when there is one.
     """
 
     step_id: str
     configs: list[str]
-    overrides: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     log_file: str = ""
     resume: bool = False
 
     @property
     def output_dir(self) -> Path:
         """The training folder (``model.pt``, checkpoints, TensorBoard logs)."""
-        return Path(str(self.overrides["output_dir"]))
+        return Path(str(self.settings["output_dir"]))
+
+    @property
+    def settings_file(self) -> Path:
+        """The config overlay with :attr:`settings` (saved with the model; the last config file of the run)."""
+        return self.output_dir / TRAINING_SETTINGS_FILE
+
+    @property
+    def run_configs(self) -> list[str]:
+        """The config files the training runs with: the bundle's, then its settings file."""
+        return [*self.configs, str(self.settings_file)]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingJob:
-        return cls(**{k: data[k] for k in ("step_id", "configs", "overrides", "log_file", "resume")})
+        return cls(**{k: data[k] for k in ("step_id", "configs", "settings", "log_file", "resume")})
 
 
 def job_overrides(job: TrainingJob, device: str) -> dict[str, Any]:
-    """The bundle keys ``job`` runs with on ``device`` (``resume`` set when a checkpoint is there to resume)."""
+    """The command-line keys of ``job`` on ``device``: the device, and ``resume`` when a checkpoint is there to resume."""
     from atso_med.engines.checkpoints import latest_checkpoint
 
-    overrides = {**job.overrides, "device": device}
+    overrides: dict[str, Any] = {"device": device}
     if job.resume and latest_checkpoint(job.output_dir) is not None:
         overrides["resume"] = True
     return overrides
@@ -167,9 +179,10 @@ def run_job(job: TrainingJob, device: str, train: Callable[..., Mapping[str, Any
         # the model an uninterrupted run would have given.
         shutil.rmtree(job.output_dir)
     job.output_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(json.dumps(job.settings, indent=2) + "\n", job.settings_file)
     with output_to(Path(job.log_file)):
-        result = (train or run_training)(job.configs, overrides)
-    return {**result, "command": bundle_command(job.configs, overrides)}
+        result = (train or run_training)(job.run_configs, overrides)
+    return {**result, "command": bundle_command(job.run_configs, overrides)}
 
 
 def _exit_with_parent() -> None:

@@ -40,7 +40,7 @@ def config_files(*names: str) -> list[str]:
 def bundle_command(configs: Sequence[str], overrides: Mapping[str, object]) -> str:
     """The shell command that runs the same workflow by hand with ``python -m monai.bundle run``."""
     parts = ["python", "-m", "monai.bundle", "run"]
-    config_arg = configs[0] if len(configs) == 1 else json.dumps(list(configs)).replace('"', "'")
+    config_arg = configs[0] if len(configs) == 1 else json.dumps(list(configs))
     parts += ["--config_file", config_arg, "--meta_file", str(Path(configs[0]).parent / "metadata.json")]
     for key, value in overrides.items():
         parts += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]

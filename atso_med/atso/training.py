@@ -2,10 +2,11 @@
 
 A training is the bundle's train workflow (``configs/train.json``) overlaid with the training's
 settings file (``settings.json`` in its training folder: the runner's keys, plain JSON values),
-exactly what ``python -m monai.bundle run --config_file "['.../train.json', '.../settings.json']"
---meta_file ... --device cpu`` runs (that command is written to the experiment's log). Besides running it, :func:`run_training`
-records a SHA-256 of the network's weights right before the first iteration, so that a test (or
-a user) can check that every from-scratch training of a plane started from bit-identical weights.
+exactly what ``python -m monai.bundle run --config_file '[".../train.json", ".../settings.json"]'
+--meta_file ... --device cpu`` runs (that command is written to the experiment's log). Besides
+running it, :func:`run_training` records a SHA-256 of the network's weights right before the
+first iteration, so that a test (or a user) can check that every from-scratch training of a plane
+started from bit-identical weights.
 
 A :class:`TrainingJob` is a training ready to run in any process that sees the experiment folder
 (this one, a worker process on another device, a Ray worker on another machine); :func:`run_job`

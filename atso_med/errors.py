@@ -47,7 +47,9 @@ class CaseFailuresError(AtsoMedError):
         results: the per-case records of the whole run (``status`` ``"failed"`` for these).
     """
 
-    def __init__(self, failures: list[tuple[str, str]], results: list[dict] | None = None, total: int | None = None) -> None:
+    def __init__(
+        self, failures: list[tuple[str, str]], results: list[dict] | None = None, total: int | None = None
+    ) -> None:
         self.failures = list(failures)
         self.results = list(results or [])
         total = len(self.results) if total is None else total

@@ -22,4 +22,4 @@ def require_extra(module: str, name: str, extra: str, what: str) -> None:
         ConfigError: ``module`` cannot be imported.
     """
     if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"{what} needs {name}: pip install -c constraints.txt -e \".[{extra}]\"")
+        raise ConfigError(f'{what} needs {name}: pip install -c constraints.txt -e ".[{extra}]"')

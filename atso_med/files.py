@@ -1,4 +1,8 @@
-"""Writing output files safely: atomically, with the permissions a normal ``open()`` gives.
+"""Files: JSON inputs read with an error that names the file, outputs written safely.
+
+Every JSON file atso-med reads (data lists, dataset.json, splits, journals, statistics) is parsed
+by :func:`read_json`, so a missing, unreadable or malformed one is refused the same way, as the
+package's own error, never as a ``JSONDecodeError`` traceback.
 
 Every file atso-med writes (models, predictions, pseudo labels, plans, journals, reports, figures)
 goes through :func:`atomic_write`: the content is written to a temporary file beside the target
@@ -15,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from atso_med.errors import ConfigError
 
@@ -25,12 +30,50 @@ __all__ = [
     "dataset_inputs",
     "default_file_mode",
     "json_with_keys",
+    "read_json",
+    "read_json_or_none",
     "write_text_atomic",
 ]
 
 
 class OutputPathError(ConfigError):
     """An output path is one of the command's inputs, a folder, or an existing file of another kind."""
+
+
+def read_json(path: str | os.PathLike, what: str, error: type[Exception] = ConfigError, **loads: Any) -> Any:
+    """The content of a JSON input file.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (``"data list"``, ``"splits file"``, ...).
+        error: the exception to raise, the package's error for that kind of input.
+        **loads: passed to :func:`json.loads` (an ``object_pairs_hook``, say).
+
+    Returns:
+        The parsed content.
+
+    Raises:
+        error: the file does not exist, cannot be read, is not UTF-8, or is not valid JSON.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise error(f"{what} {file} does not exist")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"), **loads)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"{what} {file} is not valid JSON: {problem}") from None
+
+
+def read_json_or_none(path: str | os.PathLike) -> Any:
+    """The content of a JSON file this package wrote before, or ``None`` if it is absent or unreadable.
+
+    For files whose absence or damage is no error, only a reason to start them anew (an
+    interrupted write, a resume marker).
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def default_file_mode() -> int:
@@ -123,8 +166,8 @@ def check_output_file(
     if out.is_dir():
         raise OutputPathError(f"{option} {out} is a folder; give the path of the {kind} file to write")
     resolved = out.resolve()
-    for what, source in inputs:
-        source = Path(source)
+    for what, given in inputs:
+        source = Path(given)
         if resolved == source.resolve() or _same_file(out, source):
             raise OutputPathError(f"{option} {out} is the {what}: inputs are never overwritten, choose another path")
         if source.is_dir() and resolved.is_relative_to(source.resolve()):
@@ -134,7 +177,9 @@ def check_output_file(
             raise OutputPathError(f"{out} already exists; pass --force to overwrite it")
         if is_kind is not None and not is_kind(out):
             replaces = f"{force_option} overwrites" if force_option else "it replaces"
-            raise OutputPathError(f"{out} exists and is not a {kind}; {replaces} only a previous {kind}, never another file")
+            raise OutputPathError(
+                f"{out} exists and is not a {kind}; {replaces} only a previous {kind}, never another file"
+            )
     return out
 
 
@@ -142,10 +187,7 @@ def json_with_keys(*keys: str) -> Callable[[Path], bool]:
     """An ``is_kind`` test for :func:`check_output_file`: a JSON object holding all ``keys``."""
 
     def test(path: Path) -> bool:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError):
-            return False
+        data = read_json_or_none(path)
         return isinstance(data, dict) and all(key in data for key in keys)
 
     return test

@@ -31,7 +31,13 @@ import torch
 from atso_med.data.inputs import check_image_header, resolve_inputs
 from atso_med.data.readers import nifti_stem
 from atso_med.data.writers import require_slicerio
-from atso_med.engines.prediction import PredictionEngine, check_case_output, check_nifti_suffix, check_output_dir, run_case
+from atso_med.engines.prediction import (
+    PredictionEngine,
+    check_case_output,
+    check_nifti_suffix,
+    check_output_dir,
+    run_case,
+)
 from atso_med.errors import ConfigError
 from atso_med.inferers.ensemble import EnsembleInferer
 from atso_med.transforms.prediction import PredictionPostprocessing, PredictionPreprocessing

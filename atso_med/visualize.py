@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atso_med.files import atomic_write
 from atso_med.errors import ConfigError
+from atso_med.files import atomic_write
 
 #: Size of a case preview in pixels (width, height) at the default dpi.
 PREVIEW_SIZE = (1200, 450)
@@ -70,11 +70,11 @@ def overlay_rgb(
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
     masks = []
-    for name, mask in (("truth", truth2d), ("prediction", pred2d)):
-        if mask is None:
+    for name, given in (("truth", truth2d), ("prediction", pred2d)):
+        if given is None:
             masks.append(np.zeros(image2d.shape, dtype=bool))
             continue
-        mask = np.asarray(mask)
+        mask = np.asarray(given)
         if mask.shape != image2d.shape:
             raise ConfigError(f"{name} mask shape {mask.shape} differs from the image's {image2d.shape}")
         masks.append(mask != 0)
@@ -181,9 +181,12 @@ def save_case_preview(
     fig = Figure(figsize=(width / _PREVIEW_DPI, height / _PREVIEW_DPI), dpi=_PREVIEW_DPI, facecolor="black")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    for ax, view in zip(axes, ("axial", "coronal", "sagittal")):
-        ax.imshow(overlay_rgb(cut(image, view), cut(label, view), window=window), aspect=aspects[view],
-                  interpolation="nearest")
+    for ax, view in zip(axes, ("axial", "coronal", "sagittal"), strict=True):
+        ax.imshow(
+            overlay_rgb(cut(image, view), cut(label, view), window=window),
+            aspect=aspects[view],
+            interpolation="nearest",
+        )
         ax.set_title(names[view], color="white", fontsize=9)
         ax.axis("off")
     if title:

@@ -60,22 +60,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test", default="0.25", help="test cases: count or fraction")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--generations", type=int, default=3)
-    parser.add_argument("--strategies", nargs="+", default=["supervised", "fully_supervised", "self_learning", "stso", "atso"])
+    parser.add_argument(
+        "--strategies", nargs="+", default=["supervised", "fully_supervised", "self_learning", "stso", "atso"]
+    )
     parser.add_argument("--planes", default="XYZ", help="planes, e.g. XYZ or Z")
     parser.add_argument("--recipe", default="scratch", choices=["scratch", "paper"], help="training recipe")
     parser.add_argument("--preset", default="unet_tiny", help="network preset (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--init-mode", default="random", choices=["random", "snapshot"], help="start of STSO/ATSO generations")
+    parser.add_argument(
+        "--init-mode", default="random", choices=["random", "snapshot"], help="start of STSO/ATSO generations"
+    )
     parser.add_argument("--cutout", action="store_true", help="the appendix's strong augmentation for every strategy")
-    parser.add_argument("--margin", type=int, default=6, help="box margin in pixels (RSTN's 20 px is for 512x512 slices)")
+    parser.add_argument(
+        "--margin", type=int, default=6, help="box margin in pixels (RSTN's 20 px is for 512x512 slices)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="coarse-to-fine inference rounds")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cpu"], help="one training per device at a time")
     parser.add_argument("--quick", action="store_true", help="CPU smoke setting: " + json.dumps(QUICK))
-    parser.add_argument("--record", default=None,
-                        help="folder of finished seeds' reports (seed<k>.json, kept in git): a recorded seed of the same "
-                             "setting is read, not rerun, and every seed that finishes is added; lets the seeds of one "
-                             "grid be run in separate sessions")
+    parser.add_argument(
+        "--record",
+        default=None,
+        help="folder of finished seeds' reports (seed<k>.json, kept in git): a recorded seed of the same "
+        "setting is read, not rerun, and every seed that finishes is added; lets the seeds of one "
+        "grid be run in separate sessions",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.shape, args.cases, args.generations = QUICK["shape"], QUICK["cases"], QUICK["generations"]
@@ -114,8 +123,25 @@ def experiment(args: argparse.Namespace, dataset: Path, seed: int, out: Path) ->
     }
 
 
-SETTING_KEYS = ("cases", "shape", "phantom_seed", "labeled", "test", "folds", "generations", "strategies", "planes",
-                "recipe", "preset", "iterations", "batch_size", "init_mode", "cutout", "margin", "rounds")
+SETTING_KEYS = (
+    "cases",
+    "shape",
+    "phantom_seed",
+    "labeled",
+    "test",
+    "folds",
+    "generations",
+    "strategies",
+    "planes",
+    "recipe",
+    "preset",
+    "iterations",
+    "batch_size",
+    "init_mode",
+    "cutout",
+    "margin",
+    "rounds",
+)
 
 
 def setting(args: argparse.Namespace) -> dict:
@@ -131,8 +157,10 @@ def recorded(record: Path, seed: int, args: argparse.Namespace) -> dict | None:
     entry = json.loads(path.read_text())
     if entry["setting"] != json.loads(json.dumps(setting(args))):
         differ = sorted(k for k in entry["setting"] if entry["setting"][k] != json.loads(json.dumps(setting(args)))[k])
-        sys.exit(f"bench_atso: {path} was measured with another setting ({', '.join(differ)} differ); "
-                 "use another --record folder")
+        sys.exit(
+            f"bench_atso: {path} was measured with another setting ({', '.join(differ)} differ); "
+            "use another --record folder"
+        )
     return entry["report"]
 
 
@@ -144,7 +172,7 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None, in
 
 
 def fmt(values: list[float | None], scale: float = 100.0) -> str:
-    mean, std, n = mean_std(values)
+    mean, std, _n = mean_std(values)
     return "—" if mean is None else f"{scale * mean:.2f} ± {scale * std:.2f}"
 
 
@@ -160,18 +188,32 @@ def gap_closed(report: dict, strategy: str) -> float | None:
     supervised = dsc(report["strategies"]["supervised"]["final"]["test"])
     fully = dsc(report["strategies"].get("fully_supervised", {}).get("final", {}).get("test"))
     final = dsc(report["strategies"][strategy]["final"]["test"])
-    if strategy in ("supervised", "fully_supervised") or None in (supervised, fully, final) or fully - supervised < 0.005:
+    if (
+        strategy in ("supervised", "fully_supervised")
+        or None in (supervised, fully, final)
+        or fully - supervised < 0.005
+    ):
         return None
     return (final - supervised) / (fully - supervised)
 
 
 def summarise(reports: dict[int, dict], generations: int) -> tuple[dict, str]:
     """Mean +- std over seeds per strategy and generation, and the gap each strategy closes."""
-    strategies = [s for s in ("supervised", "fully_supervised", "self_learning", "stso", "atso") if all(s in r["strategies"] for r in reports.values())]
+    strategies = [
+        s
+        for s in ("supervised", "fully_supervised", "self_learning", "stso", "atso")
+        if all(s in r["strategies"] for r in reports.values())
+    ]
     summary: dict = {"seeds": sorted(reports), "strategies": {}}
-    lines = [f"Seeds: {', '.join(map(str, sorted(reports)))}; DSC % (mean ± std over seeds of the per-case mean DSC)", ""]
+    lines = [
+        f"Seeds: {', '.join(map(str, sorted(reports)))}; DSC % (mean ± std over seeds of the per-case mean DSC)",
+        "",
+    ]
     semi = [s for s in ("self_learning", "stso", "atso") if s in strategies]
-    lines += ["| Generation | " + " | ".join(f"{s} @R | {s} @E" for s in semi) + " |", "|" + "---|" * (1 + 2 * len(semi))]
+    lines += [
+        "| Generation | " + " | ".join(f"{s} @R | {s} @E" for s in semi) + " |",
+        "|" + "---|" * (1 + 2 * len(semi)),
+    ]
     for t in range(generations + 1):
         cells = []
         for s in semi:
@@ -209,7 +251,10 @@ def target_lines(summary: dict, generations: int) -> list[str]:
 
     fully, atso, stso, self_learning = final("fully_supervised"), final("atso"), final("stso"), final("self_learning")
     gap = strategies.get("atso", {}).get("gap_closed", (None,))[0]
-    reference = [strategies.get("self_learning", {}).get("generations", {}).get(str(t), {}).get("reference", (None,))[0] for t in range(generations + 1)]
+    reference = [
+        strategies.get("self_learning", {}).get("generations", {}).get(str(t), {}).get("reference", (None,))[0]
+        for t in range(generations + 1)
+    ]
     reference = [r for r in reference if r is not None]
     beats = None if None in (atso, stso, self_learning) else atso > stso and atso > self_learning
     plateau = None if len(reference) < 3 else max(reference[2:]) <= reference[1] + 0.01
@@ -252,7 +297,9 @@ def main(argv=None) -> int:
 
     out = Path(args.out).resolve()
     start = time.perf_counter()
-    dataset = write_phantom_dataset(out / "data", PhantomConfig(cases=args.cases, seed=args.phantom_seed, shape=tuple(args.shape)))
+    dataset = write_phantom_dataset(
+        out / "data", PhantomConfig(cases=args.cases, seed=args.phantom_seed, shape=tuple(args.shape))
+    )
     record = Path(args.record) if args.record else None
     reports = {}
     for seed in args.seeds:
@@ -263,7 +310,9 @@ def main(argv=None) -> int:
         folder = out / f"seed{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         config_file = folder / "experiment.yaml"
-        write_text_atomic(yaml.safe_dump(experiment(args, dataset, seed, folder / "experiment"), sort_keys=False), config_file)
+        write_text_atomic(
+            yaml.safe_dump(experiment(args, dataset, seed, folder / "experiment"), sort_keys=False), config_file
+        )
         begin = time.perf_counter()
         resume = (folder / "experiment" / JOURNAL_FILE).is_file()
         runner = ExperimentRunner(config_file, resume=resume, progress=sys.stderr.isatty())
@@ -271,7 +320,9 @@ def main(argv=None) -> int:
         if record is not None:
             entry = {"setting": setting(args), "seconds": round(time.perf_counter() - begin), "report": reports[seed]}
             write_text_atomic(json.dumps(entry, indent=1) + "\n", record / f"seed{seed}.json")
-        print(f"seed {seed}: {time.perf_counter() - begin:.0f} s -> {runner.layout.reports_dir / 'report.md'}", flush=True)
+        print(
+            f"seed {seed}: {time.perf_counter() - begin:.0f} s -> {runner.layout.reports_dir / 'report.md'}", flush=True
+        )
     summary, table = summarise(reports, args.generations)
     summary["settings"] = vars(args)
     summary["seconds"] = round(time.perf_counter() - start, 1)

@@ -27,6 +27,7 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ def ellipsoid(shape: Sequence[int], fractions: Sequence[float] = ORGAN_FRACTIONS
     """Central ellipsoid mask (uint8) with semi-axes ``fractions`` x shape, at least 1 voxel."""
     # Built axis by axis with broadcasting: no full-size float grids.
     total = np.zeros((1, 1, 1), np.float32)
-    for axis, (size, frac) in enumerate(zip(shape, fractions)):
+    for axis, (size, frac) in enumerate(zip(shape, fractions, strict=True)):
         coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / max(frac * size, 0.5)
         total = total + (coords**2).reshape([-1 if a == axis else 1 for a in range(3)])
     return (total <= 1).astype(np.uint8)
@@ -104,9 +105,9 @@ def estimate(models: dict, shape: Sequence[int], cfg: InferenceConfig, device: t
         image = torch.rand((1, 3, *[s for a, s in enumerate(shape) if a != axis]), device=device)
         m_stack = torch.from_numpy(np.ascontiguousarray(slice_stack(mask, plane, centre)))[None].to(device)
         with torch.inference_mode(), autocast:
-            t_coarse = time_call(lambda: model.coarse_probability(image), device, repeats)
+            t_coarse = time_call(partial(model.coarse_probability, image), device, repeats)
             t_fine = time_call(
-                lambda: model.fine_probability(image, image, m_stack, margin=cfg.margin), device, repeats
+                partial(model.fine_probability, image, image, m_stack, margin=cfg.margin), device, repeats
             )
         # The central stack has the largest box: the fine estimate is an upper one.
         top, bottom, left, right = box_from_mask(m_stack, cfg.margin)[0].tolist()

@@ -29,8 +29,8 @@ def measure(preset: str, size: int, batch: int, box: int, device: str, amp: bool
 
     import torch
 
-    from atso_med.networks import build_rstn, initialize_rstn, parameter_groups
     from atso_med.losses import RSTNLoss
+    from atso_med.networks import build_rstn, initialize_rstn, parameter_groups
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -126,13 +126,26 @@ def main() -> None:
         return
 
     header = f"{'preset':6} {'size':>4} {'batch':>5} {'train s/step':>12} {'train smp/s':>11} {'coarse s':>9} {'fine s':>7} {'fcn@crop s':>10} {'infer smp/s':>11} {'peak RSS GB':>11}"
-    print(f"device {args.device}, amp {args.amp}, threads {args.threads}, fine box {args.box}px, median of {args.repeats}")
+    print(
+        f"device {args.device}, amp {args.amp}, threads {args.threads}, fine box {args.box}px, median of {args.repeats}"
+    )
     print(header)
     for preset in args.presets:
         for size in args.sizes:
             for batch in args.batches:
-                config = dict(preset=preset, size=size, batch=batch, box=args.box, device=args.device, amp=args.amp, repeats=args.repeats, threads=args.threads)
-                result = subprocess.run([sys.executable, __file__, "--one", json.dumps(config)], capture_output=True, text=True)
+                config = dict(
+                    preset=preset,
+                    size=size,
+                    batch=batch,
+                    box=args.box,
+                    device=args.device,
+                    amp=args.amp,
+                    repeats=args.repeats,
+                    threads=args.threads,
+                )
+                result = subprocess.run(
+                    [sys.executable, __file__, "--one", json.dumps(config)], check=False, capture_output=True, text=True
+                )
                 if result.returncode != 0:
                     print(f"{preset:6} {size:>4} {batch:>5} failed: {result.stderr.strip().splitlines()[-1]}")
                     continue

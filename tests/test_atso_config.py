@@ -29,7 +29,12 @@ def test_documented_example_loads_with_the_papers_setting(tmp_path):
     assert config.strategies == ["supervised", "fully_supervised", "self_learning", "stso", "atso"]
     assert config.generations == 5 and config.folds == 2 and config.planes == ["X", "Y", "Z"]
     training = config.training
-    assert (training.recipe, training.preset, training.iterations, training.optimizer) == ("paper", "full", 80000, "sgd")
+    assert (training.recipe, training.preset, training.iterations, training.optimizer) == (
+        "paper",
+        "full",
+        80000,
+        "sgd",
+    )
     assert (training.lr_coarse, training.lr_fine, training.momentum) == (1e-5, 1e-4, 0.99)
     assert config.inference.rounds == 10 and config.inference.fusion == "majority"
     # relative paths are resolved against the file's folder
@@ -41,7 +46,7 @@ def test_documented_example_loads_with_the_papers_setting(tmp_path):
         ExperimentConfig.load(example)
     settings = yaml.safe_load(example.read_text())
     settings["training"]["init_weights"] = None
-    with pytest.raises(ConfigError, match="training.recipe: the 'paper' recipe"):
+    with pytest.raises(ConfigError, match=r"training.recipe: the 'paper' recipe"):
         ExperimentConfig.from_dict(settings, base=example.parent)
     # every key of the example is documented by a comment in the file itself
     text = EXAMPLE.read_text()
@@ -117,7 +122,9 @@ def test_supervised_is_always_planned_and_strategies_keep_report_order(tmp_path)
 
 
 def test_transfer_defaults_to_the_global_dsc(tmp_path):
-    config = ExperimentConfig.from_dict({"output_dir": "o", "transfer": {"source": "s.json", "target": "t.json"}}, base=tmp_path)
+    config = ExperimentConfig.from_dict(
+        {"output_dir": "o", "transfer": {"source": "s.json", "target": "t.json"}}, base=tmp_path
+    )
     assert config.report.metric == "global" and config.transfer.target_test == 0.25
     assert ExperimentConfig.from_dict(minimal(), base=tmp_path).report.metric == "mean"
 

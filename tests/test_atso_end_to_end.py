@@ -8,10 +8,10 @@ training) and resumed must end with the same models and report as an uninterrupt
 from __future__ import annotations
 
 import json
-import re
 import os
-import signal
+import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -21,15 +21,15 @@ import nibabel as nib
 import pytest
 import torch
 import yaml
+from bundle_files import ATSO, INFERENCE, bundle_argv
 
-from atso_med.atso.training import model_file_sha256, state_dict_sha256
 from atso_med.atso.experiment import STOP_EXIT_STATUS
+from atso_med.atso.training import model_file_sha256, state_dict_sha256
 from atso_med.cli.main import main
 from atso_med.data import PhantomConfig, write_phantom_dataset
 
 pytestmark = pytest.mark.slow
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct" / "configs"
 TINY_TRAINING = {
     "preset": "tiny",
     "iterations": 3,
@@ -81,7 +81,9 @@ def report_numbers(out: Path) -> dict:
 
 
 def run_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "atso_med", *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "atso_med", *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,11 @@ def uninterrupted(phantom, tmp_path_factory) -> Path:
 
 def test_every_output_file_is_readable_by_colleagues(uninterrupted):
     """Models, predictions, pseudo labels, plans, journals and reports: 0644 under umask 022, never 0600."""
-    modes = {path.relative_to(uninterrupted): path.stat().st_mode & 0o777 for path in uninterrupted.rglob("*") if path.is_file()}
+    modes = {
+        path.relative_to(uninterrupted): path.stat().st_mode & 0o777
+        for path in uninterrupted.rglob("*")
+        if path.is_file()
+    }
     assert len(modes) > 50 and any(p.suffix == ".pt" for p in modes) and any(p.name.endswith(".nii.gz") for p in modes)
     assert {p: oct(m) for p, m in modes.items() if m != 0o644} == {}
 
@@ -140,7 +146,10 @@ def test_killed_run_resumes_to_the_same_models_and_report(phantom, uninterrupted
     reference = journal(uninterrupted)
     for step in plan:
         if step["kind"] == "train":
-            assert finished["steps"][step["id"]]["result"]["model_sha256"] == reference["steps"][step["id"]]["result"]["model_sha256"], step["id"]
+            assert (
+                finished["steps"][step["id"]]["result"]["model_sha256"]
+                == reference["steps"][step["id"]]["result"]["model_sha256"]
+            ), step["id"]
     assert report_numbers(out) == report_numbers(uninterrupted)
     # nothing was left of the interrupted attempts
     assert not list(out.glob("models/**/checkpoint_*.pt")) and not list(out.glob("models/**/initial_weights.pt"))
@@ -167,12 +176,12 @@ def test_logged_commands_are_the_bundle_runs(uninterrupted, tmp_path):
     train_commands = [line.split(": ", 1)[1] for line in log.splitlines() if " INFO train train/" in line]
     assert len(train_commands) == 5
     assert all(c.startswith("python -m monai.bundle run --config_file ") for c in train_commands)
-    assert f"--config_file {BUNDLE / 'inference.json'}" in log
+    assert f"--config_file {INFERENCE}" in log
     # Run by hand, a logged training gives the experiment's model (into another folder).
     folder = uninterrupted / "models/atso/gen1/fold0/plane_Z"
     (command,) = [c for c in train_commands if str(folder / "settings.json") in c]
     argv = [sys.executable, *shlex.split(command)[1:], "--output_dir", str(tmp_path / "by_hand")]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=ENV)
+    result = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=600, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     recorded = json.loads((folder / "training.json").read_text())["model_sha256"]
     assert model_file_sha256(tmp_path / "by_hand" / "model.pt") == recorded
@@ -192,11 +201,8 @@ def test_pseudo_labels_and_predictions_lie_on_the_images_grids(uninterrupted, ph
 def test_bundle_config_runs_the_whole_experiment(phantom, tmp_path):
     settings = semi_supervised(phantom, tmp_path / "run", strategies=["supervised"], generations=0)
     config = write_experiment(tmp_path / "experiment.yaml", **settings)
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "atso.json"),
-        "--meta_file", str(BUNDLE / "metadata.json"), "--experiment", str(config), "--progress", "false",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    command = bundle_argv("run", ATSO, experiment=config, progress=False)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "reports" / "report.json").read_text())
     assert report["strategies"]["supervised"]["final"]["test"]["cases"] == 1
@@ -204,7 +210,14 @@ def test_bundle_config_runs_the_whole_experiment(phantom, tmp_path):
 
 
 def test_trainings_run_concurrently_in_worker_processes_when_several_devices_are_given(phantom, tmp_path):
-    settings = semi_supervised(phantom, tmp_path / "run", strategies=["supervised"], generations=0, planes=["X", "Y", "Z"], devices=["cpu", "cpu"])
+    settings = semi_supervised(
+        phantom,
+        tmp_path / "run",
+        strategies=["supervised"],
+        generations=0,
+        planes=["X", "Y", "Z"],
+        devices=["cpu", "cpu"],
+    )
     config = write_experiment(tmp_path / "experiment.yaml", **settings)
     assert main(["run", "--config", str(config), "--no-progress"]) == 0
     log = (tmp_path / "run" / "log.txt").read_text()
@@ -219,13 +232,22 @@ def test_trainings_run_concurrently_in_worker_processes_when_several_devices_are
     state = journal(tmp_path / "run")["steps"]
     for plane in "XYZ":
         result = state[f"train/supervised/gen0/all/plane_{plane}"]["result"]
-        assert result["model_sha256"] == model_file_sha256(tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt")
-        assert torch.load(tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt", weights_only=True)["config"]["plane"] == plane
+        assert result["model_sha256"] == model_file_sha256(
+            tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt"
+        )
+        assert (
+            torch.load(tmp_path / f"run/models/supervised/gen0/all/plane_{plane}/model.pt", weights_only=True)[
+                "config"
+            ]["plane"]
+            == plane
+        )
 
 
 def test_transfer_from_a_labeled_source_to_a_shifted_unlabeled_target(tmp_path):
     source = write_phantom_dataset(tmp_path / "source", PhantomConfig(cases=2, seed=7, shape=(32, 32, 16)))
-    target = write_phantom_dataset(tmp_path / "target", PhantomConfig(cases=5, seed=7, shape=(32, 32, 16), domain="shifted"))
+    target = write_phantom_dataset(
+        tmp_path / "target", PhantomConfig(cases=5, seed=7, shape=(32, 32, 16), domain="shifted")
+    )
     settings = {
         "output_dir": str(tmp_path / "run"),
         "transfer": {"source": str(source), "target": str(target), "target_test": 1},
@@ -244,7 +266,9 @@ def test_transfer_from_a_labeled_source_to_a_shifted_unlabeled_target(tmp_path):
     splits = json.loads((out / "splits.json").read_text())
     assert splits["labeled"] == ["source_case_000", "source_case_001"]
     assert len(splits["test"]) == 1 and splits["test"][0].startswith("target_")
-    assert sorted(i for fold in splits["reference"] for i in fold) == sorted(f"target_case_{k:03d}" for k in range(5) if f"target_case_{k:03d}" != splits["test"][0])
+    assert sorted(i for fold in splits["reference"] for i in fold) == sorted(
+        f"target_case_{k:03d}" for k in range(5) if f"target_case_{k:03d}" != splits["test"][0]
+    )
     merged = json.loads((out / "dataset.json").read_text())
     assert len(merged["cases"]) == 7 and merged["transfer"]["target"] == str(target)
     report = json.loads((out / "reports" / "report.json").read_text())
@@ -255,7 +279,7 @@ def test_transfer_from_a_labeled_source_to_a_shifted_unlabeled_target(tmp_path):
     assert "--long_axis_spacing 2.0" in (out / "log.txt").read_text()
     models = list(out.glob("models/**/model.pt"))
     assert models and all(torch.load(m, weights_only=True)["config"]["long_axis_spacing"] == 2.0 for m in models)
-    test_case = splits["test"][0][len("target_"):]
+    test_case = splits["test"][0][len("target_") :]
     prediction = nib.load(str(out / f"predictions/atso/gen1/all/test/target_{test_case}.nii.gz"))
     image = nib.load(str(target.parent / f"imagesTr/{test_case}.nii.gz"))
     assert prediction.shape == image.shape and (prediction.affine == image.affine).all()
@@ -285,7 +309,13 @@ def test_demo_runs_end_to_end_and_says_it_is_a_cpu_demo(tmp_path, monkeypatch, c
     printed = capsys.readouterr().out
     assert "CPU demo, not the paper's setting" in printed
     assert "| G1 |" in printed and "ATSO @E" in printed and str(tmp_path / "demo" / "experiment" / "reports") in printed
-    for path in ("data/dataset.json", "splits.json", "experiment.yaml", "experiment/reports/report.md", "experiment/reports/progress.png"):
+    for path in (
+        "data/dataset.json",
+        "splits.json",
+        "experiment.yaml",
+        "experiment/reports/report.md",
+        "experiment/reports/progress.png",
+    ):
         assert (tmp_path / "demo" / path).is_file(), path
     for strategy in ("supervised", "fully_supervised", "self_learning", "stso", "atso"):
         assert (tmp_path / "demo" / "experiment" / "models" / strategy).is_dir()
@@ -314,7 +344,15 @@ def test_snapshot_mode_starts_every_scratch_generation_from_m0s_stage_si_weights
     state = journal(out)["steps"]
     m0 = state["train/supervised/gen0/all/plane_Z"]["result"]
     assert m0["initial_weights_sha256"] != expected and m0["model_sha256"] != expected
-    students = ["stso/gen1/all", "stso/gen2/all", "atso/gen1/fold0", "atso/gen1/fold1", "atso/gen2/fold0", "atso/gen2/fold1", "atso/gen2/all"]
+    students = [
+        "stso/gen1/all",
+        "stso/gen2/all",
+        "atso/gen1/fold0",
+        "atso/gen1/fold1",
+        "atso/gen2/fold0",
+        "atso/gen2/fold1",
+        "atso/gen2/all",
+    ]
     for model in students:
         result = state[f"train/{model}/plane_Z"]["result"]
         assert result["initial_weights_sha256"] == expected, model
@@ -333,7 +371,9 @@ def test_run_started_on_ray_resumes_on_one_machine_and_back_to_the_same_models(p
     config = write_experiment(tmp_path / "experiment.yaml", **semi_supervised(phantom, tmp_path / "run"))
     # as many threads per training as the sequential run had: the same floating-point sums
     ray_settings = {"ray": {"cpus_per_training": 2, "num_cpus": 2}}
-    ray_config = write_experiment(tmp_path / "ray.yaml", **semi_supervised(phantom, tmp_path / "run", distributed=ray_settings))
+    ray_config = write_experiment(
+        tmp_path / "ray.yaml", **semi_supervised(phantom, tmp_path / "run", distributed=ray_settings)
+    )
     out = tmp_path / "run"
     plan = json.loads((uninterrupted / "plan.json").read_text())["steps"]
 
@@ -382,7 +422,9 @@ def test_a_training_that_fails_on_ray_is_reported_with_its_log(tmp_path):
     finally:
         executor.close()
     (result,) = finished
-    assert result.result is None and "missing_train.json" in result.error and result.log == str(tmp_path / "plane_Z.log")
+    assert (
+        result.result is None and "missing_train.json" in result.error and result.log == str(tmp_path / "plane_Z.log")
+    )
 
 
 @pytest.mark.parametrize(

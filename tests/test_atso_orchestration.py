@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from atso_med.atso import ExperimentRunner, ExperimentConfig, ExperimentResults
+from atso_med.atso import ExperimentConfig, ExperimentResults, ExperimentRunner
 from atso_med.atso.training import state_dict_sha256
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError
@@ -37,7 +37,9 @@ class FakeTraining:
         assert Path(configs[-1]).name == "settings.json" and set(overrides) <= {"device", "resume"}
         overrides = {**json.loads(Path(configs[-1]).read_text()), **overrides}
         self.calls.append(overrides["output_dir"])
-        network = initialize_rstn(build_rstn(overrides["preset"]), seed=overrides["init_seed"], weights_file=overrides.get("init_weights"))
+        network = initialize_rstn(
+            build_rstn(overrides["preset"]), seed=overrides["init_seed"], weights_file=overrides.get("init_weights")
+        )
         initial = state_dict_sha256(network.state_dict())
         # "learning": a nudge that depends on what the list holds (ids and label voxels), not on paths
         content = hashlib.sha256()
@@ -48,8 +50,15 @@ class FakeTraining:
             network.saliency.conv2.bias += digest[0] / 255.0
         out = Path(overrides["output_dir"])
         config = {"plane": overrides["plane"], "preset": overrides["preset"]}
-        save_model_atomic({"network": network.state_dict(), "config": config, "iteration": 1, "selected": "last"}, out / "model.pt")
-        return {"initial_weights_sha256": initial, "model_sha256": state_dict_sha256(network.state_dict()), "iterations": 1, "seconds": 0.0}
+        save_model_atomic(
+            {"network": network.state_dict(), "config": config, "iteration": 1, "selected": "last"}, out / "model.pt"
+        )
+        return {
+            "initial_weights_sha256": initial,
+            "model_sha256": state_dict_sha256(network.state_dict()),
+            "iterations": 1,
+            "seconds": 0.0,
+        }
 
 
 class FakePredictor:
@@ -104,7 +113,13 @@ def settings(dataset_file: Path, out: Path, **extra) -> dict:
 
 def run(dataset_file: Path, out: Path, predictor=None, training=None, resume=False, **extra) -> ExperimentRunner:
     config = ExperimentConfig.from_dict(settings(dataset_file, out, **extra), base=out.parent)
-    trainer = ExperimentRunner(config, resume=resume, predictor=predictor or FakePredictor(), training_runner=training or FakeTraining(), progress=False)
+    trainer = ExperimentRunner(
+        config,
+        resume=resume,
+        predictor=predictor or FakePredictor(),
+        training_runner=training or FakeTraining(),
+        progress=False,
+    )
     trainer.run()
     return trainer
 
@@ -121,10 +136,26 @@ def numbers(report: dict) -> dict:
 
 def test_layout_is_the_documented_one(finished):
     root = finished.dir
-    for name in ("config.yaml", "splits.json", "plan.json", "state.json", "log.txt", "datalists/test.json", "datalists/fold1.json"):
+    for name in (
+        "config.yaml",
+        "splits.json",
+        "plan.json",
+        "state.json",
+        "log.txt",
+        "datalists/test.json",
+        "datalists/fold1.json",
+    ):
         assert (root / name).is_file(), name
     splits = finished.data.splits
-    for model in ("supervised/gen0/all", "fully_supervised/gen0/all", "self_learning/gen2/all", "stso/gen1/all", "atso/gen1/fold0", "atso/gen2/fold1", "atso/gen2/all"):
+    for model in (
+        "supervised/gen0/all",
+        "fully_supervised/gen0/all",
+        "self_learning/gen2/all",
+        "stso/gen1/all",
+        "atso/gen1/fold0",
+        "atso/gen2/fold1",
+        "atso/gen2/all",
+    ):
         for plane in "XYZ":
             assert (root / "models" / model / f"plane_{plane}" / "model.pt").is_file(), model
             folder = root / "models" / model / f"plane_{plane}"
@@ -135,9 +166,14 @@ def test_layout_is_the_documented_one(finished):
     for strategy in ("self_learning", "stso", "atso"):
         for generation in (1, 2, 3):
             for k, fold in enumerate(splits.reference):
-                files = sorted(p.name for p in (root / "pseudo_labels" / strategy / f"gen{generation}" / f"fold{k}").glob("*.nii.gz"))
+                files = sorted(
+                    p.name
+                    for p in (root / "pseudo_labels" / strategy / f"gen{generation}" / f"fold{k}").glob("*.nii.gz")
+                )
                 assert files == sorted(f"{i}.nii.gz" for i in fold)
-    assert sorted(p.name for p in (root / "predictions/atso/gen2/fused/test").glob("*.nii.gz")) == sorted(f"{i}.nii.gz" for i in splits.test)
+    assert sorted(p.name for p in (root / "predictions/atso/gen2/fused/test").glob("*.nii.gz")) == sorted(
+        f"{i}.nii.gz" for i in splits.test
+    )
     for name in ("report.json", "report.csv", "report.md", "progress.png"):
         assert (root / "reports" / name).stat().st_size > 0
     assert (root / "reports" / "progress.png").read_bytes()[:4] == b"\x89PNG"
@@ -164,7 +200,11 @@ def test_journal_records_every_step_and_scratch_trainings_share_initial_weights(
         scratch = {m: h for m, h in initial.items() if not m.startswith("self_learning")}
         assert len(set(scratch.values())) == 1, scratch
         # self-learning starts from its teacher's trained weights
-        models = {s.params["model"]: state["steps"][s.id]["result"]["model_sha256"] for s in finished.plan if s.kind == "train" and s.params["plane"] == plane}
+        models = {
+            s.params["model"]: state["steps"][s.id]["result"]["model_sha256"]
+            for s in finished.plan
+            if s.kind == "train" and s.params["plane"] == plane
+        }
         assert initial["self_learning/gen1/all"] == models["supervised/gen0/all"]
         assert initial["self_learning/gen2/all"] == models["self_learning/gen1/all"]
 
@@ -202,7 +242,9 @@ def test_report_tables_have_the_papers_layout(finished):
     assert set(atso["folds"]["1"]["models"]["fold0"]) == {"fold0", "fold1", "test"}
     # G0 is M0 for every strategy
     for strategy in ("self_learning", "stso", "atso"):
-        assert report["strategies"][strategy]["generations"]["0"] == report["strategies"]["supervised"]["generations"]["0"]
+        assert (
+            report["strategies"][strategy]["generations"]["0"] == report["strategies"]["supervised"]["generations"]["0"]
+        )
     text = (finished.dir / "reports" / "report.md").read_text()
     assert "| Generation | Self-learning @R | Self-learning @E | STSO @R | STSO @E | ATSO @R | ATSO @E |" in text
     assert "| G2 |" in text and "| final |" in text and "updated R_t" in text and "gap closed" in text
@@ -248,7 +290,11 @@ def test_output_folder_with_other_files_is_refused(dataset_file, tmp_path):
 
 def test_fully_supervised_is_skipped_when_reference_cases_have_no_label(dataset_file, tmp_path):
     data = json.loads(dataset_file.read_text())
-    splits = {"labeled": ["case_000", "case_001"], "reference": [["case_002", "case_003"], ["case_004", "case_005"]], "test": ["case_006"]}
+    splits = {
+        "labeled": ["case_000", "case_001"],
+        "reference": [["case_002", "case_003"], ["case_004", "case_005"]],
+        "test": ["case_006"],
+    }
     for case in data["cases"]:
         case["image"] = str(dataset_file.parent / case["image"])
         case["label"] = str(dataset_file.parent / case["label"])
@@ -257,9 +303,16 @@ def test_fully_supervised_is_skipped_when_reference_cases_have_no_label(dataset_
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "dataset.json").write_text(json.dumps(data))
     (tmp_path / "in" / "splits.json").write_text(json.dumps(splits))
-    config = settings(tmp_path / "in" / "dataset.json", tmp_path / "out", generations=1, splits=str(tmp_path / "in" / "splits.json"))
+    config = settings(
+        tmp_path / "in" / "dataset.json", tmp_path / "out", generations=1, splits=str(tmp_path / "in" / "splits.json")
+    )
     del config["split"]
-    trainer = ExperimentRunner(ExperimentConfig.from_dict(config, base=tmp_path), predictor=FakePredictor(), training_runner=FakeTraining(), progress=False)
+    trainer = ExperimentRunner(
+        ExperimentConfig.from_dict(config, base=tmp_path),
+        predictor=FakePredictor(),
+        training_runner=FakeTraining(),
+        progress=False,
+    )
     report = trainer.run()
     assert not [s for s in trainer.plan if s.tags.get("strategy") == "fully_supervised"]
     assert report["strategies"]["fully_supervised"]["final"]["test"] is None
@@ -271,13 +324,23 @@ def test_fully_supervised_is_skipped_when_reference_cases_have_no_label(dataset_
 
 def test_vote_of_model_sets_is_a_majority_with_ties_broken_by_probability(tmp_path):
     affine = np.eye(4)
-    masks = [np.array([1, 1, 0, 0, 1], np.uint8), np.array([1, 0, 1, 0, 0], np.uint8), np.array([0, 1, 1, 0, 0], np.uint8)]
-    probabilities = [np.array([0.9, 0.8, 0.1, 0.2, 0.9]), np.array([0.9, 0.4, 0.6, 0.2, 0.3]), np.array([0.1, 0.7, 0.9, 0.2, 0.1])]
+    masks = [
+        np.array([1, 1, 0, 0, 1], np.uint8),
+        np.array([1, 0, 1, 0, 0], np.uint8),
+        np.array([0, 1, 1, 0, 0], np.uint8),
+    ]
+    probabilities = [
+        np.array([0.9, 0.8, 0.1, 0.2, 0.9]),
+        np.array([0.9, 0.4, 0.6, 0.2, 0.3]),
+        np.array([0.1, 0.7, 0.9, 0.2, 0.1]),
+    ]
     sources = []
-    for n, (mask, probability) in enumerate(zip(masks, probabilities)):
+    for n, (mask, probability) in enumerate(zip(masks, probabilities, strict=True)):
         folder = tmp_path / f"set{n}"
         save_nifti(mask.reshape(5, 1, 1), affine, folder / "c.nii.gz", dtype=np.uint8)
-        save_nifti(probability.reshape(5, 1, 1).astype(np.float32), affine, folder / "c_probability.nii.gz", dtype=np.float32)
+        save_nifti(
+            probability.reshape(5, 1, 1).astype(np.float32), affine, folder / "c_probability.nii.gz", dtype=np.float32
+        )
         sources.append(folder)
     three = np.asarray(nib.load(str(vote_files(sources, "c", tmp_path / "three.nii.gz"))).dataobj).ravel()
     assert three.tolist() == [1, 1, 1, 0, 0]
@@ -304,7 +367,9 @@ def test_results_reader_gives_the_reports_tables_as_rows(finished):
     final = {row["Strategy"]: row["@E"] for row in results.final_table()}
     assert final["Fully supervised"] == report["strategies"]["fully_supervised"]["final"]["test"]["mean_dsc"]
     # report.md is made from the same rows
-    assert all(line in (finished.dir / "reports" / "report.md").read_text() for line in results.markdown(folds).splitlines())
+    assert all(
+        line in (finished.dir / "reports" / "report.md").read_text() for line in results.markdown(folds).splitlines()
+    )
     assert f"| G1 | {100 * table[1]['Self-learning @R']:.2f} |" in results.markdown(table)
 
 
@@ -322,8 +387,13 @@ def test_results_reader_finds_the_worst_pseudo_labels_of_a_generation(finished):
     worst = results.worst_cases(folders, count=2)
     assert [s.dsc for s in worst] == sorted(journal.values())[:2]
     assert all(s.prediction.is_file() and s.prediction.parent == finished.dir / s.folder for s in worst)
-    assert results.pseudo_label("self_learning", 1, worst[0].case_id) == finished.dir / f"pseudo_labels/self_learning/gen2/{worst[0].folder.split('/')[-1]}/{worst[0].case_id}.nii.gz"
-    figure = results.overlay(worst[0].case_id, {"ATSO": worst[0].prediction, "M0": results.pseudo_label("atso", 0, worst[0].case_id)})
+    assert (
+        results.pseudo_label("self_learning", 1, worst[0].case_id)
+        == finished.dir / f"pseudo_labels/self_learning/gen2/{worst[0].folder.split('/')[-1]}/{worst[0].case_id}.nii.gz"
+    )
+    figure = results.overlay(
+        worst[0].case_id, {"ATSO": worst[0].prediction, "M0": results.pseudo_label("atso", 0, worst[0].case_id)}
+    )
     assert len(figure.axes) == 2 and figure.axes[0].get_title().startswith("ATSO\nDSC ")
 
 
@@ -336,10 +406,10 @@ def test_results_reader_refuses_what_is_not_a_finished_experiment(finished, tmp_
     unfinished.mkdir()
     for name in ("config.yaml", "state.json"):
         (unfinished / name).write_bytes((finished.dir / name).read_bytes())
-    with pytest.raises(ConfigError, match="no report yet.*--resume"):
+    with pytest.raises(ConfigError, match=r"no report yet.*--resume"):
         ExperimentResults(unfinished)
     results = ExperimentResults(finished.dir)
-    with pytest.raises(ConfigError, match="generation must be in 0..2"):
+    with pytest.raises(ConfigError, match=r"generation must be in 0..2"):
         results.pseudo_label_folders("atso", 3)
     with pytest.raises(ConfigError, match="made no pseudo labels"):
         results.pseudo_label_folders("supervised", 1)
@@ -396,9 +466,14 @@ def test_a_second_run_on_a_held_folder_is_refused_and_a_killed_holder_leaves_no_
 
     out = tmp_path / "experiment"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom atso_med.atso.lock import FolderLock\n"
-         f"FolderLock({str(out)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(120)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom atso_med.atso.lock import FolderLock\n"
+            f"FolderLock({str(out)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -410,8 +485,12 @@ def test_a_second_run_on_a_held_folder_is_refused_and_a_killed_holder_leaves_no_
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     # The kernel dropped the killed holder's lock: the run goes ahead, and holds the folder while it runs.
-    trainer = ExperimentRunner(ExperimentConfig.from_dict(settings(dataset_file, out), base=tmp_path), predictor=FakePredictor(),
-                          training_runner=FakeTraining(), progress=False)
+    trainer = ExperimentRunner(
+        ExperimentConfig.from_dict(settings(dataset_file, out), base=tmp_path),
+        predictor=FakePredictor(),
+        training_runner=FakeTraining(),
+        progress=False,
+    )
     trainer.prepare()
     with pytest.raises(FolderInUseError):
         FolderLock(out).acquire()

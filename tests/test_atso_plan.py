@@ -17,7 +17,12 @@ LABELED = ["L0", "L1"]
 TEST = ["E0", "E1"]
 
 
-def inputs(folds: int, generations: int = 3, strategies=("supervised", "fully_supervised", "self_learning", "stso", "atso"), labeled_reference=True):
+def inputs(
+    folds: int,
+    generations: int = 3,
+    strategies=("supervised", "fully_supervised", "self_learning", "stso", "atso"),
+    labeled_reference=True,
+):
     reference = [[f"R{k}_{i}" for i in range(2)] for k in range(folds)]
     truth = LABELED + TEST + ([i for fold in reference for i in fold] if labeled_reference else [])
     return PlanInputs(
@@ -51,7 +56,9 @@ def test_no_fold_is_ever_labeled_by_a_model_that_trained_on_it(folds):
     plan = inputs(folds)
     steps = build_plan(plan)
     seen = trained_on(steps)
-    atso_labels = [s for s in by_kind(steps, "fuse") if s.params["purpose"] == "pseudo" and s.tags["strategy"] == "atso"]
+    atso_labels = [
+        s for s in by_kind(steps, "fuse") if s.params["purpose"] == "pseudo" and s.tags["strategy"] == "atso"
+    ]
     assert len(atso_labels) == folds * (plan.generations + 1)
     for step in atso_labels:
         fold = set(plan.reference[int(step.tags["set"][4:])])
@@ -102,7 +109,11 @@ def test_self_learning_fine_tunes_the_previous_generation_and_stso_atso_start_fr
         init = step.params["init"]
         if strategy == "self_learning":
             previous = "supervised/gen0/all" if generation == 1 else f"self_learning/gen{generation - 1}/all"
-            assert init == {"kind": "finetune", "from": previous, "weights": f"models/{previous}/plane_{plane}/model.pt"}
+            assert init == {
+                "kind": "finetune",
+                "from": previous,
+                "weights": f"models/{previous}/plane_{plane}/model.pt",
+            }
             assert f"train/{previous}/plane_{plane}" in step.requires
         else:
             assert init == {"kind": "scratch"}, step.id
@@ -157,7 +168,9 @@ def test_fully_supervised_only_when_every_reference_case_has_a_label_and_truth_i
     steps = build_plan(inputs(2))
     full = [s for s in by_kind(steps, "train") if s.tags["strategy"] == "fully_supervised"]
     assert len(full) == 3 and all(s.params["truth_ids"] == [i for f in inputs(2).reference for i in f] for s in full)
-    assert not [s for s in build_plan(inputs(2, labeled_reference=False)) if s.tags.get("strategy") == "fully_supervised"]
+    assert not [
+        s for s in build_plan(inputs(2, labeled_reference=False)) if s.tags.get("strategy") == "fully_supervised"
+    ]
     # without reference labels, reference folders are predicted but never evaluated
     unlabeled = build_plan(inputs(2, labeled_reference=False))
     assert not [s for s in by_kind(unlabeled, "evaluate") if "fold" in s.params["target"].split("/")[-1]]

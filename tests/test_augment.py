@@ -38,13 +38,14 @@ def test_augmentation_is_reproducible_from_its_seed():
         return [np.asarray(augment(_stack())["image"]) for _ in range(3)]
 
     first, again, other = draws(3), draws(3), draws(4)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
 def test_cutout_blanks_image_holes_but_never_the_label():
-    augment = stack_augmentation(seed=0, spatial_probability=0.0, intensity_scale=0, intensity_shift=0, noise_std=0,
-                                 cutout=True, cutout_size=6)
+    augment = stack_augmentation(
+        seed=0, spatial_probability=0.0, intensity_scale=0, intensity_shift=0, noise_std=0, cutout=True, cutout_size=6
+    )
     changed = 0
     for _ in range(10):
         sample = _stack()

@@ -5,7 +5,6 @@ Everything is CPU-sized (tiny preset, 64x64 phantom slices) but goes through the
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,17 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bundle_files import META, MULTI_GPU_TRAIN, TRAIN, bundle_argv
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 from atso_med.data import Dataset, write_datalist
 from atso_med.engines.workflow import bundle_command, config_files, run_workflow, user_errors
 from atso_med.errors import AtsoMedError, ConfigError
-
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct"
-TRAIN = str(BUNDLE / "configs" / "train.json")
-MULTI_GPU = str(BUNDLE / "configs" / "multi_gpu_train.json")
-META = str(BUNDLE / "configs" / "metadata.json")
 
 # CPU-sized settings for the workflow's mechanics (resume, validation, export, DDP): the tiny
 # FCN-8s, Adam, no augmentation. That models learn is tests/test_learning.py's concern.
@@ -65,12 +60,8 @@ def test_train_workflow_has_every_required_property(phantom_datalist, tmp_path):
 
 @pytest.mark.parametrize("preset", ["tiny", "unet_tiny"])
 def test_verify_net_in_out_passes_for_the_network_definition(preset):
-    result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", META, "--config_file", TRAIN, "--preset", preset],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = bundle_argv("verify_net_in_out", TRAIN, "network_def", preset=preset)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "verified with no error" in result.stdout + result.stderr
 
@@ -91,7 +82,10 @@ def test_resume_continues_the_iteration_count_and_schedule(phantom_datalist, tmp
     with pytest.raises(RuntimeError) as failure:  # MONAI wraps errors raised while evaluating `run`
         first.run()
     assert isinstance(failure.value.__cause__, Crash)
-    assert {p.name for p in out.glob("checkpoint_iteration=*.pt")} == {"checkpoint_iteration=4.pt", "checkpoint_iteration=8.pt"}
+    assert {p.name for p in out.glob("checkpoint_iteration=*.pt")} == {
+        "checkpoint_iteration=4.pt",
+        "checkpoint_iteration=8.pt",
+    }
 
     # a fresh run into the same folder without resume is refused: it would mix two runs' files
     with pytest.raises(ConfigError, match="already holds checkpoints"), user_errors():
@@ -100,7 +94,9 @@ def test_resume_continues_the_iteration_count_and_schedule(phantom_datalist, tmp
     second = _workflow(phantom_datalist, out, iterations=12, save_interval=4, val_interval=100, resume=True)
     second.initialize()
     seen = []
-    second.trainer.add_event_handler(Events.ITERATION_STARTED, lambda engine: seen.append((engine.state.iteration, engine.state.rstn_mode)))
+    second.trainer.add_event_handler(
+        Events.ITERATION_STARTED, lambda engine: seen.append((engine.state.iteration, engine.state.rstn_mode))
+    )
     second.run()
     assert [iteration for iteration, _ in seen] == [9, 10, 11, 12]
     # iterations 9..12 of 12 lie in stage J (fractions 1/8, 3/8, 1/2: J starts at iteration 6)
@@ -112,7 +108,17 @@ def test_same_seed_gives_the_same_model_whatever_the_worker_count(phantom_datali
     states = []
     for workers in (0, 2):
         out = tmp_path / f"workers{workers}"
-        run_workflow(config_files("train"), {**FAST, "datalist": str(phantom_datalist), "output_dir": str(out), "iterations": 3, "num_workers": workers, "val_interval": 100})
+        run_workflow(
+            config_files("train"),
+            {
+                **FAST,
+                "datalist": str(phantom_datalist),
+                "output_dir": str(out),
+                "iterations": 3,
+                "num_workers": workers,
+                "val_interval": 100,
+            },
+        )
         states.append(torch.load(out / "model.pt", weights_only=True)["network"])
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
@@ -120,9 +126,29 @@ def test_same_seed_gives_the_same_model_whatever_the_worker_count(phantom_datali
 
 def test_resume_from_a_checkpoint_of_another_width_is_refused(phantom_datalist, tmp_path):
     out = tmp_path / "run"
-    run_workflow(config_files("train"), {**FAST, "datalist": str(phantom_datalist), "output_dir": str(out), "iterations": 2, "save_interval": 2, "val_interval": 100})
+    run_workflow(
+        config_files("train"),
+        {
+            **FAST,
+            "datalist": str(phantom_datalist),
+            "output_dir": str(out),
+            "iterations": 2,
+            "save_interval": 2,
+            "val_interval": 100,
+        },
+    )
     with pytest.raises(ConfigError, match="another width"):
-        run_workflow(config_files("train"), {**FAST, "preset": "small", "datalist": str(phantom_datalist), "output_dir": str(out), "iterations": 4, "resume": True})
+        run_workflow(
+            config_files("train"),
+            {
+                **FAST,
+                "preset": "small",
+                "datalist": str(phantom_datalist),
+                "output_dir": str(out),
+                "iterations": 4,
+                "resume": True,
+            },
+        )
 
 
 def test_amp_flag_given_as_text_false_is_read_as_false(phantom_datalist, tmp_path):
@@ -143,7 +169,10 @@ def test_amp_flag_given_as_text_false_is_read_as_false(phantom_datalist, tmp_pat
 def test_bad_configuration_fails_before_any_work(phantom_datalist, tmp_path, overrides, message):
     settings = {"iterations": 2, **overrides}
     with pytest.raises(AtsoMedError, match=message):
-        run_workflow(config_files("train"), {**FAST, "datalist": str(phantom_datalist), "output_dir": str(tmp_path / "run"), **settings})
+        run_workflow(
+            config_files("train"),
+            {**FAST, "datalist": str(phantom_datalist), "output_dir": str(tmp_path / "run"), **settings},
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -159,7 +188,10 @@ def test_checkpoint_of_another_width_is_refused_with_the_difference(phantom_data
 
 def test_run_workflow_logs_the_equivalent_bundle_command(phantom_datalist, tmp_path, caplog):
     caplog.set_level("INFO")
-    run_workflow(config_files("train"), {**FAST, "datalist": str(phantom_datalist), "output_dir": str(tmp_path / "run"), "iterations": 2})
+    run_workflow(
+        config_files("train"),
+        {**FAST, "datalist": str(phantom_datalist), "output_dir": str(tmp_path / "run"), "iterations": 2},
+    )
     command = bundle_command(config_files("train"), {"plane": "Z", "iterations": 2})
     assert command.startswith("python -m monai.bundle run --config_file ")
     assert "--plane Z --iterations 2" in command
@@ -167,14 +199,10 @@ def test_run_workflow_logs_the_equivalent_bundle_command(phantom_datalist, tmp_p
 
 
 def _torchrun(datalist: Path, out: Path, *extra: str) -> list[str]:
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-        "-m", "monai.bundle", "run", "--config_file", json.dumps([TRAIN, MULTI_GPU]).replace('"', "'"),
-        "--meta_file", META, "--datalist", str(datalist), "--output_dir", str(out), *extra,
-    ]
-    for key, value in FAST.items():
-        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    return command
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+    # bundle_argv starts with the Python executable; torchrun starts the processes instead.
+    bundle = bundle_argv("run", [TRAIN, MULTI_GPU_TRAIN], datalist=datalist, output_dir=out, **FAST)[1:]
+    return [*torchrun, *bundle, *extra]
 
 
 def _children(pid: int) -> list[int]:
@@ -203,8 +231,13 @@ def test_multi_gpu_training_killed_under_torchrun_resumes_to_the_end(phantom_dat
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = tmp_path / "killed_run.log"
     with log.open("w") as stderr:  # a file, not a pipe: nobody drains a pipe while we wait
-        run = subprocess.Popen(_torchrun(phantom_datalist, out, *settings), stdout=subprocess.DEVNULL, stderr=stderr,
-                               env=env, start_new_session=True)
+        run = subprocess.Popen(
+            _torchrun(phantom_datalist, out, *settings),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 400
         # The second checkpoint has begun, so the first is whole; the kill may leave the second half-written.
         while not (out / "checkpoint_iteration=8.pt").exists() and run.poll() is None and time.monotonic() < deadline:
@@ -219,8 +252,14 @@ def test_multi_gpu_training_killed_under_torchrun_resumes_to_the_end(phantom_dat
     saved = torch.load(out / "checkpoint_iteration=4.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in saved["network"])  # DDP wrapper not leaked into checkpoints
 
-    result = subprocess.run(_torchrun(phantom_datalist, out, *settings, "--resume", "true"), capture_output=True,
-                            text=True, timeout=600, env=env)
+    result = subprocess.run(
+        _torchrun(phantom_datalist, out, *settings, "--resume", "true"),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Restored all variables from" in result.stdout + result.stderr
     assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 40

@@ -13,15 +13,23 @@ from atso_med.cli.main import main
 # {missing}: a path that does not exist.
 BAD = {
     "phantom": [
-        ["{new}", "--cases", "0"], ["{new}", "--cases", "ten"], ["{new}", "--seed", "-5"],
-        ["{new}", "--shape", "64", "64", "0"], ["{new}", "--spacing", "1", "1", "-1"],
-        ["{new}", "--spacing", "1", "1", "nan"], ["{file}"],
+        ["{new}", "--cases", "0"],
+        ["{new}", "--cases", "ten"],
+        ["{new}", "--seed", "-5"],
+        ["{new}", "--shape", "64", "64", "0"],
+        ["{new}", "--spacing", "1", "1", "-1"],
+        ["{new}", "--spacing", "1", "1", "nan"],
+        ["{file}"],
     ],
     "split": [
-        ["{missing}", "--labeled", "1"], ["{dir}", "--labeled", "1", "--seed", "-5"],
-        ["{dir}", "--labeled", "1", "--folds", "0"], ["{dir}", "--labeled", "1", "--folds", "two"],
+        ["{missing}", "--labeled", "1"],
+        ["{dir}", "--labeled", "1", "--seed", "-5"],
+        ["{dir}", "--labeled", "1", "--folds", "0"],
+        ["{dir}", "--labeled", "1", "--folds", "two"],
         ["{dir}", "--labeled", "1", "--protocol", "nih4fold", "--test-fold", "4"],
-        ["{dir}", "--labeled", "abc"], ["{dir}", "--labeled", "-1"], ["{dir}"],
+        ["{dir}", "--labeled", "abc"],
+        ["{dir}", "--labeled", "-1"],
+        ["{dir}"],
     ],
     "verify": [["{missing}"], ["{dir}", "--splits", "{missing}"], ["{dir}", "--splits", "{dir}"]],
     "predict": [
@@ -36,8 +44,10 @@ BAD = {
         ["--input", "{file}", "--out", "{new}"],
     ],
     "evaluate": [
-        ["--predictions", "{missing}", "--dataset", "{dir}"], ["--predictions", "{file}", "--dataset", "{dir}"],
-        ["--predictions", "{dir}", "--datalist", "{dir}"], ["--predictions", "{dir}", "--dataset", "{missing}"],
+        ["--predictions", "{missing}", "--dataset", "{dir}"],
+        ["--predictions", "{file}", "--dataset", "{dir}"],
+        ["--predictions", "{dir}", "--datalist", "{dir}"],
+        ["--predictions", "{dir}", "--dataset", "{missing}"],
         ["--predictions", "{dir}", "--dataset", "{dir}", "--foreground", "x"],
         ["--predictions", "{dir}", "--dataset", "{dir}", "--stats", "{missing}"],
     ],
@@ -67,7 +77,12 @@ def exit_status(argv: list[str]) -> int:
 def test_bad_value_gives_a_message_and_exit_status_2(command, args, tmp_path, capsys):
     (tmp_path / "a.txt").write_text("not what any option wants\n")
     (tmp_path / "folder").mkdir()
-    places = {"file": str(tmp_path / "a.txt"), "dir": str(tmp_path / "folder"), "missing": str(tmp_path / "missing"), "new": str(tmp_path / "new")}
+    places = {
+        "file": str(tmp_path / "a.txt"),
+        "dir": str(tmp_path / "folder"),
+        "missing": str(tmp_path / "missing"),
+        "new": str(tmp_path / "new"),
+    }
     assert exit_status([command, *(a.format(**places) for a in args)]) == 2
     error = capsys.readouterr().err
     assert f"atso-med {command}: error:" in error or "error:" in error.splitlines()[-1]
@@ -78,7 +93,9 @@ def test_bad_value_gives_a_message_and_exit_status_2(command, args, tmp_path, ca
 def test_the_installed_command_prints_usage_for_a_negative_seed(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "atso_med", "split", str(tmp_path), "--labeled", "1", "--seed", "-5"],
-        capture_output=True, text=True,
+        check=False,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2
     assert "usage: atso-med split" in done.stderr and "--seed: must be at least 0, got -5" in done.stderr

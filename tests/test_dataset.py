@@ -29,7 +29,9 @@ def small_dataset(root: Path, n: int = 6, unlabeled: tuple[int, ...] = ()) -> Pa
         if i not in unlabeled:
             case["label"] = f"labels/case{i:02d}.nii.gz"
         cases.append(case)
-    return write_json(root / "dataset.json", {"name": "tiny", "labels": {"0": "background", "1": "pancreas"}, "cases": cases})
+    return write_json(
+        root / "dataset.json", {"name": "tiny", "labels": {"0": "background", "1": "pancreas"}, "cases": cases}
+    )
 
 
 def test_load_resolves_paths_against_the_file_folder_and_keeps_extra_keys(tmp_path):
@@ -79,15 +81,31 @@ def test_write_round_trips_to_another_folder(tmp_path):
         ({"labels": {"0": "bg"}, "cases": []}, "missing key\\(s\\): 'name'"),
         ({"name": "x", "labels": {"1": "pancreas"}, "cases": [{"id": "a", "image": "a"}]}, "must include 0"),
         ({"name": "x", "labels": {"0": "bg", "one": "p"}, "cases": [{"id": "a", "image": "a"}]}, "labels key 'one'"),
-        ({"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "a", "image": "a"}, {"id": "b"}]}, "cases\\[1\\] \\(id 'b'\\): missing key 'image'"),
+        (
+            {"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "a", "image": "a"}, {"id": "b"}]},
+            "cases\\[1\\] \\(id 'b'\\): missing key 'image'",
+        ),
         ({"name": "x", "labels": {"0": "bg"}, "cases": [{"image": "a"}]}, "cases\\[0\\]: missing key 'id'"),
         ({"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "", "image": "a"}]}, "'id' must be a non-empty string"),
-        ({"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "../up", "image": "a"}]}, "id '../up'.*not safe as a file name"),
-        ({"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "a b", "image": "a"}]}, "not safe as a file name"),
-        ({"name": "x", "labels": {"0": "bg"}, "cases": [{"id": 7, "image": "a"}]}, "'id' must be a non-empty string, got 7"),
-        ({"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "a", "image": "a", "label": 3}]}, "'label' must be a path string"),
         (
-            {"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "a", "image": "1"}, {"id": "b", "image": "2"}, {"id": "a", "image": "3"}]},
+            {"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "../up", "image": "a"}]},
+            "id '../up'.*not safe as a file name",
+        ),
+        ({"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "a b", "image": "a"}]}, "not safe as a file name"),
+        (
+            {"name": "x", "labels": {"0": "bg"}, "cases": [{"id": 7, "image": "a"}]},
+            "'id' must be a non-empty string, got 7",
+        ),
+        (
+            {"name": "x", "labels": {"0": "bg"}, "cases": [{"id": "a", "image": "a", "label": 3}]},
+            "'label' must be a path string",
+        ),
+        (
+            {
+                "name": "x",
+                "labels": {"0": "bg"},
+                "cases": [{"id": "a", "image": "1"}, {"id": "b", "image": "2"}, {"id": "a", "image": "3"}],
+            },
             "duplicate case id\\(s\\): 'a' \\(2 times\\)",
         ),
         ('{"name": "x", "labels": {"0": "bg", "1": "a", "1": "b"}, "cases": []}', "duplicate key '1'"),
@@ -123,7 +141,10 @@ def test_training_list_has_labeled_truth_and_reference_pseudo_labels_only(tmp_pa
     pseudo = {"case02": tmp_path / "pl" / "case02.nii.gz", "case04": tmp_path / "pl" / "case04.nii.gz"}
     items = training_datalist(dataset, splits, pseudo)
     assert [(i["id"], i["source"]) for i in items] == [
-        ("case00", "labeled"), ("case01", "labeled"), ("case02", "pseudo"), ("case04", "pseudo")
+        ("case00", "labeled"),
+        ("case01", "labeled"),
+        ("case02", "pseudo"),
+        ("case04", "pseudo"),
     ]
     assert items[0]["label"] == str(dataset.case("case00").label)
     assert items[2]["label"] == str(pseudo["case02"]) and items[2]["image"] == str(dataset.case("case02").image)
@@ -137,7 +158,12 @@ def test_only_the_named_reference_cases_train_on_their_truth_for_the_fully_super
     dataset = Dataset.load(small_dataset(tmp_path, n=6))
     splits = splits_for(["case00"], [["case01", "case02"], ["case03"]], test=["case04"])
     items = training_datalist(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case02", "case03"])
-    assert [(i["id"], i["source"]) for i in items] == [("case00", "labeled"), ("case01", "pseudo"), ("case02", "truth"), ("case03", "truth")]
+    assert [(i["id"], i["source"]) for i in items] == [
+        ("case00", "labeled"),
+        ("case01", "pseudo"),
+        ("case02", "truth"),
+        ("case03", "truth"),
+    ]
     assert items[3]["label"] == str(dataset.case("case03").label)
     with pytest.raises(SplitError, match="not unlabeled reference cases: 'case04'"):
         training_datalist(dataset, splits, reference_truth=["case04"])  # a test case's truth never trains
@@ -178,7 +204,7 @@ def test_training_list_refuses_pseudo_labels_for_test_or_labeled_cases(tmp_path)
 
 def test_training_list_validates_the_splits(tmp_path):
     dataset = Dataset.load(small_dataset(tmp_path, n=4, unlabeled=(0,)))
-    with pytest.raises(SplitError, match="labeled ids without a label in dataset.json: 'case00'"):
+    with pytest.raises(SplitError, match=r"labeled ids without a label in dataset.json: 'case00'"):
         training_datalist(dataset, splits_for(["case00"], [["case01"], ["case02"]]))
 
 
@@ -189,7 +215,7 @@ def test_evaluation_list_uses_truth_and_names_unusable_ids(tmp_path):
     assert items[0]["label"] == str(dataset.case("case02").label)
     with pytest.raises(DatasetError, match="without a label: 'case03'"):
         evaluation_datalist(dataset, ["case01", "case03"])
-    with pytest.raises(DatasetError, match="not in dataset.json: 'nope'"):
+    with pytest.raises(DatasetError, match=r"not in dataset.json: 'nope'"):
         evaluation_datalist(dataset, ["nope"])
 
 
@@ -225,17 +251,25 @@ def test_paths_that_differ_from_the_disk_only_by_unicode_normalisation_are_found
     save_nifti(np.eye(4, dtype=np.int16)[:, :, None].repeat(3, axis=2), np.eye(4), on_disk)  # doubles as a 0/1 label
     stored = unicodedata.normalize(json_form, f"{folder}/{name}")
     assert not (tmp_path / stored).exists()  # the file system tells the two spellings apart
-    (tmp_path / "dataset.json").write_text(json.dumps(
-        {"name": "u", "labels": {"0": "background", "1": "pancreas"}, "cases": [{"id": "c1", "image": stored, "label": stored}]},
-        ensure_ascii=False,
-    ))
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "u",
+                "labels": {"0": "background", "1": "pancreas"},
+                "cases": [{"id": "c1", "image": stored, "label": stored}],
+            },
+            ensure_ascii=False,
+        )
+    )
     case = Dataset.load(tmp_path).case("c1")
     assert case.image == on_disk and case.label == on_disk
     assert verify_dataset(tmp_path).ok
     (tmp_path / "list.json").write_text(json.dumps({"training": [{"image": stored}]}, ensure_ascii=False))
     assert read_datalist(tmp_path / "list.json")[0]["image"] == str(on_disk)
     # A name that matches no file by any normalisation is still reported missing.
-    (tmp_path / "dataset.json").write_text(json.dumps(
-        {"name": "u", "labels": {"0": "background"}, "cases": [{"id": "c1", "image": "Études/cafe_02.nii.gz"}]}
-    ))
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {"name": "u", "labels": {"0": "background"}, "cases": [{"id": "c1", "image": "Études/cafe_02.nii.gz"}]}
+        )
+    )
     assert "image not found" in verify_dataset(tmp_path).rows[0].errors[0]

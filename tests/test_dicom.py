@@ -106,7 +106,7 @@ def test_slice_order_comes_from_positions_not_file_names(real_volume, tmp_path):
     files = sorted((DICOM20 / "dicom").iterdir())
     shuffled = list(range(len(files)))
     random.Random(3).shuffle(shuffled)
-    for new_name, source in zip(shuffled, files):
+    for new_name, source in zip(shuffled, files, strict=True):
         shutil.copy(source, tmp_path / f"img{new_name:02d}.dcm")
     by_name = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(tmp_path.iterdir())]
     z = [float(d.ImagePositionPatient[2]) for d in by_name]
@@ -185,8 +185,9 @@ def test_descending_positions_and_coronal_orientation_keep_world_coordinates(tmp
 
 def test_two_ct_series_raise_listing_both_and_uid_selects(tmp_path):
     write_series(tmp_path, axial([0, 1, 2]), series_uid="1.2.3.1", description="soft tissue", prefix="a")
-    write_series(tmp_path, axial([0, 1, 2, 3]), series_uid="1.2.3.2", description="bone kernel", prefix="b",
-                 intercept=0.0)
+    write_series(
+        tmp_path, axial([0, 1, 2, 3]), series_uid="1.2.3.2", description="bone kernel", prefix="b", intercept=0.0
+    )
     with pytest.raises(DicomSeriesError) as info:
         read_dicom_series(tmp_path)
     message = str(info.value)
@@ -196,7 +197,7 @@ def test_two_ct_series_raise_listing_both_and_uid_selects(tmp_path):
     volume = read_dicom_series(tmp_path, series_uid="1.2.3.2")
     assert volume.shape == (SIZE, SIZE, 4) and volume.array[0, 0, 0] == 1000.0
     assert read_dicom_series(tmp_path, series_uid="1.2.3.1").array[0, 0, 0] == 1000.0 - 1024.0
-    with pytest.raises(DicomSeriesError, match="no series with uid 9.9"):
+    with pytest.raises(DicomSeriesError, match=r"no series with uid 9.9"):
         select_series(tmp_path, series_uid="9.9")
 
 
@@ -237,7 +238,9 @@ def test_positions_rounded_to_a_tenth_of_a_millimetre_are_not_a_tilt(tmp_path):
     write_series(tmp_path / "rounded", positions, orientation=orientation, decimals=1)
     volume = read_dicom_series(tmp_path / "rounded")
     assert volume.spacing[2] == pytest.approx(2.5, abs=0.01)
-    assert dicom.position_precision_mm(make_slice(p, orientation=orientation, decimals=1) for p in positions) == pytest.approx(0.1)
+    assert dicom.position_precision_mm(
+        make_slice(p, orientation=orientation, decimals=1) for p in positions
+    ) == pytest.approx(0.1)
     # A real tilt is still refused, at the same precision, and a tenth of it with full precision.
     positions, orientation = _oblique_positions(2.0)
     write_series(tmp_path / "tilted", positions, orientation=orientation, decimals=1)
@@ -256,7 +259,7 @@ def test_a_truncated_slice_file_is_named(tmp_path, kept_bytes):
     files = write_series(tmp_path, axial([0.0, 1.0, 2.0, 3.0]))
     content = files[1].read_bytes()
     files[1].write_bytes(content[:kept_bytes])
-    with pytest.raises(DicomSeriesError, match="truncated|less than expected") as error:
+    with pytest.raises(DicomSeriesError, match=r"truncated|less than expected") as error:
         read_dicom_series(tmp_path)
     assert str(files[1]) in str(error.value)
 
@@ -290,7 +293,7 @@ def test_mixed_orientations_raise():
 def test_order_ignores_instance_number():
     zs = [4.0, 0.0, 2.0, 6.0]
     headers = [make_slice((0, 0, z), instance=n) for n, z in enumerate([3, 1, 4, 2])]
-    for header, z in zip(headers, zs):
+    for header, z in zip(headers, zs, strict=True):
         header.ImagePositionPatient = [0, 0, z]
     geometry = check_series_geometry(headers)
     assert geometry.order == [1, 2, 0, 3]

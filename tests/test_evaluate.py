@@ -6,11 +6,11 @@ import csv
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle_files import EVALUATE, bundle_argv
 
 from atso_med.cli.main import main
 from atso_med.data.nifti import save_nifti
@@ -18,7 +18,6 @@ from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageR
 from atso_med.metrics import evaluate_predictions, run_evaluation
 from atso_med.metrics.evaluation import CSV_COLUMNS, PREDICTION_STATS_FILE, per_round_summary
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct"
 SHAPE = (6, 5, 4)
 AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, -0.8, 0, 30.0], [0, 0, 2.0, -100.0], [0, 0, 0, 1]])
 # Each voxel is 0.8 * 0.8 * 2.0 mm = 1.28 mm^3.
@@ -44,7 +43,7 @@ def cases(tmp_path):
     truth_b = _mask(range(20, 24))
     truth_b.reshape(-1)[22:24] = 2  # tumour voxels count as pancreas by default
     content = {
-        "a": (_mask(range(0, 10)), _mask(range(5, 15))),
+        "a": (_mask(range(10)), _mask(range(5, 15))),
         "b": (_mask(range(20, 24)), truth_b),
         "c": (_mask([]), _mask(range(30, 36))),
     }
@@ -158,15 +157,21 @@ def test_missing_files_and_duplicates_fail_before_any_reading(cases):
 
 def test_per_round_dsc_from_prediction_stats(cases, tmp_path):
     stats = {
-        "a": {"stopped_round": 2, "rounds": [
-            {"round": 0, "voxels": 9, "inter_round_dsc": None, "dsc": 0.2},
-            {"round": 1, "voxels": 9, "inter_round_dsc": 0.8, "dsc": 0.4},
-            {"round": 2, "voxels": 9, "inter_round_dsc": 1.0, "dsc": 0.5},
-        ]},
-        "b": {"stopped_round": 1, "rounds": [
-            {"round": 0, "voxels": 4, "inter_round_dsc": None, "dsc": 0.6},
-            {"round": 1, "voxels": 4, "inter_round_dsc": 1.0, "dsc": 1.0},
-        ]},
+        "a": {
+            "stopped_round": 2,
+            "rounds": [
+                {"round": 0, "voxels": 9, "inter_round_dsc": None, "dsc": 0.2},
+                {"round": 1, "voxels": 9, "inter_round_dsc": 0.8, "dsc": 0.4},
+                {"round": 2, "voxels": 9, "inter_round_dsc": 1.0, "dsc": 0.5},
+            ],
+        },
+        "b": {
+            "stopped_round": 1,
+            "rounds": [
+                {"round": 0, "voxels": 4, "inter_round_dsc": None, "dsc": 0.6},
+                {"round": 1, "voxels": 4, "inter_round_dsc": 1.0, "dsc": 1.0},
+            ],
+        },
     }
     (cases["preds"] / PREDICTION_STATS_FILE).write_text(json.dumps({"cases": stats}))
     report = run_evaluation(cases["preds"], cases["datalist"], output_dir=tmp_path / "r")
@@ -188,17 +193,51 @@ def test_cli_evaluate_with_a_datalist_and_with_a_dataset(cases, tmp_path, capsys
     assert json.loads((out / "summary.json").read_text())["cases"] == 3
 
     dataset = tmp_path / "dataset.json"
-    dataset.write_text(json.dumps({
-        "name": "hand", "labels": {"0": "background", "1": "pancreas", "2": "tumour"},
-        "cases": [{"id": i, "image": f"labels/{i}.nii.gz", "label": f"labels/{i}.nii.gz"} for i in ("a", "b", "c")],
-    }))
-    assert main(["evaluate", "--predictions", str(cases["preds"]), "--dataset", str(dataset), "--ids", "a", "b",
-                 "--out", str(tmp_path / "ds")]) == 0
+    dataset.write_text(
+        json.dumps(
+            {
+                "name": "hand",
+                "labels": {"0": "background", "1": "pancreas", "2": "tumour"},
+                "cases": [
+                    {"id": i, "image": f"labels/{i}.nii.gz", "label": f"labels/{i}.nii.gz"} for i in ("a", "b", "c")
+                ],
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--predictions",
+                str(cases["preds"]),
+                "--dataset",
+                str(dataset),
+                "--ids",
+                "a",
+                "b",
+                "--out",
+                str(tmp_path / "ds"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "ds" / "summary.json").read_text())["mean_dsc"] == pytest.approx(0.75)
 
     # Bad input: one line on stderr, exit status 2, nothing written.
-    assert main(["evaluate", "--predictions", str(tmp_path / "none"), "--datalist", str(cases["datalist"]),
-                 "--out", str(tmp_path / "bad")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--predictions",
+                str(tmp_path / "none"),
+                "--datalist",
+                str(cases["datalist"]),
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     assert main(["evaluate", "--predictions", str(cases["preds"]), "--dataset", str(dataset), "--ids", "zz"]) == 2
@@ -207,15 +246,8 @@ def test_cli_evaluate_with_a_datalist_and_with_a_dataset(cases, tmp_path, capsys
 
 def test_evaluate_bundle_runs_with_monai_bundle_run(cases, tmp_path):
     out = tmp_path / "bundle"
-    command = [
-        sys.executable, "-m", "monai.bundle", "run",
-        "--config_file", str(BUNDLE / "configs" / "evaluate.json"),
-        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
-        "--predictions_dir", str(cases["preds"]),
-        "--datalist", str(cases["datalist"]),
-        "--output_dir", str(out),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    command = bundle_argv("run", EVALUATE, predictions_dir=cases["preds"], datalist=cases["datalist"], output_dir=out)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["global_dsc"] == pytest.approx(18 / 34) and summary["mean_dsc"] == pytest.approx(0.5)
@@ -224,10 +256,17 @@ def test_evaluate_bundle_runs_with_monai_bundle_run(cases, tmp_path):
 
 def _dataset_json(tmp_path: Path, classes: dict[str, str]) -> Path:
     dataset = tmp_path / "dataset.json"
-    dataset.write_text(json.dumps({
-        "name": "hand", "labels": classes,
-        "cases": [{"id": i, "image": f"labels/{i}.nii.gz", "label": f"labels/{i}.nii.gz"} for i in ("a", "b", "c")],
-    }))
+    dataset.write_text(
+        json.dumps(
+            {
+                "name": "hand",
+                "labels": classes,
+                "cases": [
+                    {"id": i, "image": f"labels/{i}.nii.gz", "label": f"labels/{i}.nii.gz"} for i in ("a", "b", "c")
+                ],
+            }
+        )
+    )
     return dataset
 
 
@@ -271,14 +310,24 @@ def test_a_probability_map_is_refused_unless_a_threshold_is_given(cases, tmp_pat
     probability = np.full(SHAPE, 0.01, dtype=np.float32)
     probability.reshape(-1)[0:10] = 0.9  # the same organ as the mask: DSC 0.5 once thresholded
     save_nifti(probability, AFFINE, prediction_a, dtype=np.float32)
-    with pytest.raises(LabelValueError, match=r"case 'a': .*a\.nii\.gz: prediction has non-integer values: .*probability map"):
+    with pytest.raises(
+        LabelValueError, match=r"case 'a': .*a\.nii\.gz: prediction has non-integer values: .*probability map"
+    ):
         evaluate_predictions(cases["pairs"])
     assert evaluate_predictions(cases["pairs"], threshold=0.5).dsc == {"a": 0.5, "b": 1.0, "c": 0.0}
 
-    base = ["evaluate", "--predictions", str(cases["preds"]), "--datalist", str(cases["datalist"]), "--out", str(tmp_path / "t")]
+    base = [
+        "evaluate",
+        "--predictions",
+        str(cases["preds"]),
+        "--datalist",
+        str(cases["datalist"]),
+        "--out",
+        str(tmp_path / "t"),
+    ]
     assert main(base) == 2
     assert "--threshold" in capsys.readouterr().err
-    assert main(base + ["--threshold", "0.5"]) == 0
+    assert main([*base, "--threshold", "0.5"]) == 0
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert summary["prediction_threshold"] == 0.5 and summary["mean_dsc"] == pytest.approx(0.5)
     # NaN in a thresholded map is still an error.
@@ -293,7 +342,7 @@ def test_the_report_never_replaces_an_input_or_a_foreign_file(cases, tmp_path):
     listing = cases["preds"] / "summary.json"
     listing.write_text(cases["datalist"].read_text())
     before = listing.read_bytes()
-    with pytest.raises(ConfigError, match="summary.json is the data list / dataset"):
+    with pytest.raises(ConfigError, match=r"summary.json is the data list / dataset"):
         run_evaluation(cases["preds"], listing)
     assert listing.read_bytes() == before
     # A foreign per_case.csv is refused; the evaluation's own earlier reports are replaced.

@@ -6,21 +6,19 @@ Each exported model must give the PyTorch model's output on a sample, within flo
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import pytest
 import torch
+from bundle_files import META, TRAIN, bundle_argv
 from monai.bundle import ckpt_export, onnx_export
 
 from atso_med.errors import ConfigError
 from atso_med.inferers import CoarseToFineInferer, InferenceConfig
 from atso_med.networks import RSTNPart, build_rstn, initialize_rstn
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct" / "configs"
-META, TRAIN = str(BUNDLE / "metadata.json"), str(BUNDLE / "train.json")
 ATOL = 1e-5
 
 
@@ -36,14 +34,16 @@ def _sample(generator_seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(generator_seed))
 
 
+def _bundle_model(ckpt: Path, preset: str) -> dict[str, str]:
+    """The export commands' arguments that name the bundle and the trained model."""
+    return {"ckpt_file": str(ckpt), "meta_file": META, "config_file": TRAIN, "key_in_ckpt": "network", "preset": preset}
+
+
 @pytest.mark.parametrize("preset", ["tiny", "small", "unet_tiny", "unet_small"])
 def test_ckpt_export_matches_pytorch(tmp_path: Path, preset: str) -> None:
     ckpt, net = _model_pt(tmp_path, preset)
     out = tmp_path / "model.ts"
-    ckpt_export(
-        "network_def", filepath=str(out), ckpt_file=str(ckpt), meta_file=META, config_file=TRAIN,
-        key_in_ckpt="network", preset=preset,
-    )
+    ckpt_export("network_def", filepath=str(out), **_bundle_model(ckpt, preset))
     extra = {"metadata.json": "", "train.json": ""}
     ts = torch.jit.load(str(out), _extra_files=extra)
     assert b'"network_data_format"' in extra["metadata.json"] and b'"network_def"' in extra["train.json"]
@@ -69,12 +69,10 @@ def test_ckpt_export_command_line_and_volume_inference(tmp_path: Path) -> None:
     """The model zoo's command on FCN-8s halves; the loaded model.ts runs the whole coarse-to-fine inference."""
     ckpt, net = _model_pt(tmp_path, "tiny")
     out = tmp_path / "model.ts"
-    command = [
-        sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(out),
-        "--ckpt_file", str(ckpt), "--meta_file", META, "--config_file", TRAIN, "--key_in_ckpt", "network",
-        "--preset", "tiny",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command = bundle_argv(
+        "ckpt_export", TRAIN, "network_def", filepath=out, ckpt_file=ckpt, key_in_ckpt="network", preset="tiny"
+    )
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ts = torch.jit.load(str(out))
 
@@ -92,8 +90,11 @@ def test_onnx_export_parts_match_pytorch(tmp_path: Path, preset: str, part: str)
     ckpt, net = _model_pt(tmp_path, preset)
     out = tmp_path / f"{part}.onnx"
     onnx_export(
-        "network_part", filepath=str(out), ckpt_file=str(ckpt), meta_file=META, config_file=TRAIN,
-        key_in_ckpt="network", preset=preset, export_part=part, input_shape=[1, 3, 32, 32],
+        "network_part",
+        filepath=str(out),
+        **_bundle_model(ckpt, preset),
+        export_part=part,
+        input_shape=[1, 3, 32, 32],
         converter_kwargs={"dynamic_axes": {"x": {0: "batch", 2: "height", 3: "width"}}},
     )
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -215,7 +215,7 @@ def test_nih_errors_are_listed_before_anything_is_written(nih_tree, tmp_path, on
     assert dataset.ids == ["PANCREAS_0001", "PANCREAS_0002"]
 
     # An existing dataset.json is not replaced silently.
-    with pytest.raises(DatasetError, match="already exists.*overwrite=True"):
+    with pytest.raises(DatasetError, match=r"already exists.*overwrite=True"):
         import_nih_pancreas(nih_tree, labels, out, allow_missing_images=True)
     import_nih_pancreas(nih_tree, labels, out, allow_missing_images=True, overwrite=True)
 
@@ -307,15 +307,23 @@ def test_build_dataset_custom_matching(tmp_path):
 
     # Images and labels share a folder: globs tell them apart, a regular expression reads the id.
     dataset = build_dataset(
-        folder, folder, out_json=tmp_path / "a.json", name="a",
-        image_glob="ct_*", label_glob="mask_*", id_from=r"_(?P<id>[a-z]+)$",
+        folder,
+        folder,
+        out_json=tmp_path / "a.json",
+        name="a",
+        image_glob="ct_*",
+        label_glob="mask_*",
+        id_from=r"_(?P<id>[a-z]+)$",
     )
     assert dataset.ids == ["full", "upper"]
     assert dataset.case("upper").label.name == "mask_upper.nii.gz"
 
     # A function of the path, and explicit lists of files.
     dataset = build_dataset(
-        [folder / "ct_full.nii.gz"], [folder / "mask_full.nii.gz"], out_json=tmp_path / "b.json", name="b",
+        [folder / "ct_full.nii.gz"],
+        [folder / "mask_full.nii.gz"],
+        out_json=tmp_path / "b.json",
+        name="b",
         id_from=lambda path: "case-" + path.name.split("_")[1].split(".")[0],
     )
     assert dataset.ids == ["case-full"] and dataset.labeled_ids == ["case-full"]
@@ -335,11 +343,11 @@ def test_build_dataset_errors(tmp_path):
     labels.mkdir()
     out = tmp_path / "dataset.json"
 
-    with pytest.raises(DatasetError, match="no images found in .*images"):
+    with pytest.raises(DatasetError, match=r"no images found in .*images"):
         build_dataset(images, out_json=out, name="x")
-    with pytest.raises(DatasetError, match="images folder not found: .*nowhere"):
+    with pytest.raises(DatasetError, match=r"images folder not found: .*nowhere"):
         build_dataset(tmp_path / "nowhere", out_json=out, name="x")
-    with pytest.raises(DatasetError, match="image not found: .*missing.nii.gz"):
+    with pytest.raises(DatasetError, match=r"image not found: .*missing.nii.gz"):
         build_dataset([tmp_path / "missing.nii.gz"], out_json=out, name="x")
 
     small_nifti(images / "PANCREAS_0001.nii.gz")

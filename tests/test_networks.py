@@ -9,9 +9,9 @@ from torch import nn
 from atso_med.errors import ConfigError
 from atso_med.losses import RSTNLoss, SoftDiceLoss
 from atso_med.networks import (
-    FCN8s,
     RSTN,
     RSTN_PRESETS,
+    FCN8s,
     SaliencyTransform,
     bilinear_kernel,
     box_from_mask,
@@ -27,9 +27,21 @@ torch.set_num_threads(2)
 # Smaller than the "tiny" preset: enough to exercise every code path, fast on a shared CPU.
 MICRO = dict(width=0.0625, fc_channels=8)
 VGG_FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-TRUNK = (
-    "conv1_1 conv1_2 conv2_1 conv2_2 conv3_1 conv3_2 conv3_3 conv4_1 conv4_2 conv4_3 conv5_1 conv5_2 conv5_3"
-).split()
+TRUNK = [
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+]
 
 
 def micro_rstn(seed: int = 0, **kw) -> RSTN:
@@ -39,8 +51,8 @@ def micro_rstn(seed: int = 0, **kw) -> RSTN:
 def box_label(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> torch.Tensor:
     """(B, 3, H, W) label with one rectangle (top, bottom, left, right; exclusive ends) per sample."""
     label = torch.zeros(len(boxes), 3, *shape)
-    for i, (t, b, l, r) in enumerate(boxes):
-        label[i, :, t:b, l:r] = 1
+    for i, (top, bottom, left, right) in enumerate(boxes):
+        label[i, :, top:bottom, left:right] = 1
     return label
 
 
@@ -99,7 +111,9 @@ def test_full_size_parameter_counts():
     assert total == 268_555_786  # every parameter, the frozen bilinear kernels included
     assert trainable == 268_550_602
     assert total - trainable == 2 * (3 * 3 * 4 * 4 * 2 + 3 * 3 * 16 * 16)
-    assert sorted(frozen) == sorted(f"{h}.{u}.weight" for h in ("coarse", "fine") for u in ("upscore2", "upscore_pool4", "upscore8"))
+    assert sorted(frozen) == sorted(
+        f"{h}.{u}.weight" for h in ("coarse", "fine") for u in ("upscore2", "upscore_pool4", "upscore8")
+    )
     assert sum(p.numel() for p in fcn.parameters()) == 134_277_737
     assert sum(p.numel() for p in model.saliency.parameters()) == 312
     assert RSTN_PRESETS["full"] == dict(backbone="fcn8s", width=1.0, fc_channels=4096)
@@ -138,9 +152,9 @@ def test_rstn_shapes_and_fine_zero_outside_box(mode):
     assert ((out.coarse >= 0) & (out.coarse <= 1)).all() and ((out.fine >= 0) & (out.fine <= 1)).all()
     if mode in "SI":
         assert out.boxes.tolist() == [[2, 15, 27, 43], [17, 37, 0, 12]]
-    for i, (t, b, l, r) in enumerate(out.boxes.tolist()):
+    for i, (top, bottom, left, right) in enumerate(out.boxes.tolist()):
         outside = torch.ones(h, w, dtype=torch.bool)
-        outside[t:b, l:r] = False
+        outside[top:bottom, left:right] = False
         assert (out.fine[i][:, outside] == 0).all()
         assert (out.fine[i][:, ~outside] > 0).all()
 
@@ -316,7 +330,9 @@ def test_training_margin_sampler_statistics():
     assert (rnd[:, 0] != rnd[:, 1]).float().mean() > 0.9
     again = sample_training_margins(n, torch.Generator().manual_seed(0))
     assert torch.equal(m, again)
-    custom = sample_training_margins(1000, torch.Generator().manual_seed(1), fixed_margin=5, max_margin=3, fixed_probability=0.25)
+    custom = sample_training_margins(
+        1000, torch.Generator().manual_seed(1), fixed_margin=5, max_margin=3, fixed_probability=0.25
+    )
     fixed = (custom == 5).all(dim=1)
     assert 0.18 < fixed.float().mean().item() < 0.32 and custom[~fixed].max() <= 3
 
@@ -386,7 +402,7 @@ def test_width_mismatch_and_missing_file_are_refused(tmp_path):
 def _fake_vgg16(model: RSTN, fc: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """A torchvision-style VGG16 state dict with the shapes of ``model``'s FCNs."""
     state = {}
-    for idx, name in zip(VGG_FEATURE_INDICES, TRUNK):
+    for idx, name in zip(VGG_FEATURE_INDICES, TRUNK, strict=True):
         conv = getattr(model.coarse, name)
         state[f"features.{idx}.weight"] = torch.randn(conv.weight.shape, generator=gen)
         state[f"features.{idx}.bias"] = torch.randn(conv.bias.shape, generator=gen)
@@ -409,7 +425,7 @@ def test_vgg16_state_dict_mapping(tmp_path, width, fc):
     initialize_rstn(model, seed=0, weights_file=path)
     c5 = model.coarse.conv5_3.out_channels
     for fcn in (model.coarse, model.fine):
-        for idx, name in zip(VGG_FEATURE_INDICES, TRUNK):
+        for idx, name in zip(VGG_FEATURE_INDICES, TRUNK, strict=True):
             assert torch.equal(getattr(fcn, name).weight, vgg[f"features.{idx}.weight"])
             assert torch.equal(getattr(fcn, name).bias, vgg[f"features.{idx}.bias"])
         assert torch.equal(fcn.fc6.weight, vgg["classifier.0.weight"].view(fc, c5, 7, 7))
@@ -489,7 +505,10 @@ def test_own_model_and_checkpoint_files_load_as_weights(tmp_path):
     # non-tensor entries; a fine-tuning starts from such a file directly.
     src = micro_rstn(seed=1)
     path = tmp_path / "model.pt"
-    torch.save({"network": src.state_dict(), "config": {"plane": "Z", "preset": "tiny"}, "iteration": 7, "selected": "last"}, path)
+    torch.save(
+        {"network": src.state_dict(), "config": {"plane": "Z", "preset": "tiny"}, "iteration": 7, "selected": "last"},
+        path,
+    )
     state = load_state_file(path)
     assert state.keys() == src.state_dict().keys()
     dst = initialize_rstn(build_rstn("tiny", **MICRO), seed=2, weights_file=path)

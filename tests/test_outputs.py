@@ -21,7 +21,11 @@ def dataset(phantom_dataset) -> Path:
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def first_image(dataset: Path) -> Path:
@@ -40,7 +44,9 @@ def first_image(dataset: Path) -> Path:
         (["split", "{data}", "--labeled", "1", "--out", "{folder}", "--force"], "is a folder"),
     ],
 )
-def test_an_output_that_is_an_input_or_a_folder_is_refused_and_nothing_changes(dataset, tmp_path, capsys, command, message):
+def test_an_output_that_is_an_input_or_a_folder_is_refused_and_nothing_changes(
+    dataset, tmp_path, capsys, command, message
+):
     before = digests(dataset.parent)
     places = {"data": str(dataset), "image": str(first_image(dataset)), "folder": str(tmp_path)}
     assert main([part.format(**places) for part in command]) == 2
@@ -59,7 +65,10 @@ def test_force_replaces_a_previous_report_but_never_another_file(dataset, tmp_pa
 
     notes = tmp_path / "notes.json"
     notes.write_text('{"my": "notes"}\n')
-    for command in (["verify", str(dataset), "--json", str(notes), "--force"], ["split", str(dataset), "--labeled", "1", "--out", str(notes), "--force"]):
+    for command in (
+        ["verify", str(dataset), "--json", str(notes), "--force"],
+        ["split", str(dataset), "--labeled", "1", "--out", str(notes), "--force"],
+    ):
         assert main(command) == 2
         assert "--force overwrites only a previous" in capsys.readouterr().err
     assert notes.read_text() == '{"my": "notes"}\n'
@@ -83,7 +92,9 @@ def test_train_never_replaces_its_splits_or_init_weights_with_its_own_outputs(da
     other = tmp_path / "splits.json"
     other.write_bytes(splits.read_bytes())
     assert main([*base, "--splits", str(other)]) == 2  # now a foreign file: still never replaced
-    assert "datalist.json exists and is not a training data list; it replaces only a previous" in capsys.readouterr().err
+    assert (
+        "datalist.json exists and is not a training data list; it replaces only a previous" in capsys.readouterr().err
+    )
     assert digests(out) == before
     splits.unlink()
     assert main([*base, "--splits", str(other), "--init-weights", str(weights)]) == 2

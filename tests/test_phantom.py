@@ -85,7 +85,7 @@ def test_cases_are_deterministic_and_independent_of_case_count(tmp_path):
     config = PhantomConfig(cases=1, seed=11, **TINY)
     a = make_phantom_case(case_rng(11, 2), config, 2)
     b = make_phantom_case(None, config, 2)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     other = make_phantom_case(case_rng(12, 2), PhantomConfig(cases=1, seed=12, **TINY), 2)
     assert other[0].shape != a[0].shape or not np.array_equal(other[0], a[0])
@@ -149,9 +149,12 @@ def test_tissue_hu_plausible_at_default_size():
             median = float(np.median(case.image[inner]))
             assert lo <= median <= hi, f"case {k}: {name} median {median} HU outside [{lo}, {hi}]"
             checked.add(name)
-        assert REQUIRED <= checked, f"case {k}: classes missing: {REQUIRED - checked}"
+        assert checked >= REQUIRED, f"case {k}: classes missing: {REQUIRED - checked}"
+
         # Anatomy in world space (RAS): liver on the patient's right, lungs above the pancreas.
-        world = lambda mask: case.affine[:3, :3] @ np.argwhere(mask).mean(axis=0) + case.affine[:3, 3]
+        def world(mask, affine=case.affine):
+            return affine[:3, :3] @ np.argwhere(mask).mean(axis=0) + affine[:3, 3]
+
         liver, spleen = world(case.tissue == TISSUES["liver"]), world(case.tissue == TISSUES["spleen"])
         assert liver[0] > spleen[0]
         assert world(case.tissue == TISSUES["lung"])[2] > world(case.label > 0)[2]
@@ -280,7 +283,7 @@ def test_cli_writes_previews_refuses_and_is_a_noop_on_rerun(tmp_path, capsys):
     out, png = tmp_path / "data", tmp_path / "preview.png"
     args = ["phantom", str(out), "--cases", "2", "--seed", "3"]
     args += ["--shape", "64", "64", "32", "--spacing", "3", "3", "5"]
-    assert main(args + ["--preview", str(png)]) == 0
+    assert main([*args, "--preview", str(png)]) == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and " s" in printed
     data = json.loads((out / "dataset.json").read_text())
@@ -292,7 +295,7 @@ def test_cli_writes_previews_refuses_and_is_a_noop_on_rerun(tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
 
-    assert main(args[:3] + ["3"] + args[4:]) == 2  # another case count in the same folder
+    assert main([*args[:3], "3", *args[4:]]) == 2  # another case count in the same folder
     assert "another configuration" in capsys.readouterr().err
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -9,31 +9,28 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_files import INFERENCE, META, bundle_argv
 from monai.bundle import ConfigWorkflow
+from synthetic_dicom import axial, write_series
 
 from atso_med.cli.main import main
 from atso_med.data.dataset import Dataset
+from atso_med.data.inputs import resolve_inputs
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import CaseFailuresError, ConfigError, DatasetError, ImageReadError
-from atso_med.data.inputs import resolve_inputs
 from atso_med.inferers.fusion import ensemble_vote
 from atso_med.inferers.volume import InferenceConfig
 from atso_med.metrics.evaluation import PREDICTION_STATS_FILE
 from atso_med.networks import build_rstn
 from atso_med.networks.loading import load_model_sets, load_plane_models
 from atso_med.prediction import predict_case, predict_datalist
-from synthetic_dicom import axial, write_series
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct"
-INFERENCE = str(BUNDLE / "configs" / "inference.json")
-META = str(BUNDLE / "configs" / "metadata.json")
 FAST = InferenceConfig(rounds=0, batch_size=32)
 
 
@@ -41,7 +38,10 @@ def save_model(path: Path, plane: str, preset: str = "tiny", seed: int = 0, stor
     """A model.pt as the train bundle exports it: random weights of ``preset``, config naming ``stored_preset``."""
     torch.manual_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    content = {"network": build_rstn(preset).state_dict(), "config": {"plane": plane, "preset": stored_preset or preset}}
+    content = {
+        "network": build_rstn(preset).state_dict(),
+        "config": {"plane": plane, "preset": stored_preset or preset},
+    }
     torch.save(content, path)
     return path
 
@@ -92,7 +92,7 @@ def test_bad_model_files_are_refused_with_what_is_wrong(models, tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_plane_models(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="holds no plane model.*plane_X/model.pt"):
+    with pytest.raises(ConfigError, match=r"holds no plane model.*plane_X/model.pt"):
         load_plane_models(tmp_path / "empty")
     with pytest.raises(ConfigError, match=r"plane Y: .*missing\.pt"):
         load_plane_models({"Z": models["set_a"] / "plane_Z" / "model.pt", "Y": tmp_path / "missing.pt"})
@@ -229,7 +229,7 @@ def test_predict_case_refuses_bad_input_before_any_work(phantom, models, bad_ima
     out = tmp_path / "out"
     with pytest.raises(ImageReadError, match="does not exist"):
         predict_case(bad_images["missing"], models["set_a"], out / "m.nii.gz", FAST, "cpu")
-    with pytest.raises(ImageReadError, match="not valid gzip|corrupt|truncated"):
+    with pytest.raises(ImageReadError, match=r"not valid gzip|corrupt|truncated"):
         predict_case(bad_images["corrupt"], models["set_a"], out / "m.nii.gz", FAST, "cpu")
     with pytest.raises(ImageReadError, match="2D"):
         predict_case(bad_images["2d"], models["set_a"], out / "m.nii.gz", FAST, "cpu")
@@ -303,21 +303,24 @@ def test_a_bad_case_names_itself_and_the_others_are_still_predicted(phantom, mod
         predict_datalist(listing, models["set_a"], out, FAST, "cpu")
     assert error.value.failures[0][0] == "gapped" and len(error.value.failures) == 1
     message = str(error.value)
-    assert message.startswith("1 of 3 case(s) failed") and f"gapped: {uneven}" in message and "uneven slice spacing" in message
+    assert (
+        message.startswith("1 of 3 case(s) failed")
+        and f"gapped: {uneven}" in message
+        and "uneven slice spacing" in message
+    )
     assert [r["status"] for r in error.value.results] == ["predicted", "failed", "predicted"]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["first.nii.gz", "last.nii.gz"]
 
     # The command line: the good cases are printed, the failure names the case and folder, exit 1.
-    code = main(["predict", "--models", str(models["set_a"]), "--input", str(listing), "--out", str(tmp_path / "cli"),
-                 "--rounds", "0", "--device", "cpu"])
+    predict = ["predict", "--models", str(models["set_a"]), "--input", str(listing), "--rounds", "0", "--device", "cpu"]
+    code = main([*predict, "--out", str(tmp_path / "cli")])
     captured = capsys.readouterr()
     assert code == 1, captured.err
     assert "2 case(s) predicted, 0 skipped (output exists), 1 failed" in captured.out
     assert f"case 'gapped' failed: {uneven}" in captured.err and "uneven slice spacing" in captured.err
 
     # --fail-fast stops at the bad case: the last one is never predicted.
-    code = main(["predict", "--models", str(models["set_a"]), "--input", str(listing), "--out", str(tmp_path / "ff"),
-                 "--rounds", "0", "--device", "cpu", "--fail-fast"])
+    code = main([*predict, "--out", str(tmp_path / "ff"), "--fail-fast"])
     assert code == 2
     assert f"error: case 'gapped': {uneven}" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "ff").glob("*.nii.gz")) == ["first.nii.gz"]
@@ -325,8 +328,11 @@ def test_a_bad_case_names_itself_and_the_others_are_still_predicted(phantom, mod
 
 def test_every_unusable_input_is_listed_with_its_case_before_any_work(phantom, models, bad_images, tmp_path):
     listing = tmp_path / "list.json"
-    items = [{"id": "good", "image": str(phantom.cases[0].image)}, {"id": "flat", "image": str(bad_images["2d"])},
-             {"id": "gone", "image": str(bad_images["missing"])}]
+    items = [
+        {"id": "good", "image": str(phantom.cases[0].image)},
+        {"id": "flat", "image": str(bad_images["2d"])},
+        {"id": "gone", "image": str(bad_images["missing"])},
+    ]
     listing.write_text(json.dumps({"testing": items}))
     with pytest.raises(ImageReadError, match="2 input") as error:
         predict_datalist(listing, models["set_a"], tmp_path / "out", FAST, "cpu")
@@ -346,11 +352,19 @@ def test_an_image_whose_qform_and_sform_disagree_is_flagged_and_its_prediction_k
     path = tmp_path / "in" / "both.nii.gz"
     path.parent.mkdir()
     nib.save(image, str(path))
-    (tmp_path / "in" / "dataset.json").write_text(json.dumps(
-        {"name": "q", "labels": {"0": "background", "1": "pancreas"}, "cases": [{"id": "both", "image": "both.nii.gz"}]}
-    ))
+    (tmp_path / "in" / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "q",
+                "labels": {"0": "background", "1": "pancreas"},
+                "cases": [{"id": "both", "image": "both.nii.gz"}],
+            }
+        )
+    )
     row = verify_dataset(tmp_path / "in").rows[0]
-    assert row.ok and any("qform and sform disagree (corners up to 20.0 mm apart" in w and "the sform is used" in w for w in row.warnings)
+    assert row.ok and any(
+        "qform and sform disagree (corners up to 20.0 mm apart" in w and "the sform is used" in w for w in row.warnings
+    )
 
     out = tmp_path / "out" / "both.nii.gz"
     predict_case(path, models["set_a"], out, FAST, "cpu")
@@ -369,15 +383,36 @@ def test_an_image_whose_qform_and_sform_disagree_is_flagged_and_its_prediction_k
 
 def test_cli_predict_writes_masks_and_evaluate_reads_them(phantom, models, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main([
-        "predict", "--models", str(models["set_a"]), "--input", str(phantom.path), "--ids", "case_001",
-        "--out", str(out), "--rounds", "1", "--batch-size", "32", "--probability", "--seg-nrrd",
-        "--round-dsc", "--device", "cpu", "--no-amp",
-    ])
+    code = main(
+        [
+            "predict",
+            "--models",
+            str(models["set_a"]),
+            "--input",
+            str(phantom.path),
+            "--ids",
+            "case_001",
+            "--out",
+            str(out),
+            "--rounds",
+            "1",
+            "--batch-size",
+            "32",
+            "--probability",
+            "--seg-nrrd",
+            "--round-dsc",
+            "--device",
+            "cpu",
+            "--no-amp",
+        ]
+    )
     assert code == 0
     assert "1 case(s) predicted, 0 skipped" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {
-        "case_001.nii.gz", "case_001_probability.nii.gz", "case_001.seg.nrrd", PREDICTION_STATS_FILE,
+        "case_001.nii.gz",
+        "case_001_probability.nii.gz",
+        "case_001.seg.nrrd",
+        PREDICTION_STATS_FILE,
     }
     stats = json.loads((out / PREDICTION_STATS_FILE).read_text())["cases"]["case_001"]
     assert "dsc" in stats["rounds"][0] and stats["planes"] == ["Z"]
@@ -412,17 +447,21 @@ def test_inference_bundle_has_every_infer_property_and_reads_string_flags(phanto
 
 def test_inference_bundle_runs_with_monai_bundle_run(phantom, models, tmp_path):
     out = tmp_path / "bundle"
-    command = [
-        sys.executable, "-m", "monai.bundle", "run",
-        "--config_file", INFERENCE, "--meta_file", META,
-        "--input", str(phantom.cases[0].image),
-        "--model_dir", str(models["set_a"]),
-        "--output_dir", str(out),
-        "--rounds", "0", "--batch_size", "32", "--amp", "false", "--device", "cpu",
-        "--save_probability", "true", "--long_axis_spacing", "1.5",
-    ]
+    command = bundle_argv(
+        "run",
+        INFERENCE,
+        input=phantom.cases[0].image,
+        model_dir=models["set_a"],
+        output_dir=out,
+        rounds=0,
+        batch_size=32,
+        amp=False,
+        device="cpu",
+        save_probability=True,
+        long_axis_spacing=1.5,
+    )
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     mask = nib.load(str(out / "case_000.nii.gz"))
     source = nib.load(str(phantom.cases[0].image))

@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from bundle_files import TRAIN
 from monai.bundle import ConfigParser
 from pydicom.uid import generate_uid
 
@@ -21,7 +22,6 @@ from atso_med.data.readers import load_image
 from atso_med.transforms.prediction import PredictionPreprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / "bundles" / "rstn_pancreas_ct" / "configs" / "train.json"
 REAL = ROOT / "tests" / "data" / "real"
 NIFTI_CT = REAL / "totalseg_ct3mm" / "ct_3mm_upperabd_30sl.nii.gz"
 NIFTI_LABEL = REAL / "totalseg_ct3mm" / "DERIVED_pancreas_mask_pseudo_upperabd_30sl.nii.gz"
@@ -30,7 +30,7 @@ DICOM20 = REAL / "totalseg_ct_dicom20" / "dicom"
 
 def training_preprocessing(long_axis_spacing):
     parser = ConfigParser()
-    parser.read_config(str(TRAIN))
+    parser.read_config(TRAIN)
     parser["long_axis_spacing"] = long_axis_spacing
     return parser.get_parsed_content("preprocessing")
 

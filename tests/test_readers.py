@@ -197,7 +197,7 @@ def test_label_flipped_in_header_but_origin_kept_is_refused(tmp_path, ct_full, s
     affine[:3, 1] *= -1  # axis 1 now runs posterior, origin unchanged
     path = tmp_path / "seg_badflip.nii.gz"
     save_nifti(seg_full_stored, affine, path)
-    with pytest.raises(GridMismatchError, match="axis 1 runs the opposite way.*origin was kept") as info:
+    with pytest.raises(GridMismatchError, match=r"axis 1 runs the opposite way.*origin was kept") as info:
         load_label(path, ct_full)
     assert "RPS" in str(info.value) and "RAS" in str(info.value)
 
@@ -216,10 +216,12 @@ def test_label_of_another_shape_is_refused(tmp_path, ct_full, seg_full_stored):
         (lambda a: np.vstack([a[:3] + np.array([[0, 0, 0, 1.5]]), a[3:]]), "fraction of a voxel"),
         (lambda a: a @ np.array([[1, 0, 0, 2], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), "shifted by 2 voxels"),
         (
-            lambda a: np.array(
-                [[np.cos(0.1), -np.sin(0.1), 0, 0], [np.sin(0.1), np.cos(0.1), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
-            )
-            @ a,
+            lambda a: (
+                np.array(
+                    [[np.cos(0.1), -np.sin(0.1), 0, 0], [np.sin(0.1), np.cos(0.1), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+                )
+                @ a
+            ),
             "rotated",
         ),
     ],
@@ -296,5 +298,5 @@ def test_canonical_of_real_dicom_grid_puts_axial_planes_last():
 def test_single_slice_nifti_is_refused_as_2d(tmp_path):
     path = tmp_path / "slice.nii.gz"
     save_nifti(np.zeros((8, 9, 1), dtype=np.int16), np.eye(4), path)
-    with pytest.raises(ImageReadError, match="single slice.*2D"):
+    with pytest.raises(ImageReadError, match=r"single slice.*2D"):
         load_image(path)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from bundle_files import TRAIN, bundle_argv
 
 from atso_med.engines import RECIPES, StageSchedule, build_optimizer, check_initialization, resolve_recipe
 from atso_med.errors import ConfigError
 from atso_med.losses import RSTNLoss
 from atso_med.networks import build_rstn, initialize_rstn
-
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct" / "configs"
 
 
 def test_the_paper_recipe_is_the_published_setting():
@@ -63,7 +61,9 @@ def test_the_paper_recipe_from_random_weights_is_refused_with_the_way_out():
     with pytest.raises(ConfigError) as error:
         check_initialization(paper, None)
     message = str(error.value)
-    assert "init_weights" in message and "VGG16" in message and "'scratch'" in message and "allow_random_init" in message
+    assert (
+        "init_weights" in message and "VGG16" in message and "'scratch'" in message and "allow_random_init" in message
+    )
     check_initialization(paper, "/some/fcn8s.pt")
     check_initialization(paper, None, allow_random_init="true")
     check_initialization(resolve_recipe("scratch"), None)
@@ -71,12 +71,8 @@ def test_the_paper_recipe_from_random_weights_is_refused_with_the_way_out():
 
 def test_the_bundle_refuses_the_paper_recipe_without_weights_before_reading_any_data(tmp_path):
     """`python -m monai.bundle run` with recipe paper: the message, no traceback, before the data list is read."""
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "train.json"),
-        "--meta_file", str(BUNDLE / "metadata.json"), "--recipe", "paper",
-        "--datalist", str(tmp_path / "missing.json"), "--output_dir", str(tmp_path / "run"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command = bundle_argv("run", TRAIN, recipe="paper", datalist=tmp_path / "missing.json", output_dir=tmp_path / "run")
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "the 'paper' recipe trains FCN-8s halves" in result.stderr
     assert "missing.json" not in result.stderr.split("the 'paper' recipe")[-1].split("\n")[0]
@@ -90,7 +86,18 @@ def test_atso_med_train_refuses_the_paper_recipe_without_weights(tmp_path, capsy
 
     data = write_phantom_dataset(tmp_path / "data", PhantomConfig(cases=5, seed=1, shape=(40, 40, 20)))
     make_splits(Dataset.load(data), labeled=1, folds=2, seed=0, test=1).write(tmp_path / "splits.json")
-    code = main(["train", str(data), "--splits", str(tmp_path / "splits.json"), "--out", str(tmp_path / "run"), "--recipe", "paper"])
+    code = main(
+        [
+            "train",
+            str(data),
+            "--splits",
+            str(tmp_path / "splits.json"),
+            "--out",
+            str(tmp_path / "run"),
+            "--recipe",
+            "paper",
+        ]
+    )
     assert code == 2
     assert "the 'paper' recipe trains FCN-8s halves" in capsys.readouterr().err
     assert not (tmp_path / "run" / "model.pt").exists()
@@ -100,7 +107,7 @@ def test_poly_policy_warms_up_then_decays_to_zero_and_stages_halve_in_j():
     poly = StageSchedule(100, lr_policy="poly", warmup_fraction=0.1)
     factors = [poly.lr_factor_at(i) for i in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:])) and factors[-1] < 0.05
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:])) and factors[-1] < 0.05
     assert poly.mode_at(0) == "S" and poly.mode_at(99) == "J"
     stages = StageSchedule(80, j_halvings=3)
     assert [stages.lr_factor_at(i) for i in (0, 39, 40, 50, 60, 79)] == [1.0, 1.0, 1.0, 0.5, 0.25, 0.125]
@@ -108,7 +115,9 @@ def test_poly_policy_warms_up_then_decays_to_zero_and_stages_halve_in_j():
         StageSchedule(10, lr_policy="cosine")
 
 
-@pytest.mark.parametrize("name, kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+@pytest.mark.parametrize(
+    "name, kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
 def test_build_optimizer_keeps_rstns_parameter_groups(name, kind):
     network = initialize_rstn(build_rstn("unet_tiny"), seed=0)
     recipe = resolve_recipe("scratch", optimizer=name, lr_coarse=1e-3, lr_fine=2e-3, weight_decay=0.01)

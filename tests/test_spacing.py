@@ -13,8 +13,8 @@ from atso_med.transforms import LongAxisSpacing, LongAxisSpacingd, long_axis_sli
 
 def _blob(shape=(24, 20, 33), spacing=(1.0, 1.0, 2.5), radii=(8.0, 7.0, 30.0)) -> np.ndarray:
     """A smooth ellipsoid (radii in mm) centred in the volume, as a uint8 label."""
-    grid = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)], indexing="ij")
-    return (sum((g / r) ** 2 for g, r in zip(grid, radii)) <= 1.0).astype(np.uint8)
+    grid = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing, strict=True)], indexing="ij")
+    return (sum((g / r) ** 2 for g, r in zip(grid, radii, strict=True)) <= 1.0).astype(np.uint8)
 
 
 def test_slice_count_keeps_the_extent():

@@ -48,7 +48,12 @@ def test_parse_amount_string_forms():
     assert parse_amount("0.1") == 0.1 and isinstance(parse_amount("0.1"), float)
     assert parse_amount("6") == 6 and isinstance(parse_amount("6"), int)
     assert isinstance(parse_amount("1.0"), float) and isinstance(parse_amount("1"), int)
-    for bad, message in (("abc", "expected a count"), ("-1", "count must be >= 0"), ("1.5", "fraction must lie in"), (True, "expected")):
+    for bad, message in (
+        ("abc", "expected a count"),
+        ("-1", "count must be >= 0"),
+        ("1.5", "fraction must lie in"),
+        (True, "expected"),
+    ):
         with pytest.raises(SplitError, match=message):
             parse_amount(bad, "--labeled")
 
@@ -118,11 +123,23 @@ def test_load_rejects_malformed_files(tmp_path, content, message):
 @pytest.mark.parametrize(
     ("splits", "message"),
     [
-        (Splits(["c00", "zz1"], [["c01"], ["c02", "zz2"]], ["c03"]), "labeled ids not in dataset.json: 'zz1'.*reference ids not in dataset.json: 'zz2'"),
-        (Splits(["c00", "c01"], [["c01"], ["c02"]], []), "id 'c01' is in more than one place: labeled and reference\\[0\\]"),
-        (Splits(["c00"], [["c01", "c02"], ["c02"]], []), "id 'c02' is in more than one place: reference\\[0\\] and reference\\[1\\]"),
+        (
+            Splits(["c00", "zz1"], [["c01"], ["c02", "zz2"]], ["c03"]),
+            "labeled ids not in dataset.json: 'zz1'.*reference ids not in dataset.json: 'zz2'",
+        ),
+        (
+            Splits(["c00", "c01"], [["c01"], ["c02"]], []),
+            "id 'c01' is in more than one place: labeled and reference\\[0\\]",
+        ),
+        (
+            Splits(["c00"], [["c01", "c02"], ["c02"]], []),
+            "id 'c02' is in more than one place: reference\\[0\\] and reference\\[1\\]",
+        ),
         (Splits(["c00"], [["c01"], ["c02"]], ["c00"]), "id 'c00' is in more than one place: labeled and test"),
-        (Splits(["c00", "c15"], [["c01"], ["c02"]], [], ["c16"]), "labeled ids without a label.*'c15'.*validation ids without a label.*'c16'"),
+        (
+            Splits(["c00", "c15"], [["c01"], ["c02"]], [], ["c16"]),
+            "labeled ids without a label.*'c15'.*validation ids without a label.*'c16'",
+        ),
         (Splits(["c00"], [["c01", "c02"]], []), "at least 2 folds, got 1"),
         (Splits(["c00"], [["c01"], [], ["c02"]], []), "empty reference fold\\(s\\): reference\\[1\\]"),
         (Splits([], [["c01"], ["c02"]], []), "no labeled case"),
@@ -167,8 +184,8 @@ def test_nih4fold_full_82_cases_gives_6_or_12_labeled_of_62(tmp_path):
 
 
 def test_nih4fold_rejects_ids_without_numbers_and_bad_folds(tmp_path):
-    dataset = Dataset.load(make_dataset(tmp_path, nih_ids()[:30] + ["extra_case", "PANCREAS_0099"]))
-    with pytest.raises(SplitError, match="'extra_case' holds no case number.*outside 1..82.*'PANCREAS_0099'"):
+    dataset = Dataset.load(make_dataset(tmp_path, [*nih_ids()[:30], "extra_case", "PANCREAS_0099"]))
+    with pytest.raises(SplitError, match=r"'extra_case' holds no case number.*outside 1..82.*'PANCREAS_0099'"):
         nih4fold_splits(dataset, test_fold=0, labeled=6)
     with pytest.raises(SplitError, match="test fold must be 0, 1, 2 or 3"):
         nih4fold_splits(Dataset.load(make_dataset(tmp_path, nih_ids())), test_fold=4, labeled=6)
@@ -177,7 +194,20 @@ def test_nih4fold_rejects_ids_without_numbers_and_bad_folds(tmp_path):
 def test_cli_writes_next_to_dataset_and_refuses_to_overwrite(tmp_path, capsys, only_our_commands):
     path = make_dataset(tmp_path, nih_ids())
     out = tmp_path / "splits.json"
-    argv = ["split", str(path), "--labeled", "0.1", "--folds", "2", "--seed", "5", "--protocol", "nih4fold", "--test-fold", "1"]
+    argv = [
+        "split",
+        str(path),
+        "--labeled",
+        "0.1",
+        "--folds",
+        "2",
+        "--seed",
+        "5",
+        "--protocol",
+        "nih4fold",
+        "--test-fold",
+        "1",
+    ]
     assert main(argv) == 0
     summary = capsys.readouterr().out
     assert "labeled     6" in summary and "test        19" in summary and "2 folds of 28, 27" in summary
@@ -186,7 +216,7 @@ def test_cli_writes_next_to_dataset_and_refuses_to_overwrite(tmp_path, capsys, o
 
     out.write_text(out.read_text().replace('"seed": 5', '"seed": 5 '))  # a hand edit
     edited = out.read_text()
-    assert main(argv[:-4] + ["--labeled", "2", "--test", "3"]) == 2
+    assert main([*argv[:-4], "--labeled", "2", "--test", "3"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert out.read_text() == edited  # untouched
 

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from bundle_files import META, TRAIN
 from mlflow import MlflowClient
 from monai.bundle import ConfigWorkflow
 from test_atso_orchestration import FakePredictor, FakeTraining, settings
@@ -15,8 +16,6 @@ from atso_med.atso.config import ExperimentConfig
 from atso_med.atso.tracking import MLflowSettings
 from atso_med.data import Dataset, PhantomConfig, write_datalist, write_phantom_dataset
 from atso_med.errors import ConfigError
-
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "rstn_pancreas_ct" / "configs"
 
 
 def _runs(uri: str, experiment: str) -> list:
@@ -32,9 +31,20 @@ def test_bundle_run_with_monai_mlflow_tracking_logs_loss_and_validation_dice(tmp
     datalist = write_datalist(tmp_path / "datalist.json", items[:1], items[1:])
     out = tmp_path / "run"
     workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "train.json"), meta_file=str(BUNDLE / "metadata.json"), logging_file=False,
-        workflow_type="train", tracking="mlflow", datalist=str(datalist), output_dir=str(out), preset="tiny",
-        num_workers=0, batch_size=2, iterations=4, val_interval=2, progress_bar=False, augment=False,
+        config_file=TRAIN,
+        meta_file=META,
+        logging_file=False,
+        workflow_type="train",
+        tracking="mlflow",
+        datalist=str(datalist),
+        output_dir=str(out),
+        preset="tiny",
+        num_workers=0,
+        batch_size=2,
+        iterations=4,
+        val_interval=2,
+        progress_bar=False,
+        augment=False,
     )
     workflow.initialize()
     workflow.run()

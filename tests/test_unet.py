@@ -47,26 +47,30 @@ def test_unet_rstn_trains_in_every_mode_and_gradients_reach_both_halves():
     label[:, :, 10:20, 5:12] = 1
     for mode in ("S", "I", "J"):
         model.zero_grad()
-        out = model.forward_parts(image, label=label, mode=mode, margins=torch.tensor([[1, 2, 3, 4], [0, 0, 0, 0], [5, 5, 5, 5]]))
+        out = model.forward_parts(
+            image, label=label, mode=mode, margins=torch.tensor([[1, 2, 3, 4], [0, 0, 0, 0], [5, 5, 5, 5]])
+        )
         (out.coarse.mean() + out.fine.mean()).backward()
         assert out.coarse.shape == out.fine.shape == (3, 3, 40, 24)
         assert model.coarse.net.model[0].conv.weight.grad.abs().sum() > 0
         fine_grad = [p.grad for n, p in model.fine.named_parameters() if p.grad is not None]
         assert fine_grad and sum(float(g.abs().sum()) for g in fine_grad) > 0
         # outside every box the fine probability is exactly 0
-        for b, (t, bo, l, r) in enumerate(out.boxes.tolist()):
+        for i, (top, bottom, left, right) in enumerate(out.boxes.tolist()):
             outside = torch.ones(40, 24, dtype=torch.bool)
-            outside[t:bo, l:r] = False
-            assert not outside.any() or float(out.fine[b][:, outside].abs().max()) == 0.0
+            outside[top:bottom, left:right] = False
+            assert not outside.any() or float(out.fine[i][:, outside].abs().max()) == 0.0
 
 
 def test_equalized_boxes_share_one_size_and_contain_their_originals():
     boxes = torch.tensor([[0, 10, 5, 9], [30, 60, 40, 64], [20, 22, 0, 3], [63, 64, 63, 64]])
     grown = equalize_boxes(boxes, 64, 64)
-    assert {(b - t, r - l) for t, b, l, r in grown.tolist()} == {(30, 24)}
-    for (t, b, l, r), (gt, gb, gl, gr) in zip(boxes.tolist(), grown.tolist()):
-        assert gt <= t and gb >= b and gl <= l and gr >= r
-        assert gt >= 0 and gl >= 0 and gb <= 64 and gr <= 64
+    assert {(bottom - top, right - left) for top, bottom, left, right in grown.tolist()} == {(30, 24)}
+    for (top, bottom, left, right), (g_top, g_bottom, g_left, g_right) in zip(
+        boxes.tolist(), grown.tolist(), strict=True
+    ):
+        assert g_top <= top and g_bottom >= bottom and g_left <= left and g_right >= right
+        assert g_top >= 0 and g_left >= 0 and g_bottom <= 64 and g_right <= 64
 
 
 def test_training_forward_with_equal_boxes_runs_the_fine_half_once_per_batch():
@@ -80,7 +84,7 @@ def test_training_forward_with_equal_boxes_runs_the_fine_half_once_per_batch():
     label[2, :, 30:38, 10:14] = 1
     out = model.forward_parts(image, label, mode="S", margins=1, equal_boxes=True)
     assert len(calls) == 1 and calls[0][0] == 3
-    assert len({(b - t, r - l) for t, b, l, r in out.boxes.tolist()}) == 1
+    assert len({(bottom - top, right - left) for top, bottom, left, right in out.boxes.tolist()}) == 1
     calls.clear()
     model.forward_parts(image, label, mode="S", margins=1)
     assert len(calls) == 3  # one call per box size otherwise

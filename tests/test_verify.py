@@ -133,7 +133,11 @@ def build_mixed_dataset(root: Path) -> Path:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +278,15 @@ def test_cli_exit_0_on_a_clean_dataset(tmp_path, capsys, only_our_commands):
     save_nifti(ct_array(), AFFINE, tmp_path / "img.nii.gz")
     save_nifti(mask(), AFFINE, tmp_path / "lab.nii.gz")
     path = tmp_path / "dataset.json"
-    path.write_text(json.dumps({"name": "one", "labels": {"0": "bg", "1": "p"}, "cases": [{"id": "a", "image": "img.nii.gz", "label": "lab.nii.gz"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "one",
+                "labels": {"0": "bg", "1": "p"},
+                "cases": [{"id": "a", "image": "img.nii.gz", "label": "lab.nii.gz"}],
+            }
+        )
+    )
     assert main(["verify", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "one: 1 cases, 1 ok, 0 bad" in out and "ERROR" not in out

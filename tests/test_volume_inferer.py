@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bundle_files import INFERENCE
 
 from atso_med.errors import ConfigError, GridMismatchError, ImageReadError
 from atso_med.inferers import (
@@ -53,9 +54,9 @@ class FakeRSTN:
         boxes = box_from_mask(mask, margin)
         self.boxes.extend(boxes.tolist())
         out = torch.zeros_like(image)
-        for i, (t, b, l, r) in enumerate(boxes.tolist()):
+        for i, (top, bottom, left, right) in enumerate(boxes.tolist()):
             if bool(mask[i].any()):
-                out[i, :, t:b, l:r] = image[i, :, t:b, l:r]
+                out[i, :, top:bottom, left:right] = image[i, :, top:bottom, left:right]
         if self.noisy:
             gen = torch.Generator().manual_seed(self.fine_calls)
             out = out * torch.rand(out.shape, generator=gen) * 1.25  # mean 0.5 on the organ
@@ -64,7 +65,7 @@ class FakeRSTN:
 
 def ellipsoid(shape, centre, radii) -> np.ndarray:
     grid = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
-    return (sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1).astype(np.uint8)
+    return (sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1).astype(np.uint8)
 
 
 SHAPE = (24, 28, 20)
@@ -124,7 +125,7 @@ def test_the_default_batch_size_is_one_on_the_cpu_and_eight_on_cuda_for_bundle_a
     assert CoarseToFineInferer({"Z": FakeRSTN()}, InferenceConfig(), "cpu").batch_size == 1
     experiment = ExperimentConfig.from_dict({"output_dir": "x", "dataset": "d.json"})
     assert experiment.inference.batch_size is None
-    bundle = json.loads((Path(__file__).parents[1] / "bundles/rstn_pancreas_ct/configs/inference.json").read_text())
+    bundle = json.loads(Path(INFERENCE).read_text())
     assert bundle["batch_size"] is None
 
 
@@ -249,7 +250,9 @@ def test_probability_is_the_mean_of_planes_and_fusion_rules_differ():
 
 def test_stops_when_inter_round_dsc_reaches_one():
     models = fakes()
-    pred = CoarseToFineInferer(models, InferenceConfig(rounds=10, keep_round_masks=True, batch_size=8))(VOLUME, truth=BLOB)
+    pred = CoarseToFineInferer(models, InferenceConfig(rounds=10, keep_round_masks=True, batch_size=8))(
+        VOLUME, truth=BLOB
+    )
     assert pred.stopped_round == 1
     assert [r["round"] for r in pred.rounds] == [0, 1]
     assert pred.rounds[0]["inter_round_dsc"] is None and pred.rounds[1]["inter_round_dsc"] == 1.0

@@ -19,6 +19,7 @@ from atso_med.atso.layout import ExperimentLayout
 from atso_med.atso.strategies import ModelRef, PlanInputs, Step, build_plan, check_plan
 
 __all__ = [
+    "STRATEGIES",
     "CaseScore",
     "ExperimentConfig",
     "ExperimentLayout",
@@ -27,7 +28,6 @@ __all__ = [
     "ModelRef",
     "PlanInputs",
     "RaySettings",
-    "STRATEGIES",
     "Step",
     "TrainingConfig",
     "build_plan",

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import CONFIG_FILE, JOURNAL_FILE, ExperimentLayout, evaluation_folder, pseudo_label_folder
 from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, overlay_figure, strategy_rows
 from atso_med.errors import ConfigError
+from atso_med.files import read_json
 
 __all__ = ["CaseScore", "ExperimentResults"]
 
@@ -65,13 +65,13 @@ class ExperimentResults:
             raise ConfigError(f"no experiment folder at {self.dir}")
         if not layout.is_experiment():
             raise ConfigError(f"{self.dir} is not an experiment folder ({CONFIG_FILE} and {JOURNAL_FILE} are missing)")
-        report_file = layout.reports_dir / "report.json"
+        report_file = layout.report_file
         if not report_file.is_file():
             raise ConfigError(
                 f"{self.dir} holds no report yet ({report_file} is missing): the experiment has not finished; "
                 f"finish it with `atso-med run --config {layout.config_file} --resume`"
             )
-        self.report: dict[str, Any] = json.loads(report_file.read_text())
+        self.report: dict[str, Any] = read_json(report_file, "experiment report")
 
     @property
     def strategies(self) -> list[str]:
@@ -122,7 +122,9 @@ class ExperimentResults:
             ConfigError: the strategy did not run, or the generation is out of range.
         """
         if strategy not in SEMI_SUPERVISED or strategy not in self.report["strategies"]:
-            raise ConfigError(f"{strategy!r} made no pseudo labels in {self.dir} (strategies: {', '.join(self.strategies)})")
+            raise ConfigError(
+                f"{strategy!r} made no pseudo labels in {self.dir} (strategies: {', '.join(self.strategies)})"
+            )
         if not 0 <= int(generation) <= self.report["generations"]:
             raise ConfigError(f"generation must be in 0..{self.report['generations']}, got {generation}")
         return [pseudo_label_folder(strategy, int(generation) + 1, k) for k in range(self.report["folds"])]
@@ -137,7 +139,9 @@ class ExperimentResults:
             path = self.layout.case_file(folder, case_id)
             if path.is_file():
                 return path
-        raise ConfigError(f"no pseudo label of {case_id!r} from {strategy} generation {generation} in {self.dir}: not a reference case?")
+        raise ConfigError(
+            f"no pseudo label of {case_id!r} from {strategy} generation {generation} in {self.dir}: not a reference case?"
+        )
 
     def case_scores(self, folder: str) -> list[CaseScore]:
         """Per-case DSC of one evaluated folder (a prediction or pseudo-label folder of the experiment).
@@ -190,8 +194,8 @@ class ExperimentResults:
         """
         from atso_med.atso.config import ExperimentConfig
         from atso_med.atso.data import load_experiment_data
-        from atso_med.data.readers import load_image, load_label
         from atso_med.data.labels import load_label_mask
+        from atso_med.data.readers import load_image, load_label
 
         config = ExperimentConfig.load(self.layout.config_file)
         case = load_experiment_data(config, self.dir).dataset.case(case_id)

@@ -10,6 +10,7 @@ experiment folder documents exactly what ran.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -41,6 +42,16 @@ def _fail(where: str, message: str) -> ConfigError:
     return ConfigError(f"{where}: {message}")
 
 
+def _section(data: Any, allowed: tuple[str, ...], where: str) -> Mapping:
+    """A section of the configuration: a mapping (empty when absent) with no key outside ``allowed``."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise _fail(where, "expected a mapping")
+    _check_keys(data, allowed, where)
+    return data
+
+
 def _check_keys(data: Mapping, allowed: tuple[str, ...], where: str) -> None:
     unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
@@ -58,10 +69,8 @@ def _int(value: Any, where: str, minimum: int | None = None) -> int:
 def _float(value: Any, where: str, minimum: float | None = None, positive: bool = False) -> float:
     if isinstance(value, str):
         # YAML 1.1 reads 1e-5 (no dot) as text; accept what is plainly a number.
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
         raise _fail(where, f"expected a finite number, got {value!r}")
     value = float(value)
@@ -98,8 +107,18 @@ def _path(value: Any, where: str, base: Path) -> Path:
 
 #: Fields of :class:`TrainingConfig` that replace a value of the training recipe (``None``: the recipe's).
 _RECIPE_FIELDS = (
-    "preset", "iterations", "batch_size", "optimizer", "lr_coarse", "lr_fine", "weight_decay", "momentum",
-    "stage_fractions", "bce_weight", "augment", "cutout",
+    "preset",
+    "iterations",
+    "batch_size",
+    "optimizer",
+    "lr_coarse",
+    "lr_fine",
+    "weight_decay",
+    "momentum",
+    "stage_fractions",
+    "bce_weight",
+    "augment",
+    "cutout",
 )
 
 
@@ -172,12 +191,8 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, data: Any, base: Path, where: str = "training") -> TrainingConfig:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise _fail(where, "expected a mapping")
-        _check_keys(data, tuple(f.name for f in fields(cls)), where)
-        config = cls(**{k: v for k, v in data.items()})
+        data = _section(data, tuple(f.name for f in fields(cls)), where)
+        config = cls(**dict(data.items()))
         config.validate(base, where)
         return config
 
@@ -236,7 +251,9 @@ class TrainingConfig:
 
 
 # Bundle keys the trainer decides per training (where a model goes, what it learns from).
-_TRAINING_KEYS_SET_BY_TRAINER = frozenset({"datalist", "output_dir", "plane", "init_weights", "resume", "device", "snapshot_file"})
+_TRAINING_KEYS_SET_BY_TRAINER = frozenset(
+    {"datalist", "output_dir", "plane", "init_weights", "resume", "device", "snapshot_file"}
+)
 
 
 #: Keys of an experiment's ``inference`` section: the inferer's settings, except the per-call
@@ -250,11 +267,7 @@ def _inference_config(data: Any, where: str) -> InferenceConfig:
     Raises:
         ConfigError: not a mapping, an unknown key, or a value the inferer refuses.
     """
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise _fail(where, "expected a mapping")
-    _check_keys(data, _INFERENCE_KEYS, where)
+    data = _section(data, _INFERENCE_KEYS, where)
     try:
         return InferenceConfig(**dict(data))
     except ConfigError as err:
@@ -304,14 +317,13 @@ class SplitSettings:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "split") -> SplitSettings:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise _fail(where, "expected a mapping")
-        _check_keys(data, ("labeled", "test", "validation"), where)
+        data = _section(data, ("labeled", "test", "validation"), where)
         defaults = cls()
         return cls(
-            **{name: _amount(data.get(name, getattr(defaults, name)), f"{where}.{name}") for name in ("labeled", "test", "validation")}
+            **{
+                name: _amount(data.get(name, getattr(defaults, name)), f"{where}.{name}")
+                for name in ("labeled", "test", "validation")
+            }
         )
 
 
@@ -334,11 +346,7 @@ class ReportSettings:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "report") -> ReportSettings:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise _fail(where, "expected a mapping")
-        _check_keys(data, ("overlay_cases", "own_fold_predictions", "metric"), where)
+        data = _section(data, ("overlay_cases", "own_fold_predictions", "metric"), where)
         settings = cls(**dict(data))
         settings.overlay_cases = _int(settings.overlay_cases, f"{where}.overlay_cases", 0)
         settings.own_fold_predictions = _bool(settings.own_fold_predictions, f"{where}.own_fold_predictions")
@@ -476,7 +484,10 @@ class ExperimentConfig:
         if has_dataset == has_transfer:
             raise _fail(where, "give exactly one of 'dataset' (semi-supervised) and 'transfer' (source + target)")
         if has_transfer and data.get("splits") is not None:
-            raise _fail(where, "'splits' cannot be combined with 'transfer' (the transfer splits are drawn from the two data sets)")
+            raise _fail(
+                where,
+                "'splits' cannot be combined with 'transfer' (the transfer splits are drawn from the two data sets)",
+            )
         config = cls(output_dir=_path(data["output_dir"], f"{where}.output_dir", base))
         if has_dataset:
             config.dataset = _path(data["dataset"], f"{where}.dataset", base)
@@ -575,7 +586,10 @@ def _strategies(value: Any, where: str) -> list[str]:
         raise _fail(where, f"expected a list among {', '.join(STRATEGIES)}")
     unknown = [v for v in value if v not in STRATEGIES]
     if unknown:
-        raise _fail(where, f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; expected among {', '.join(STRATEGIES)}")
+        raise _fail(
+            where,
+            f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; expected among {', '.join(STRATEGIES)}",
+        )
     # M0 is everyone's generation 0: always there, always first; report order is fixed.
     chosen = set(value) | {"supervised"}
     return [s for s in STRATEGIES if s in chosen]

@@ -106,7 +106,9 @@ def _transfer_data(config: ExperimentConfig, experiment_dir: Path) -> Experiment
     amount = parse_amount(transfer.target_test, "transfer.target_test")
     n_test = amount if isinstance(amount, int) else int(np.floor(amount * len(with_label) + 0.5))
     if n_test > len(with_label):
-        raise SplitError(f"transfer.target_test asks for {n_test} test cases but the target has {len(with_label)} labeled cases")
+        raise SplitError(
+            f"transfer.target_test asks for {n_test} test cases but the target has {len(with_label)} labeled cases"
+        )
     test = sorted(with_label[:n_test])
     rest = sorted(TARGET_PREFIX + c.id for c in target.cases if TARGET_PREFIX + c.id not in set(test))
     rest = [rest[i] for i in rng.permutation(len(rest))]

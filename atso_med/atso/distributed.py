@@ -71,14 +71,18 @@ class RaySettings:
         if data is None:
             return None
         if not isinstance(data, Mapping) or set(data) != {"ray"} or not isinstance(data["ray"], Mapping | type(None)):
-            raise ConfigError(f"{where}: expected {{ray: {{address: auto, gpus_per_training: 1, cpus_per_training: 4}}}}, got {data!r}")
+            raise ConfigError(
+                f"{where}: expected {{ray: {{address: auto, gpus_per_training: 1, cpus_per_training: 4}}}}, got {data!r}"
+            )
         ray = dict(data["ray"] or {})
         unknown = sorted(set(ray) - set(_KEYS))
         if unknown:
             raise ConfigError(f"{where}.ray: unknown key(s) {', '.join(unknown)}; expected {', '.join(_KEYS)}")
         address = ray.get("address")
         if address is not None and (not isinstance(address, str) or not address.strip()):
-            raise ConfigError(f"{where}.ray.address: expected auto, ray://HOST:PORT or null (a local Ray), got {address!r}")
+            raise ConfigError(
+                f"{where}.ray.address: expected auto, ray://HOST:PORT or null (a local Ray), got {address!r}"
+            )
         settings = cls(address=address)
         for key, minimum in (("gpus_per_training", 0.0), ("cpus_per_training", 0.0)):
             value = ray.get(key, getattr(settings, key))
@@ -86,7 +90,9 @@ class RaySettings:
                 raise ConfigError(f"{where}.ray.{key}: expected a number >= {minimum:g}, got {value!r}")
             setattr(settings, key, float(value))
         if settings.cpus_per_training == 0 and settings.gpus_per_training == 0:
-            raise ConfigError(f"{where}.ray: a training must ask for some CPUs or GPUs (cpus_per_training or gpus_per_training > 0)")
+            raise ConfigError(
+                f"{where}.ray: a training must ask for some CPUs or GPUs (cpus_per_training or gpus_per_training > 0)"
+            )
         retries = ray.get("retries", settings.retries)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"{where}.ray.retries: expected a whole number >= 0, got {retries!r}")
@@ -95,7 +101,9 @@ class RaySettings:
         if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
             raise ConfigError(f"{where}.ray.num_cpus: expected a whole number >= 1, got {num_cpus!r}")
         if num_cpus is not None and address is not None:
-            raise ConfigError(f"{where}.ray.num_cpus: sizes a local Ray only; a cluster ({address}) has its own resources")
+            raise ConfigError(
+                f"{where}.ray.num_cpus: sizes a local Ray only; a cluster ({address}) has its own resources"
+            )
         settings.num_cpus = num_cpus
         require_ray(where)
         return settings

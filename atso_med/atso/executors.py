@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from atso_med.atso.training import TrainingJob, run_job
+from atso_med.files import read_json_or_none
 
 __all__ = ["Finished", "InProcessExecutor", "TrainingExecutor", "WorkerPoolExecutor"]
 
@@ -54,7 +55,7 @@ class TrainingExecutor(ABC):
     def wait(self, timeout: float) -> list[Finished]:
         """The jobs that ended since the last call, waiting up to ``timeout`` seconds for one."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: an executor that starts nothing has nothing to stop
         """Stop whatever still runs: a failure (or Ctrl-C) must not leave trainings writing into the experiment."""
 
     @abstractmethod
@@ -155,7 +156,11 @@ class WorkerPoolExecutor(TrainingExecutor):
         with open(self.log_file, "ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "atso_med.atso.training", "--serve"],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, text=True,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                text=True,
             )
         self._workers[slot] = worker
         return worker
@@ -187,7 +192,7 @@ class WorkerPoolExecutor(TrainingExecutor):
             time.sleep(0.2)
 
     def _collect(self, job: TrainingJob, worker: subprocess.Popen, result_file: Path) -> Finished:
-        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        result = read_json_or_none(result_file) or {}
         result_file.unlink(missing_ok=True)
         if "error" in result or not result:
             reason = result.get("error") or f"the worker stopped (exit status {worker.poll()})"
@@ -202,4 +207,3 @@ class WorkerPoolExecutor(TrainingExecutor):
             if process.stdin is not None:
                 process.stdin.close()
         self._workers = {}
-

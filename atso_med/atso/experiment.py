@@ -107,7 +107,9 @@ def _refuse_unverified_cases(data: ExperimentData) -> None:
     from atso_med.data.verify import verify_dataset
 
     report = verify_dataset(data.dataset, data.splits)
-    problems = [f"{row.id} ({row.role}): {'; '.join(row.errors)}" for row in report.rows if row.errors and row.role != "unused"]
+    problems = [
+        f"{row.id} ({row.role}): {'; '.join(row.errors)}" for row in report.rows if row.errors and row.role != "unused"
+    ]
     problems += report.split_errors
     if problems:
         raise DatasetError(
@@ -202,8 +204,15 @@ class ExperimentRunner:
             raise ConfigError(f"output_dir {self.dir} is a file")
         self._check_inputs_are_not_outputs()
         started = layout.config_file.is_file()  # a run killed before its first journal write
-        if self.dir.is_dir() and not journal_file.exists() and not started and any(p.name != LOCK_FILE for p in self.dir.iterdir()):
-            raise ConfigError(f"output_dir {self.dir} is not empty and holds no experiment; choose an empty or new folder")
+        if (
+            self.dir.is_dir()
+            and not journal_file.exists()
+            and not started
+            and any(p.name != LOCK_FILE for p in self.dir.iterdir())
+        ):
+            raise ConfigError(
+                f"output_dir {self.dir} is not empty and holds no experiment; choose an empty or new folder"
+            )
         if self.resume and layout.config_file.is_file():
             self._check_same_config()
         self.data = data = load_experiment_data(config, self.dir)
@@ -253,7 +262,9 @@ class ExperimentRunner:
         saved = yaml.safe_load(self.layout.config_file.read_text())
         current = self.config.resolved()
         differing = sorted(
-            key for key in set(saved) | set(current) if key not in _RESUMABLE_CHANGES and saved.get(key) != current.get(key)
+            key
+            for key in set(saved) | set(current)
+            if key not in _RESUMABLE_CHANGES and saved.get(key) != current.get(key)
         )
         if differing:
             raise ConfigError(
@@ -267,10 +278,10 @@ class ExperimentRunner:
         inputs = [self.config.dataset, self.config.splits]
         if self.config.transfer is not None:
             inputs += [self.config.transfer.source, self.config.transfer.target]
-        for path in inputs:
-            if path is None:
+        for given in inputs:
+            if given is None:
                 continue
-            path = Path(path).resolve()
+            path = Path(given).resolve()
             folder = path.parent if path.is_file() or path.suffix else path
             if folder == self.dir.resolve():
                 raise ConfigError(f"output_dir {self.dir} is the folder of the input {path}; choose another output_dir")
@@ -282,7 +293,7 @@ class ExperimentRunner:
             # Images only: a prediction never sees a label.
             items = [{"id": i, "image": str(self.data.dataset.case(i).image)} for i in ids]
             extra = [{"series_uid": self.data.dataset.case(i).series_uid} for i in ids]
-            for item, more in zip(items, extra):
+            for item, more in zip(items, extra, strict=True):
                 if more["series_uid"]:
                     item.update(more)
             write_text_atomic(json.dumps({"testing": items}, indent=2) + "\n", self.layout.prediction_datalist(name))
@@ -463,7 +474,9 @@ class ExperimentRunner:
         if self.config.distributed is not None:
             # Ray workers on other machines: one file per training, not appends to one shared file.
             log_file = self.layout.training_log(step.params["output_dir"])
-        return TrainingJob(step.id, config_files("train"), settings, str(log_file), self.config.training.resume == "checkpoint")
+        return TrainingJob(
+            step.id, config_files("train"), settings, str(log_file), self.config.training.resume == "checkpoint"
+        )
 
     def _write_training_datalist(self, step: Step) -> Path:
         from atso_med.data.datalist import write_datalist
@@ -489,7 +502,9 @@ class ExperimentRunner:
         executor = self._executor
         job = self._training_job(step)
         command = bundle_command(job.run_configs, job_overrides(job, executor.next_device()))
-        logger.info("train %s (%d cases) on %s: %s", step.id, len(step.params["train_ids"]), executor.next_place(), command)
+        logger.info(
+            "train %s (%d cases) on %s: %s", step.id, len(step.params["train_ids"]), executor.next_place(), command
+        )
         executor.submit(job)
 
     def _train(self, step: Step) -> dict[str, Any]:
@@ -546,7 +561,12 @@ class ExperimentRunner:
         }
         if self.config.long_axis_spacing is not None:
             overrides["long_axis_spacing"] = self.config.long_axis_spacing
-        logger.info("predict %s (%d cases): %s", step.id, len(params["ids"]), bundle_command(config_files("inference"), overrides))
+        logger.info(
+            "predict %s (%d cases): %s",
+            step.id,
+            len(params["ids"]),
+            bundle_command(config_files("inference"), overrides),
+        )
         # predict_datalist skips cases already written (atomically), so a killed prediction resumes.
         with output_to(self.layout.log_file):
             stats = self._predictor()(datalist, model_dir, out, params["save_probability"])
@@ -564,7 +584,13 @@ class ExperimentRunner:
         sources = [self.layout.path(s) for s in params["sources"]]
         out = self.layout.path(params["output_dir"])
         out.mkdir(parents=True, exist_ok=True)
-        logger.info("%s %s: %s of %s", params["purpose"], step.id, "copy" if len(sources) == 1 else "majority vote", ", ".join(params["teachers"]))
+        logger.info(
+            "%s %s: %s of %s",
+            params["purpose"],
+            step.id,
+            "copy" if len(sources) == 1 else "majority vote",
+            ", ".join(params["teachers"]),
+        )
         for case_id in params["ids"]:
             target = out / f"{case_id}.nii.gz"
             if len(sources) == 1:
@@ -578,12 +604,23 @@ class ExperimentRunner:
         from atso_med.metrics.evaluation import evaluate_predictions
 
         params = step.params
-        pairs = [(i, self.layout.case_file(params["target"], i), self.data.dataset.case(i).label) for i in params["ids"]]
+        pairs = [
+            (i, self.layout.case_file(params["target"], i), self.data.dataset.case(i).label) for i in params["ids"]
+        ]
         report = evaluate_predictions(
-            pairs, self.config.foreground, output_dir=self.layout.path(params["output_dir"]), classes=self.data.dataset.labels
+            pairs,
+            self.config.foreground,
+            output_dir=self.layout.path(params["output_dir"]),
+            classes=self.data.dataset.labels,
         )
         summary = report.summary
-        logger.info("evaluate %s: mean DSC %.4f, global DSC %.4f (%d cases)", params["target"], summary["mean_dsc"], summary["global_dsc"], summary["cases"])
+        logger.info(
+            "evaluate %s: mean DSC %.4f, global DSC %.4f (%d cases)",
+            params["target"],
+            summary["mean_dsc"],
+            summary["global_dsc"],
+            summary["cases"],
+        )
         return {
             "cases": summary["cases"],
             "mean_dsc": summary["mean_dsc"],
@@ -591,14 +628,18 @@ class ExperimentRunner:
             "global_dsc": summary["global_dsc"],
             "dsc": {k: float(v) for k, v in report.dsc.items()},
             # the voxel counts let reports pool several folders into one global DSC
-            "counts": {r["id"]: [r["intersection"], r["prediction_voxels"], r["truth_voxels"]] for r in report.per_case},
+            "counts": {
+                r["id"]: [r["intersection"], r["prediction_voxels"], r["truth_voxels"]] for r in report.per_case
+            },
         }
 
     def _report(self, step: Step) -> dict[str, Any]:
         from atso_med.atso.reports import ReportInputs, write_reports
 
         evaluations = {
-            s.params["target"]: self.journal.result(s.id) for s in self.plan if s.kind == "evaluate" and self.journal.is_done(s.id)
+            s.params["target"]: self.journal.result(s.id)
+            for s in self.plan
+            if s.kind == "evaluate" and self.journal.is_done(s.id)
         }
         trained = frozenset(s.tags["strategy"] for s in self.plan if s.kind == "train")
         return write_reports(

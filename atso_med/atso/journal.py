@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from atso_med.files import write_text_atomic
 from atso_med.errors import ConfigError
+from atso_med.files import read_json, write_text_atomic
 
 JOURNAL_FILE = "state.json"
 JOURNAL_VERSION = 1
@@ -47,10 +47,7 @@ class Journal:
             "order": [],
         }
         if self.path.is_file():
-            try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise ConfigError(f"{self.path}: unreadable journal ({error}); it cannot be resumed") from None
+            loaded = read_json(self.path, "journal")
             if not isinstance(loaded, Mapping) or not isinstance(loaded.get("steps"), Mapping):
                 raise ConfigError(f"{self.path} is not an atso-med journal")
             if loaded.get("plan_digest") != plan_digest:

@@ -32,15 +32,16 @@ from atso_med.atso.lock import LOCK_FILE
 __all__ = [
     "CONFIG_FILE",
     "DATASET_FILE",
-    "ExperimentLayout",
     "JOURNAL_FILE",
     "LOCK_FILE",
     "LOG_FILE",
     "PLAN_FILE",
     "REPORTS_DIR",
+    "REPORT_FILE",
     "SPLITS_FILE",
     "TRAINING_RECORD_FILE",
     "TRAINING_SETTINGS_FILE",
+    "ExperimentLayout",
     "evaluation_folder",
     "fused_predictions_folder",
     "model_folder",
@@ -55,6 +56,8 @@ DATASET_FILE = "dataset.json"
 PLAN_FILE = "plan.json"
 LOG_FILE = "log.txt"
 REPORTS_DIR = "reports"
+#: In the reports folder: the machine-readable report that :class:`ExperimentResults` reads.
+REPORT_FILE = "report.json"
 #: In a plane's training folder: the config overlay the bundle ran with (the runner's keys).
 TRAINING_SETTINGS_FILE = "settings.json"
 #: In a plane's training folder: what the runner recorded (init, weight hashes, command).
@@ -141,6 +144,10 @@ class ExperimentLayout:
     @property
     def reports_dir(self) -> Path:
         return self.root / REPORTS_DIR
+
+    @property
+    def report_file(self) -> Path:
+        return self.reports_dir / REPORT_FILE
 
     def prediction_datalist(self, case_set: str) -> Path:
         """The image-only data list of ``case_set`` (``test`` or ``fold<k>``) that predictions read."""

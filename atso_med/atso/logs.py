@@ -38,7 +38,9 @@ def experiment_log(log_file: Path) -> Iterator[None]:
 
 def _drop_handlers_of(stream) -> None:
     """Remove log handlers that write to ``stream``: the next training would log into a closed file."""
-    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)
+    ]
     for each in loggers:
         for handler in list(each.handlers):
             if isinstance(handler, logging.StreamHandler) and handler.stream is stream:

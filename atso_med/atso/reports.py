@@ -52,7 +52,13 @@ NAMES = {
     "stso": "STSO",
     "atso": "ATSO",
 }
-_COLOURS = {"supervised": "#555555", "fully_supervised": "#000000", "self_learning": "#1f77b4", "stso": "#ff7f0e", "atso": "#2ca02c"}
+_COLOURS = {
+    "supervised": "#555555",
+    "fully_supervised": "#000000",
+    "self_learning": "#1f77b4",
+    "stso": "#ff7f0e",
+    "atso": "#2ca02c",
+}
 
 
 def pool(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -131,7 +137,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         if strategy not in config.strategies:
             continue
         generations = {}
-        for t in range(0, T + 1):
+        for t in range(T + 1):
             reference = evaluations.pooled([pseudo_label_folder(strategy, t + 1, k) for k in range(K)])
             if t == 0:
                 test = m0_test
@@ -148,7 +154,11 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
     for strategy in SEMI_SUPERVISED:
         if strategy in strategies:
             strategies[strategy]["gap_closed"] = {
-                metric: _gap(_value(m0_test, metric), _value(strategies[strategy]["final"]["test"], metric), _value(fully, metric))
+                metric: _gap(
+                    _value(m0_test, metric),
+                    _value(strategies[strategy]["final"]["test"], metric),
+                    _value(fully, metric),
+                )
                 for metric in ("mean", "global")
             }
     return {
@@ -170,7 +180,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
 def _atso_folds(evaluations: _Evaluations, K: int, T: int, m0: ModelRef) -> dict[str, Any]:
     """Table 4: each fold model on each reference fold and on the test set, per generation."""
     out = {}
-    for t in range(0, T + 1):
+    for t in range(T + 1):
         models = {}
         for j in range(K):
             model = m0 if t == 0 else ModelRef("atso", t, f"fold{j}")
@@ -342,7 +352,10 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
     if folds:
         lines += ["", "## ATSO fold models (Table 4 layout)", ""]
         lines += markdown_table(folds)
-        lines += ["", "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels."]
+        lines += [
+            "",
+            "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -402,7 +415,10 @@ def plot_progress(report: Mapping[str, Any], path: Path) -> Path:
     figure = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 2)
-    for ax, measure, title in ((axes[0], "reference", "reference set (@R, pseudo labels)"), (axes[1], "test", "test set (@E)")):
+    for ax, measure, title in (
+        (axes[0], "reference", "reference set (@R, pseudo labels)"),
+        (axes[1], "test", "test set (@E)"),
+    ):
         for strategy in SEMI_SUPERVISED:
             if strategy not in strategies:
                 continue
@@ -411,7 +427,9 @@ def plot_progress(report: Mapping[str, Any], path: Path) -> Path:
             ax.plot(xs, [100 * values[t] for t in xs], marker="o", color=_COLOURS[strategy], label=NAMES[strategy])
             final = _value(strategies[strategy]["final"]["test"], metric)
             if measure == "test" and final is not None:
-                ax.plot([T + 0.25], [100 * final], marker="*", markersize=11, color=_COLOURS[strategy], linestyle="none")
+                ax.plot(
+                    [T + 0.25], [100 * final], marker="*", markersize=11, color=_COLOURS[strategy], linestyle="none"
+                )
         for strategy, style in (("supervised", ":"), ("fully_supervised", "--")):
             value = _value(strategies.get(strategy, {}).get("final", {}).get("test"), metric)
             if measure == "test" and value is not None:
@@ -472,8 +490,9 @@ def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[st
     figure = Figure(figsize=(2.6 * max(1, len(predictions)), 3.0), facecolor="black")
     FigureCanvasAgg(figure)
     axes = np.atleast_1d(figure.subplots(1, max(1, len(predictions))))
-    for ax, (name, mask) in zip(axes, predictions):
-        mask = np.asarray(mask != 0)
+    # With no prediction there is still one (empty) panel, so axes may outnumber predictions.
+    for ax, (name, prediction) in zip(axes, predictions, strict=False):
+        mask = np.asarray(prediction != 0)
         rgb = overlay_rgb(axial(image_c), axial(truth_c), axial(canonical(mask.astype(np.uint8))))
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(f"{name}\nDSC {100 * dice_score(mask, truth != 0):.1f}%", color="white", fontsize=8)
@@ -521,7 +540,7 @@ def write_reports(inputs: ReportInputs) -> dict[str, Any]:
             "Run two generations or more to compare them."
         )
     report["files"] = {
-        "json": str(out / "report.json"),
+        "json": str(inputs.layout.report_file),
         "csv": str(out / "report.csv"),
         "markdown": str(out / "report.md"),
         "progress": str(out / "progress.png"),
@@ -532,5 +551,5 @@ def write_reports(inputs: ReportInputs) -> dict[str, Any]:
     plot_progress(report, out / "progress.png")
     overlays = draw_overlays(inputs, out / "overlays")
     report["files"]["overlays"] = [str(p) for p in overlays]
-    write_text_atomic(json.dumps(report, indent=2) + "\n", out / "report.json")
+    write_text_atomic(json.dumps(report, indent=2) + "\n", inputs.layout.report_file)
     return report

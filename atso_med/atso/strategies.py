@@ -155,7 +155,7 @@ class _PlanBuilder:
     def case_set_ids(self, case_set: str) -> list[str]:
         if case_set == "test":
             return list(self.inputs.test)
-        return list(self.folds[int(case_set[len("fold"):])])
+        return list(self.folds[int(case_set[len("fold") :])])
 
     def train(
         self,
@@ -174,7 +174,8 @@ class _PlanBuilder:
         """
         pseudo = dict(pseudo or {})
         pseudo_labels = {
-            f"fold{k}": {"dir": self.step(pid).params["output_dir"], "ids": self.folds[k]} for k, pid in sorted(pseudo.items())
+            f"fold{k}": {"dir": self.step(pid).params["output_dir"], "ids": self.folds[k]}
+            for k, pid in sorted(pseudo.items())
         }
         truth_ids = [i for fold in self.folds for i in fold] if truth_folds else []
         train_ids = list(self.inputs.labeled) + [i for k in sorted(pseudo) for i in self.folds[k]] + truth_ids
@@ -186,7 +187,11 @@ class _PlanBuilder:
             init: dict[str, Any] = {"kind": "scratch"}
             if finetune_from is not None:
                 requires.append(train_id(finetune_from, plane))
-                init = {"kind": "finetune", "from": finetune_from.key, "weights": f"{finetune_from.plane_folder(plane)}/model.pt"}
+                init = {
+                    "kind": "finetune",
+                    "from": finetune_from.key,
+                    "weights": f"{finetune_from.plane_folder(plane)}/model.pt",
+                }
             elif snapshot and model == m0:
                 init = {"kind": "scratch", "save_snapshot": SNAPSHOT_FILE}
             elif snapshot and model.strategy in _FROM_SCRATCH:
@@ -237,7 +242,12 @@ class _PlanBuilder:
                     "output_dir": model.predictions(case_set),
                     "save_probability": bool(save_probability),
                 },
-                tags={"strategy": model.strategy, "generation": model.generation, "model": model.group, "set": case_set},
+                tags={
+                    "strategy": model.strategy,
+                    "generation": model.generation,
+                    "model": model.group,
+                    "set": case_set,
+                },
             )
         )
         self.evaluate(step_id)
@@ -351,14 +361,22 @@ class _PlanBuilder:
                 voters = _unique([teachers[j] for j in range(K) if j != k])
             else:
                 voters = [teachers[0]]
-            sources = [self.predict(model, f"fold{k}", save_probability=_needs_probability(len(voters))) for model in voters]
+            sources = [
+                self.predict(model, f"fold{k}", save_probability=_needs_probability(len(voters))) for model in voters
+            ]
             out[k] = self.fuse(
                 pseudo_id(strategy, generation, k),
                 [s for s in sources if s is not None],
                 layout.pseudo_label_folder(strategy, generation, k),
                 self.folds[k],
                 purpose="pseudo",
-                tags={"strategy": strategy, "generation": generation - 1, "model": "pseudo", "set": f"fold{k}", "labels_of": generation},
+                tags={
+                    "strategy": strategy,
+                    "generation": generation - 1,
+                    "model": "pseudo",
+                    "set": f"fold{k}",
+                    "labels_of": generation,
+                },
             )
         return out
 
@@ -468,7 +486,7 @@ def check_plan(steps: Sequence[Step], inputs: PlanInputs) -> None:
             if step.params["truth_ids"] and step.tags["strategy"] != "fully_supervised":
                 raise ConfigError(f"internal error: {step.id} would train on reference cases' true labels")
         if step.kind == "fuse" and step.params["purpose"] == "pseudo" and step.tags["strategy"] == "atso":
-            fold = folds[int(step.tags["set"][len("fold"):])]
+            fold = folds[int(step.tags["set"][len("fold") :])]
             for teacher in step.params["teachers"]:
                 overlap = fold & seen.get(teacher, set())
                 if overlap:

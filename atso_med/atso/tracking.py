@@ -60,14 +60,20 @@ class MLflowSettings:
         if data is None:
             return None
         if not isinstance(data, Mapping) or set(data) != {"mlflow"} or not isinstance(data["mlflow"], Mapping):
-            raise ConfigError(f"{where}: expected {{mlflow: {{tracking_uri: URI, experiment_name: NAME}}}}, got {data!r}")
+            raise ConfigError(
+                f"{where}: expected {{mlflow: {{tracking_uri: URI, experiment_name: NAME}}}}, got {data!r}"
+            )
         mlflow = dict(data["mlflow"])
         unknown = sorted(set(mlflow) - {"tracking_uri", "experiment_name"})
         if unknown:
-            raise ConfigError(f"{where}.mlflow: unknown key(s) {', '.join(unknown)}; expected tracking_uri, experiment_name")
+            raise ConfigError(
+                f"{where}.mlflow: unknown key(s) {', '.join(unknown)}; expected tracking_uri, experiment_name"
+            )
         uri = mlflow.get("tracking_uri")
         if not isinstance(uri, str) or not uri.strip():
-            raise ConfigError(f"{where}.mlflow.tracking_uri: expected a tracking URI such as sqlite:///mlflow.db, got {uri!r}")
+            raise ConfigError(
+                f"{where}.mlflow.tracking_uri: expected a tracking URI such as sqlite:///mlflow.db, got {uri!r}"
+            )
         name = mlflow.get("experiment_name")
         if name is not None and not isinstance(name, str):
             raise ConfigError(f"{where}.mlflow.experiment_name: expected a string, got {name!r}")

@@ -107,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.atso.layout import JOURNAL_FILE
     from atso_med.cli.run import print_summary
     from atso_med.data.dataset import Dataset
-    from atso_med.files import write_text_atomic
     from atso_med.data.phantom import PhantomConfig, write_phantom_dataset
     from atso_med.data.splits import Splits, make_splits
     from atso_med.errors import ConfigError
+    from atso_med.files import write_text_atomic
 
     start = time.perf_counter()
     out = Path(args.out).expanduser().resolve()
@@ -118,25 +118,42 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; choose a folder for the demo")
     phantom = PhantomConfig(**DEMO_PHANTOM)
-    print(f"phantom data set: {out / 'data'} ({phantom.cases} cases of {'x'.join(map(str, phantom.shape))} voxels)", flush=True)
+    print(
+        f"phantom data set: {out / 'data'} ({phantom.cases} cases of {'x'.join(map(str, phantom.shape))} voxels)",
+        flush=True,
+    )
     dataset = Dataset.load(write_phantom_dataset(out / "data", phantom))
 
     split = DEMO_EXPERIMENT["split"]
-    splits = make_splits(dataset, labeled=split["labeled"], folds=DEMO_EXPERIMENT["folds"], seed=DEMO_EXPERIMENT["seed"], test=split["test"])
+    splits = make_splits(
+        dataset,
+        labeled=split["labeled"],
+        folds=DEMO_EXPERIMENT["folds"],
+        seed=DEMO_EXPERIMENT["seed"],
+        test=split["test"],
+    )
     splits_file = out / "splits.json"
     if splits_file.is_file() and Splits.load(splits_file).to_dict() != splits.to_dict():
         raise ConfigError(f"{splits_file} is not the demo's split (edited?); remove it or use another --out")
     splits.write(splits_file)
-    print(f"splits: {len(splits.labeled)} labeled, {splits.folds} reference folds of {[len(f) for f in splits.reference]}, {len(splits.test)} test", flush=True)
+    print(
+        f"splits: {len(splits.labeled)} labeled, {splits.folds} reference folds of {[len(f) for f in splits.reference]}, {len(splits.test)} test",
+        flush=True,
+    )
 
     experiment_file = out / "experiment.yaml"
     settings = demo_experiment()
-    text = "# atso-med demo experiment (CPU-sized; see examples/experiment.yaml for every key)\n" + yaml.safe_dump(settings, sort_keys=False)
+    text = "# atso-med demo experiment (CPU-sized; see examples/experiment.yaml for every key)\n" + yaml.safe_dump(
+        settings, sort_keys=False
+    )
     if experiment_file.is_file() and yaml.safe_load(experiment_file.read_text()) != yaml.safe_load(text):
         raise ConfigError(f"{experiment_file} differs from this version's demo; remove {out} or use another --out")
     write_text_atomic(text, experiment_file)
     resume = (out / "experiment" / JOURNAL_FILE).is_file()
-    print(f"experiment: {experiment_file}{' (resuming)' if resume else ''}; equivalent: atso-med run --config {experiment_file}", flush=True)
+    print(
+        f"experiment: {experiment_file}{' (resuming)' if resume else ''}; equivalent: atso-med run --config {experiment_file}",
+        flush=True,
+    )
 
     runner = ExperimentRunner(experiment_file, resume=resume, progress=not args.no_progress)
     report = runner.run()

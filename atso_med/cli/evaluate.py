@@ -37,7 +37,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "integer label maps; a probability map is refused)",
     )
     parser.add_argument(
-        "--stats", type=existing_file, default=None, help="prediction_stats.json for per-round DSC (default: the one in --predictions)"
+        "--stats",
+        type=existing_file,
+        default=None,
+        help="prediction_stats.json for per-round DSC (default: the one in --predictions)",
     )
     parser.add_argument(
         "--out", default=None, help="output folder for summary.json and per_case.csv (default: --predictions)"

@@ -31,15 +31,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--cases", type=integer(1), default=20, help="number of cases (default: %(default)s)")
     parser.add_argument("--seed", type=integer(0), default=0, help="random seed (default: %(default)s)")
     parser.add_argument(
-        "--shape", type=integer(1), nargs=3, metavar=("H", "W", "D"), default=None,
+        "--shape",
+        type=integer(1),
+        nargs=3,
+        metavar=("H", "W", "D"),
+        default=None,
         help="nominal array shape; the slice count varies +-25%% per case (default: 128 128 80)",
     )
     parser.add_argument(
-        "--spacing", type=number(positive=True), nargs=3, metavar=("SX", "SY", "SZ"), default=None,
+        "--spacing",
+        type=number(positive=True),
+        nargs=3,
+        metavar=("SX", "SY", "SZ"),
+        default=None,
         help="nominal voxel size in mm of the source scanner (default: 1.5 1.5 2.5)",
     )
     parser.add_argument(
-        "--domain", choices=("source", "shifted"), default="source",
+        "--domain",
+        choices=("source", "shifted"),
+        default="source",
         help="source: portal-venous scanner; shifted: another scanner (arterial phase, noisier, "
         "HU offset, other resolution, pancreatic lesions) (default: %(default)s)",
     )
@@ -103,6 +113,9 @@ def _write_preview(out, png):
     image = nib.load(str(out / "imagesTr" / "case_000.nii.gz"))
     label = nib.load(str(out / "labelsTr" / "case_000.nii.gz"))
     return save_case_preview(
-        np.asarray(image.dataobj), np.asarray(label.dataobj), image.affine, png,
+        np.asarray(image.dataobj),
+        np.asarray(label.dataobj),
+        image.affine,
+        png,
         title=f"{out.name}/case_000 (pancreas in red)",
     )

@@ -40,8 +40,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="output folder (never an input folder)")
     parser.add_argument("--ids", nargs="+", default=None, help="only these case ids (dataset.json / data list)")
-    parser.add_argument("--key", default=None, help="list of a data-list JSON to read (default: testing, or the only one)")
-    parser.add_argument("--rounds", type=integer(0), default=10, help="maximum fine rounds (default 10; 0 = coarse only)")
+    parser.add_argument(
+        "--key", default=None, help="list of a data-list JSON to read (default: testing, or the only one)"
+    )
+    parser.add_argument(
+        "--rounds", type=integer(0), default=10, help="maximum fine rounds (default 10; 0 = coarse only)"
+    )
     parser.add_argument(
         "--stop-dsc", type=probability, default=0.99, help="stop when the inter-round DSC reaches this (default 0.99)"
     )

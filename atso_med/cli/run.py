@@ -88,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
         ConfigError: a bad configuration or an experiment folder that cannot be (re)used.
     """
     import sys
-
     from dataclasses import replace
 
     from atso_med.atso import ExperimentRunner, RaySettings

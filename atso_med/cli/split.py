@@ -29,17 +29,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("dataset", metavar="DATASET", help="dataset.json, or the folder holding it")
     parser.add_argument(
-        "--labeled", required=True, metavar="N|FRACTION",
+        "--labeled",
+        required=True,
+        metavar="N|FRACTION",
         help="labeled cases: a count ('6') or a fraction of the training pool ('0.1')",
     )
     parser.add_argument("--folds", type=integer(1), default=2, help="number of reference folds K (default 2)")
     parser.add_argument("--seed", type=integer(0), default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--test", default=None, metavar="N|FRACTION",
+        "--test",
+        default=None,
+        metavar="N|FRACTION",
         help="random protocol: test cases, a count or a fraction of the cases with a label (default 0.25)",
     )
     parser.add_argument(
-        "--validation", default="0", metavar="N|FRACTION",
+        "--validation",
+        default="0",
+        metavar="N|FRACTION",
         help="validation cases (with labels) for model selection (default 0)",
     )
     parser.add_argument("--protocol", choices=("random", "nih4fold"), default="random", help="default random")
@@ -74,8 +80,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(dataset.path).parent / SPLITS_FILE
     # Check before the (cheap) draw so a hand-edited file is never lost to a typo'd command.
     check_output_file(
-        out, dataset_inputs(dataset), kind="splits file", force=args.force,
-        is_kind=json_with_keys("labeled", "reference"), option="--out",
+        out,
+        dataset_inputs(dataset),
+        kind="splits file",
+        force=args.force,
+        is_kind=json_with_keys("labeled", "reference"),
+        option="--out",
     )
 
     labeled = parse_amount(args.labeled, "--labeled")

@@ -17,8 +17,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("dataset", help="dataset.json or its folder")
     parser.add_argument("--splits", type=existing_file, required=True, help="splits.json")
-    parser.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, tensorboard, datalist.json)")
-    parser.add_argument("--plane", default="Z", choices=["X", "Y", "Z", "x", "y", "z"], help="slicing plane (default Z, axial)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (checkpoints, model.pt, tensorboard, datalist.json)"
+    )
+    parser.add_argument(
+        "--plane", default="Z", choices=["X", "Y", "Z", "x", "y", "z"], help="slicing plane (default Z, axial)"
+    )
     parser.add_argument(
         "--recipe",
         default="scratch",
@@ -31,19 +35,29 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="network preset (default: the recipe's): unet, unet_small, unet_tiny (U-Net halves); full, small, tiny (FCN-8s)",
     )
-    parser.add_argument("--iterations", type=integer(1), default=None, help="training iterations (default: the recipe's)")
-    parser.add_argument("--batch-size", type=integer(1), default=None, help="stacks per iteration (default: the recipe's)")
     parser.add_argument(
-        "--allow-random-init", action="store_true", help="train the paper recipe from random weights anyway (it does not learn)"
+        "--iterations", type=integer(1), default=None, help="training iterations (default: the recipe's)"
+    )
+    parser.add_argument(
+        "--batch-size", type=integer(1), default=None, help="stacks per iteration (default: the recipe's)"
+    )
+    parser.add_argument(
+        "--allow-random-init",
+        action="store_true",
+        help="train the paper recipe from random weights anyway (it does not learn)",
     )
     parser.add_argument("--workers", type=integer(0), default=4, help="data loader workers")
     parser.add_argument("--seed", type=integer(0), default=0, help="seed of data order and margins")
     parser.add_argument("--init-seed", type=integer(0), default=0, help="seed of the initial weights")
-    parser.add_argument("--init-weights", type=existing_file, default=None, help="local state-dict file (RSTN, FCN8s or VGG16 keys)")
+    parser.add_argument(
+        "--init-weights", type=existing_file, default=None, help="local state-dict file (RSTN, FCN8s or VGG16 keys)"
+    )
     parser.add_argument("--no-amp", action="store_true", help="disable CUDA mixed precision")
     parser.add_argument("--device", default=None, help="torch device (default: cuda:0 if available, else cpu)")
     parser.add_argument("--val-interval", type=integer(1), default=5000, help="iterations between validations")
-    parser.add_argument("--continue", dest="resume", action="store_true", help="resume from the newest checkpoint in --out")
+    parser.add_argument(
+        "--continue", dest="resume", action="store_true", help="resume from the newest checkpoint in --out"
+    )
     parser.add_argument(
         "--set",
         dest="settings",
@@ -84,7 +98,13 @@ def _check_outputs(out, inputs) -> None:
 
     list_kind = json_with_keys("training", "validation")
     check_output_file(
-        out / "datalist.json", inputs, kind="training data list", force=True, is_kind=list_kind, option="--out", force_option=None
+        out / "datalist.json",
+        inputs,
+        kind="training data list",
+        force=True,
+        is_kind=list_kind,
+        option="--out",
+        force_option=None,
     )
     check_output_file(out / "model.pt", inputs, kind="model", force=True, option="--out", force_option=None)
 
@@ -102,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     splits = Splits.load(args.splits)
     splits.validate(dataset)
     out = Path(args.out)
-    inputs = dataset_inputs(dataset, args.splits) + ([("init weights", Path(args.init_weights))] if args.init_weights else [])
+    inputs = dataset_inputs(dataset, args.splits) + (
+        [("init weights", Path(args.init_weights))] if args.init_weights else []
+    )
     _check_outputs(out, inputs)
     datalist = write_datalist(
         out / "datalist.json", training_datalist(dataset, splits), evaluation_datalist(dataset, splits.validation)

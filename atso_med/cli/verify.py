@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         ),
     )
     parser.add_argument("dataset", metavar="DATASET", help="dataset.json, or the folder holding it")
-    parser.add_argument("--splits", type=existing_file, metavar="SPLITS", help="splits.json to check against the dataset")
+    parser.add_argument(
+        "--splits", type=existing_file, metavar="SPLITS", help="splits.json to check against the dataset"
+    )
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the report as JSON")
     parser.add_argument("--force", action="store_true", help="overwrite an existing report given by --json")
     return parser
@@ -57,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
     dataset = Dataset.load(args.dataset)
     if args.json_out:  # before reading any image: a report must never replace what it reports on
         check_output_file(
-            args.json_out, dataset_inputs(dataset, args.splits), kind="verify report", force=args.force,
-            is_kind=json_with_keys("dataset", "n_cases", "cases"), option="--json",
+            args.json_out,
+            dataset_inputs(dataset, args.splits),
+            kind="verify report",
+            force=args.force,
+            is_kind=json_with_keys("dataset", "n_cases", "cases"),
+            option="--json",
         )
     splits = Splits.load(args.splits) if args.splits else None
 

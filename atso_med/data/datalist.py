@@ -9,7 +9,7 @@ from pathlib import Path
 
 from atso_med.data.paths import resolve_input_path
 from atso_med.errors import ConfigError
-from atso_med.files import write_text_atomic
+from atso_med.files import read_json, write_text_atomic
 
 __all__ = ["datalist_items", "read_datalist", "write_datalist"]
 
@@ -54,15 +54,15 @@ def read_datalist(path: str | os.PathLike, key: str = "training", required: bool
     if not path:
         raise ConfigError("no data list given: set 'datalist' to a JSON file with a 'training' list")
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"data list {path} does not exist")
-    try:
-        content = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"data list {path} is not valid JSON: {error}") from None
+    content = read_json(path, "data list")
     items = content.get(key, []) if isinstance(content, Mapping) else []
     if required and not items:
         raise ConfigError(f"data list {path} has no {key!r} cases")
+    return _resolved(items, path)
+
+
+def _resolved(items: Sequence[Mapping], path: Path) -> list[dict]:
+    """Copies of a data list's items with their ``image`` / ``label`` paths resolved against its folder."""
     resolved = []
     for item in items:
         entry = dict(item)
@@ -84,21 +84,18 @@ def datalist_items(path: str | os.PathLike, key: str | None = None) -> list[dict
         ConfigError: unreadable file, no such list, or several lists and no ``key``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist")
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path} is not a readable JSON file: {error}") from None
+    content = read_json(path, "data list")
     if not isinstance(content, Mapping):
         raise ConfigError(f"{path}: a data list must be a JSON object with lists of cases")
     if key:
-        return read_datalist(path, key)
+        if not content.get(key):
+            raise ConfigError(f"data list {path} has no {key!r} cases")
+        return _resolved(content[key], path)
     lists = [k for k, v in content.items() if isinstance(v, list) and v and all(isinstance(e, Mapping) for e in v)]
     if "testing" in lists:
-        return read_datalist(path, "testing")
+        return _resolved(content["testing"], path)
     if len(lists) == 1:
-        return read_datalist(path, lists[0])
+        return _resolved(content[lists[0]], path)
     if not lists:
         raise ConfigError(f"{path} holds no list of cases")
     raise ConfigError(f"{path} holds several lists ({', '.join(lists)}); choose one (datalist_key / --key)")

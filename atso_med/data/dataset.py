@@ -36,7 +36,7 @@ import numpy as np
 
 from atso_med.data.paths import resolve_input_path
 from atso_med.errors import DatasetError, SplitError
-from atso_med.files import write_text_atomic
+from atso_med.files import read_json, write_text_atomic
 
 if TYPE_CHECKING:  # imported for annotations only, so that this module loads without readers
     from atso_med.data.splits import Splits
@@ -72,6 +72,30 @@ class Case:
         """The DICOM SeriesInstanceUID to read from a multi-series folder, if the case names one."""
         uid = self.extra.get("series_uid")
         return str(uid) if uid else None
+
+
+def dataset_file(path: str | os.PathLike) -> Path | None:
+    """The ``dataset.json`` that ``path`` stands for, or ``None`` when it is something else.
+
+    A folder stands for the dataset.json inside it; a JSON file is a dataset when it holds
+    ``cases`` (a MONAI data list holds ``training`` / ``testing`` lists instead).
+
+    Args:
+        path: a folder or file given where a dataset or a data list may be.
+
+    Returns:
+        The dataset.json path, or ``None`` (a data list, an image, a folder without one).
+
+    Raises:
+        ConfigError: ``path`` is a JSON file that cannot be read.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path / DATASET_FILE if (path / DATASET_FILE).is_file() else None
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    content = read_json(path, "JSON file")
+    return path if isinstance(content, Mapping) and "cases" in content else None
 
 
 @dataclass
@@ -138,13 +162,7 @@ class Dataset:
         if not file.is_file():
             raise DatasetError(f"dataset file not found: {file}")
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise DatasetError(f"{file}: cannot read: {error}") from error
-        try:
-            data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{file}: not valid JSON: {error}") from error
+            data = read_json(file, "dataset file", DatasetError, object_pairs_hook=_reject_duplicate_keys)
         except _DuplicateKeyError as error:
             raise DatasetError(f"{file}: {error}") from error
         root = file.parent.resolve()
@@ -196,9 +214,7 @@ class Dataset:
         counts = Counter(case.id for case in cases)
         duplicates = sorted(case_id for case_id, n in counts.items() if n > 1)
         if duplicates:
-            problems.append(
-                "duplicate case id(s): " + ", ".join(f"{d!r} ({counts[d]} times)" for d in duplicates)
-            )
+            problems.append("duplicate case id(s): " + ", ".join(f"{d!r} ({counts[d]} times)" for d in duplicates))
         if problems:
             raise DatasetError(f"{source}: invalid dataset: " + "; ".join(problems))
         extra = {key: value for key, value in data.items() if key not in _TOP_KEYS}
@@ -401,7 +417,9 @@ def training_datalist(
     reference = splits.reference_ids
     misplaced = sorted(set(truth) - set(reference)) + sorted(set(truth) & set(pseudo))
     if misplaced:
-        raise SplitError(f"true labels asked for ids that are not unlabeled reference cases: {', '.join(map(repr, misplaced))}")
+        raise SplitError(
+            f"true labels asked for ids that are not unlabeled reference cases: {', '.join(map(repr, misplaced))}"
+        )
     stray = sorted(set(pseudo) - set(reference))
     if stray:
         roles = splits.roles()

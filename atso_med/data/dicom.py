@@ -41,8 +41,8 @@ __all__ = [
     "DicomSeriesInfo",
     "SeriesGeometry",
     "check_series_geometry",
-    "position_precision_mm",
     "list_dicom_series",
+    "position_precision_mm",
     "read_dicom_series",
     "select_series",
 ]
@@ -168,7 +168,7 @@ def position_precision_mm(headers: Sequence) -> float:
             if "e" in text.lower():
                 continue
             decimals = len(text.split(".", 1)[1]) if "." in text else 0
-            step = max(step, 10.0 ** -decimals)
+            step = max(step, 10.0**-decimals)
     return step
 
 
@@ -237,9 +237,7 @@ def check_series_geometry(headers: Sequence) -> SeriesGeometry:
         or abs(np.linalg.norm(column_cosine) - 1) > COSINE_TOL
         or abs(float(row_cosine @ column_cosine)) > COSINE_TOL
     ):
-        raise DicomSeriesError(
-            f"ImageOrientationPatient {orientations[0].tolist()} is not two orthogonal unit vectors"
-        )
+        raise DicomSeriesError(f"ImageOrientationPatient {orientations[0].tolist()} is not two orthogonal unit vectors")
     row_cosine = row_cosine / np.linalg.norm(row_cosine)
     column_cosine = column_cosine / np.linalg.norm(column_cosine)
     normal = np.cross(row_cosine, column_cosine)
@@ -272,7 +270,9 @@ def check_series_geometry(headers: Sequence) -> SeriesGeometry:
     # A difference of two positions rounded to `step` is off by up to sqrt(3) * step; that much
     # is the precision they were written with, not a tilt (as long as it stays under half a voxel).
     rounding = math.sqrt(3.0) * position_precision_mm(headers)
-    drift_tol = max(ABS_TOL_MM, REL_TOL * float(np.min(pixel_spacing)), min(rounding, 0.5 * float(np.min(pixel_spacing))))
+    drift_tol = max(
+        ABS_TOL_MM, REL_TOL * float(np.min(pixel_spacing)), min(rounding, 0.5 * float(np.min(pixel_spacing)))
+    )
     if float(drift.max()) > drift_tol:
         extent = float(distance[-1] - distance[0])
         angle = math.degrees(math.atan2(float(drift[-1]), extent))
@@ -448,7 +448,7 @@ def _first_undecodable_slice(files: Sequence[Path]) -> tuple[Path, str] | None:
     """The first slice file pydicom cannot decode either, and why (ITK's error names no file)."""
     for path in files:
         try:
-            pydicom.dcmread(path).pixel_array
+            pydicom.dcmread(path).pixel_array  # noqa: B018 - reading the pixels is what decodes them
         except MemoryError:
             raise
         except Exception as error:  # noqa: BLE001 - any decoding failure names the file
@@ -503,9 +503,7 @@ def _grid_corners(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return (affine @ corners.T).T[:, :3]
 
 
-def read_dicom_series(
-    folder: str | os.PathLike, series_uid: str | None = None, modality: str | None = "CT"
-) -> Volume:
+def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None, modality: str | None = "CT") -> Volume:
     """Read one series as a float32 volume in modality units (HU for CT) with a RAS+ affine.
 
     The headers are validated (:func:`check_series_geometry`) before any pixel is decoded; the

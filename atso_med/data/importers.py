@@ -30,11 +30,11 @@ import nibabel as nib
 import numpy as np
 
 from atso_med.data.dataset import DATASET_FILE, Dataset
+from atso_med.data.labels import check_label_values
 from atso_med.data.nifti import save_nifti
 from atso_med.data.readers import is_nifti, nifti_stem
-from atso_med.data.labels import check_label_values
-from atso_med.files import write_text_atomic
 from atso_med.errors import AtsoMedError, ConfigError, DatasetError, ImageReadError, LabelValueError
+from atso_med.files import write_text_atomic
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -129,17 +129,24 @@ class _Entry:
     key: str | None = None
 
 
+def _folder_entries(root: Path, what: str, glob: str, problems: list[str]) -> list[Path] | None:
+    """The visible entries of an images or labels folder that match ``glob``; ``None`` (and a
+    problem noted) when there is no such folder."""
+    if not root.is_dir():
+        problems.append(f"{what} folder {'is not a folder' if root.exists() else 'not found'}: {root}")
+        return None
+    return [child for child in sorted(root.iterdir()) if not child.name.startswith(".") and child.match(glob)]
+
+
 def _discover_images(images: str | os.PathLike | Sequence, glob: str, problems: list[str]) -> list[_Entry]:
     """Images from a folder (NIfTI files and DICOM folders directly inside) or an explicit list."""
     entries: list[_Entry] = []
     if isinstance(images, (str, os.PathLike)):
         root = Path(images).expanduser()
-        if not root.is_dir():
-            problems.append(f"images folder {'is not a folder' if root.exists() else 'not found'}: {root}")
+        children = _folder_entries(root, "images", glob, problems)
+        if children is None:
             return entries
-        for child in sorted(root.iterdir()):
-            if child.name.startswith(".") or not child.match(glob):
-                continue
+        for child in children:
             if _is_nifti_file(child):
                 entries.append(_Entry(child, nifti_stem(child)))
             elif child.is_dir():
@@ -184,12 +191,10 @@ def _discover_labels(labels: str | os.PathLike | Sequence, glob: str, problems: 
     entries: list[_Entry] = []
     if isinstance(labels, (str, os.PathLike)):
         root = Path(labels).expanduser()
-        if not root.is_dir():
-            problems.append(f"labels folder {'is not a folder' if root.exists() else 'not found'}: {root}")
+        children = _folder_entries(root, "labels", glob, problems)
+        if children is None:
             return entries
-        for child in sorted(root.iterdir()):
-            if not child.name.startswith(".") and child.match(glob) and _is_nifti_file(child):
-                entries.append(_Entry(child, nifti_stem(child)))
+        entries = [_Entry(child, nifti_stem(child)) for child in children if _is_nifti_file(child)]
         if not entries:
             glob_note = f" matching {glob!r}" if glob != "*" else ""
             problems.append(f"no labels found in {root}: expected .nii / .nii.gz files{glob_note}")
@@ -390,8 +395,7 @@ def build_dataset(
     orphans = sorted(key for key in labels_by_key if key not in images_by_key)
     if orphans:
         problems.append(
-            "label(s) without an image: "
-            + _listing([f"{labels_by_key[k][0].path} (id {k!r})" for k in orphans])
+            "label(s) without an image: " + _listing([f"{labels_by_key[k][0].path} (id {k!r})" for k in orphans])
         )
     _check_output(file, overwrite, [e.path for e in image_entries + label_entries], problems)
     if problems:

@@ -8,7 +8,6 @@ inputs are named at once.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,8 +56,8 @@ def resolve_inputs(
         ImageReadError: a missing, unsupported or (NIfTI) unreadable / not-3D image.
         ConfigError / DatasetError: malformed lists, duplicate or unknown ids.
     """
-    from atso_med.data.dataset import DATASET_FILE, Dataset
     from atso_med.data.datalist import datalist_items
+    from atso_med.data.dataset import Dataset, dataset_file
 
     if isinstance(source, (str, os.PathLike)):
         if str(source) == "":
@@ -66,26 +65,19 @@ def resolve_inputs(
         path = Path(source).expanduser()
         if not path.exists():
             raise ImageReadError(f"{path}: input does not exist")
-        if path.is_dir() and (path / DATASET_FILE).is_file():
-            path = path / DATASET_FILE
-        if path.is_file() and path.suffix.lower() == ".json":
-            try:
-                content = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise ConfigError(f"{path} is not a readable JSON file: {error}") from None
-            if isinstance(content, Mapping) and "cases" in content:
-                dataset = Dataset.load(path)
-                items = [
-                    {
-                        "id": case.id,
-                        "image": str(case.image),
-                        **({"label": str(case.label)} if case.label else {}),
-                        **({"series_uid": case.series_uid} if case.series_uid else {}),
-                    }
-                    for case in dataset.cases
-                ]
-            else:
-                items = datalist_items(path, datalist_key)
+        dataset_path = dataset_file(path)
+        if dataset_path is not None:
+            items = [
+                {
+                    "id": case.id,
+                    "image": str(case.image),
+                    **({"label": str(case.label)} if case.label else {}),
+                    **({"series_uid": case.series_uid} if case.series_uid else {}),
+                }
+                for case in Dataset.load(dataset_path).cases
+            ]
+        elif path.is_file() and path.suffix.lower() == ".json":
+            items = datalist_items(path, datalist_key)
         elif path.is_dir():
             niftis = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
             if niftis:

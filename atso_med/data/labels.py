@@ -46,7 +46,7 @@ def label_value_counts(label: np.ndarray) -> dict[int, int]:
         counts = np.bincount((flat - low).astype(np.int64, copy=False), minlength=high - low + 1)
         return {low + int(v): int(counts[v]) for v in np.flatnonzero(counts)}
     values, counts = np.unique(flat, return_counts=True)
-    return {int(v): int(n) for v, n in zip(values, counts)}
+    return {int(v): int(n) for v, n in zip(values, counts, strict=True)}
 
 
 def label_value_errors(
@@ -182,10 +182,16 @@ def load_prediction_mask(path: str | os.PathLike, reference: Volume, threshold: 
     values = load_label(path, reference)
     if threshold is not None:
         if values.dtype.kind == "f" and not np.isfinite(values).all():
-            raise LabelValueError(f"{path}: prediction has {int(values.size - np.isfinite(values).sum())} NaN/inf voxels")
+            raise LabelValueError(
+                f"{path}: prediction has {int(values.size - np.isfinite(values).sum())} NaN/inf voxels"
+            )
         return values > threshold
     errors, _ = label_value_errors(values, what="prediction")
     if errors:
-        hint = "; a probability map? binarize it with a threshold (evaluate --threshold)" if "non-integer" in errors[0] else ""
+        hint = (
+            "; a probability map? binarize it with a threshold (evaluate --threshold)"
+            if "non-integer" in errors[0]
+            else ""
+        )
         raise LabelValueError(f"{path}: {errors[0]}{hint}")
     return values != 0

@@ -35,8 +35,8 @@ REL_TOL = 1e-4
 ABS_TOL_MM = 1e-3
 
 __all__ = [
-    "load_image",
     "is_nifti",
+    "load_image",
     "load_label",
     "nifti_stem",
     "open_nifti",

@@ -51,7 +51,9 @@ class SliceStackDataset(TorchDataset):
         if len(data) == 0 and drop_fraction is not None:
             raise DatasetError("the training data list holds no case")
         self.axis = plane_axis(plane)
-        self.volumes = CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers or None, progress=False)
+        self.volumes = CacheDataset(
+            data, transform, cache_rate=cache_rate, num_workers=num_workers or None, progress=False
+        )
         self.plane = plane
         self.augmentation = augmentation
         if drop_fraction is None:
@@ -78,7 +80,9 @@ class SliceStackDataset(TorchDataset):
             "image": torch.as_tensor(np.asarray(slice_stack(item["image"], self.plane, slice_index), dtype=np.float32)),
         }
         if "label" in item:
-            sample["label"] = torch.as_tensor(np.asarray(slice_stack(item["label"], self.plane, slice_index), dtype=np.float32))
+            sample["label"] = torch.as_tensor(
+                np.asarray(slice_stack(item["label"], self.plane, slice_index), dtype=np.float32)
+            )
         if self.augmentation is not None:
             sample = self.augmentation(sample)
         return sample

@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atso_med.files import write_text_atomic
 from atso_med.errors import SplitError
+from atso_med.files import read_json, write_text_atomic
 
 if TYPE_CHECKING:
     from atso_med.data.dataset import Dataset
@@ -206,13 +206,7 @@ class Splits:
                 the wrong type.
         """
         file = Path(path).expanduser()
-        if not file.is_file():
-            raise SplitError(f"splits file not found: {file}")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise SplitError(f"{file}: not a readable JSON file: {error}") from error
-        return cls.from_dict(data, source=str(file))
+        return cls.from_dict(read_json(file, "splits file", SplitError), source=str(file))
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "splits") -> Splits:

@@ -33,6 +33,7 @@ from atso_med.errors import AtsoMedError
 if TYPE_CHECKING:
     from atso_med.data.volume import Volume
 
+
 @dataclass
 class CaseRow:
     """The verification result of one case.

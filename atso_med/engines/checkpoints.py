@@ -94,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise ConfigError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt or code-carrying files
+    except Exception as error:  # noqa: BLE001 - torch raises several types for corrupt or code-carrying files
         raise ConfigError(f"checkpoint {path} cannot be loaded as plain weights: {error}") from None
 
 

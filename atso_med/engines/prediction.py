@@ -22,7 +22,7 @@ from atso_med.data.inputs import input_paths
 from atso_med.data.readers import is_nifti
 from atso_med.data.writers import require_slicerio, write_prediction
 from atso_med.errors import CaseFailuresError, ConfigError, input_error_cause
-from atso_med.files import check_output_file, write_text_atomic
+from atso_med.files import check_output_file, read_json_or_none, write_text_atomic
 from atso_med.metrics.evaluation import PREDICTION_STATS_FILE
 from atso_med.networks.loading import is_model_set, plane_model_files
 from atso_med.transforms.prediction import PredictionPostprocessing, PredictionPreprocessing
@@ -170,11 +170,10 @@ def _update_stats_file(output_dir: Path, stats: Mapping[str, Any]) -> None:
     path = output_dir / PREDICTION_STATS_FILE
     content: dict[str, Any] = {"cases": {}}
     if path.is_file():
-        try:
-            loaded = json.loads(path.read_text())
-            if isinstance(loaded, Mapping) and isinstance(loaded.get("cases"), Mapping):
-                content = dict(loaded)
-        except (OSError, json.JSONDecodeError):
+        loaded = read_json_or_none(path)
+        if isinstance(loaded, Mapping) and isinstance(loaded.get("cases"), Mapping):
+            content = dict(loaded)
+        else:
             logger.warning("%s is unreadable; starting it anew", path)
     content["cases"] = {**content["cases"], str(stats["id"]): _json_ready(stats)}
     write_text_atomic(json.dumps(content, indent=2) + "\n", path)
@@ -285,7 +284,7 @@ class PredictionEngine:
                 continue
             try:
                 stats = run_case(self._prepared(index), self.inferer, self.postprocessing, paths)
-            except Exception as raised:  # noqa: BLE001 - only input errors are a failed case
+            except Exception as raised:
                 error = input_error_cause(raised)
                 if error is None:
                     raise

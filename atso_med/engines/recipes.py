@@ -18,6 +18,7 @@ may replace any of its values; the resolved :class:`TrainingRecipe` is what the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -27,7 +28,16 @@ import torch
 
 from atso_med.errors import ConfigError
 
-__all__ = ["LR_POLICIES", "OPTIMIZERS", "RECIPES", "RecipeError", "TrainingRecipe", "build_optimizer", "check_initialization", "resolve_recipe"]
+__all__ = [
+    "LR_POLICIES",
+    "OPTIMIZERS",
+    "RECIPES",
+    "RecipeError",
+    "TrainingRecipe",
+    "build_optimizer",
+    "check_initialization",
+    "resolve_recipe",
+]
 
 #: Optimisers a recipe may name.
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -146,10 +156,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 def _number(name: str, value: Any, minimum: float, integer: bool = False, maximum: float | None = None) -> Any:
     if isinstance(value, str):  # YAML 1.1 reads 1e-3 as text
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and float(value) != int(value)):
         raise RecipeError(name, f"{name} must be {'a whole number' if integer else 'a number'}, got {value!r}")
     value = int(value) if integer else float(value)
@@ -186,7 +194,9 @@ def resolve_recipe(recipe: str = "scratch", **replacements: Any) -> TrainingReci
         raise RecipeError(None, f"unknown training recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     unknown = sorted(set(replacements) - set(RECIPES[recipe]))
     if unknown:
-        raise RecipeError(unknown[0], f"unknown recipe value(s) {', '.join(unknown)}; expected among {', '.join(RECIPES[recipe])}")
+        raise RecipeError(
+            unknown[0], f"unknown recipe value(s) {', '.join(unknown)}; expected among {', '.join(RECIPES[recipe])}"
+        )
     values = {**RECIPES[recipe], **{k: v for k, v in replacements.items() if v is not None}}
     _choice("preset", values["preset"], list(RSTN_PRESETS))
     _choice("optimizer", values["optimizer"], OPTIMIZERS)
@@ -208,7 +218,10 @@ def resolve_recipe(recipe: str = "scratch", **replacements: Any) -> TrainingReci
         or len(fractions) != 3
         or not math.isclose(sum(_number("stage_fractions", f, 0.0) for f in fractions), 1.0, abs_tol=1e-6)
     ):
-        raise RecipeError("stage_fractions", f"stage_fractions must be 3 non-negative numbers (S, I, J) summing to 1, got {fractions!r}")
+        raise RecipeError(
+            "stage_fractions",
+            f"stage_fractions must be 3 non-negative numbers (S, I, J) summing to 1, got {fractions!r}",
+        )
     values["stage_fractions"] = tuple(float(f) for f in fractions)
     if values["nesterov"] and (values["optimizer"] != "sgd" or values["momentum"] == 0):
         raise RecipeError("nesterov", "nesterov needs optimizer 'sgd' with a momentum above 0")
@@ -267,4 +280,3 @@ def build_optimizer(network: torch.nn.Module, recipe: TrainingRecipe) -> torch.o
     if recipe.optimizer == "adam":
         return torch.optim.Adam(groups, lr=recipe.lr_fine)
     return torch.optim.AdamW(groups, lr=recipe.lr_fine)
-

@@ -44,7 +44,9 @@ class StageSchedule:
             raise ConfigError(f"iterations must be at least 1, got {self.iterations}")
         fractions = tuple(float(f) for f in self.fractions)
         if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-            raise ConfigError(f"stage fractions (S, I, J) must be 3 non-negative numbers summing to 1, got {self.fractions}")
+            raise ConfigError(
+                f"stage fractions (S, I, J) must be 3 non-negative numbers summing to 1, got {self.fractions}"
+            )
         if int(self.j_halvings) < 0:
             raise ConfigError(f"j_halvings must be >= 0, got {self.j_halvings}")
         if self.lr_policy not in ("stages", "poly"):

@@ -16,7 +16,9 @@ from atso_med.flags import as_bool
 __all__ = ["check_training_args", "prepare_rstn_batch"]
 
 
-def prepare_rstn_batch(batchdata: Mapping, device: torch.device | str | None = None, non_blocking: bool = False, **kwargs):
+def prepare_rstn_batch(
+    batchdata: Mapping, device: torch.device | str | None = None, non_blocking: bool = False, **kwargs
+):
     """Batch preparation for MONAI engines: the label also goes to the network (RSTN's boxes in modes S and I).
 
     Returns:

@@ -12,6 +12,12 @@ from ignite.engine import Engine, Events
 from atso_med.engines.checkpoints import load_checkpoint, save_model_atomic
 
 
+def _is_main_process() -> bool:
+    """Whether this process writes the files: the only one, or rank 0 of a distributed training."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return not distributed or torch.distributed.get_rank() == 0
+
+
 class ModelExportHandler:
     """When training completes, write ``model.pt``: the best validation checkpoint if there is one, else the last weights.
 
@@ -45,7 +51,7 @@ class ModelExportHandler:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        if not _is_main_process():
             return
         best = self.output_dir / self.best_checkpoint
         if best.is_file():
@@ -102,7 +108,7 @@ class StageSnapshotHandler:
         engine.add_event_handler(event, self)
 
     def __call__(self, engine: Engine) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        if not _is_main_process():
             return
         from atso_med.networks.rstn import SaliencyTransform
 
@@ -112,6 +118,11 @@ class StageSnapshotHandler:
         fresh.reset_parameters(self.seed, prefix="saliency.")
         weights.update({f"saliency.{k}": v for k, v in fresh.state_dict().items()})
         save_model_atomic(
-            {"network": weights, "config": self.config, "iteration": int(engine.state.iteration), "selected": "snapshot"},
+            {
+                "network": weights,
+                "config": self.config,
+                "iteration": int(engine.state.iteration),
+                "selected": "snapshot",
+            },
             self.output_dir / str(self.filename),
         )

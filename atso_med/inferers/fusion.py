@@ -159,7 +159,7 @@ def ensemble_vote(
     if len(masks) != len(probabilities):
         raise ConfigError(f"{len(masks)} masks but {len(probabilities)} probability maps")
     vote = VoteAccumulator(tie_threshold)
-    for mask, probability in zip(masks, probabilities):
+    for mask, probability in zip(masks, probabilities, strict=True):
         vote.add(mask, probability)
     return vote.result()
 

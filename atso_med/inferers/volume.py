@@ -144,7 +144,6 @@ class InferenceConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"InferenceConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
-
     def batch_size_on(self, device: str | torch.device) -> int:
         """Stacks per network call on ``device``: ``batch_size``, or by device when it is ``None``."""
         if self.batch_size is not None:
@@ -314,7 +313,7 @@ class CoarseToFineInferer:
             with torch.inference_mode(), self._autocast():
                 yield
         finally:
-            for m, flag in zip(modules, flags):
+            for m, flag in zip(modules, flags, strict=True):
                 m.train(flag)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
@@ -355,9 +354,7 @@ class CoarseToFineInferer:
         """
         return self._coarse_round(self._check_volume(volume))
 
-    def fine_round(
-        self, volume: np.ndarray, score_map: np.ndarray, mask: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def fine_round(self, volume: np.ndarray, score_map: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One fine round alone: fine passes where ``mask`` is non-empty, fusion, clean-up.
 
         Args:
@@ -393,9 +390,7 @@ class CoarseToFineInferer:
                 del acc  # release the plane before the next one is accumulated
         return fusion.result()
 
-    def _fine_round(
-        self, volume: np.ndarray, score_map: np.ndarray, prev: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _fine_round(self, volume: np.ndarray, score_map: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`fine_round` on checked inputs; ``prev`` is the previous mask as bool."""
         cfg = self.config
         fusion = PlaneFusion(cfg.fusion, cfg.threshold)

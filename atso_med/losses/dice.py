@@ -102,7 +102,11 @@ class RSTNLoss(nn.Module):
     """
 
     def __init__(
-        self, coarse_weight: float = 1.0 / 3.0, fine_weight: float = 2.0 / 3.0, eps: float = 1e-6, bce_weight: float = 0.0
+        self,
+        coarse_weight: float = 1.0 / 3.0,
+        fine_weight: float = 2.0 / 3.0,
+        eps: float = 1e-6,
+        bce_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if not (float(coarse_weight) >= 0.0 and float(fine_weight) >= 0.0) or coarse_weight + fine_weight == 0:

@@ -27,9 +27,9 @@ class GlobalDiceMetric(CumulativeIterationMetric):
         prediction = y_pred >= self.threshold
         truth = y > 0.5
         dims = tuple(range(1, prediction.ndim))
-        return torch.stack(
-            [(prediction & truth).sum(dims), prediction.sum(dims), truth.sum(dims)], dim=1
-        ).to(torch.float64)
+        return torch.stack([(prediction & truth).sum(dims), prediction.sum(dims), truth.sum(dims)], dim=1).to(
+            torch.float64
+        )
 
     def aggregate(self) -> torch.Tensor:
         counts = self.get_buffer()

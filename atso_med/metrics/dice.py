@@ -15,7 +15,7 @@ from monai.config import NdarrayOrTensor
 
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError
 
-__all__ = ["dice_score", "dice_summary", "global_dice", "pooled_dice", "DiceAccumulator"]
+__all__ = ["DiceAccumulator", "dice_score", "dice_summary", "global_dice", "pooled_dice"]
 
 
 def _overlap_counts(prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> tuple[int, int, int]:
@@ -33,9 +33,7 @@ def _overlap_counts(prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> tupl
         device = prediction.device if isinstance(prediction, torch.Tensor) else truth.device
         p = torch.as_tensor(prediction, device=device) != 0
         t = torch.as_tensor(truth, device=device) != 0
-        counts = torch.stack(
-            [torch.count_nonzero(p & t), torch.count_nonzero(p), torch.count_nonzero(t)]
-        )
+        counts = torch.stack([torch.count_nonzero(p & t), torch.count_nonzero(p), torch.count_nonzero(t)])
         inter, n_p, n_t = (int(c) for c in counts.cpu().tolist())
         return inter, n_p, n_t
     p = np.asarray(prediction) != 0

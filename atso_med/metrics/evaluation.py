@@ -26,17 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from atso_med.files import write_text_atomic
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
+from atso_med.files import read_json, write_text_atomic
 from atso_med.metrics.dice import DiceAccumulator
 
 __all__ = [
     "CSV_COLUMNS",
-    "EvaluationReport",
-    "EvaluationRun",
+    "PER_CASE_FILE",
     "PREDICTION_STATS_FILE",
     "SUMMARY_FILE",
-    "PER_CASE_FILE",
+    "EvaluationReport",
+    "EvaluationRun",
     "evaluate_predictions",
     "evaluation_pairs",
     "per_round_summary",
@@ -66,7 +66,9 @@ CSV_COLUMNS = (
 )
 
 
-def _check_foreground(foreground: Sequence[int] | None, classes: Mapping[int, str] | None = None) -> tuple[int, ...] | None:
+def _check_foreground(
+    foreground: Sequence[int] | None, classes: Mapping[int, str] | None = None
+) -> tuple[int, ...] | None:
     if foreground is None:
         return None
     if isinstance(foreground, (int, np.integer)):
@@ -154,13 +156,7 @@ def read_prediction_stats(source: str | os.PathLike | Mapping | Sequence | None)
     if source is None:
         return {}
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"prediction statistics {path} do not exist")
-        try:
-            source = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"prediction statistics {path} are not valid JSON: {error}") from None
+        source = read_json(source, "prediction statistics file")
     if isinstance(source, Mapping):
         cases = source.get("cases", source)
         if isinstance(cases, Mapping):
@@ -395,27 +391,17 @@ def evaluation_pairs(
     return pairs
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path} is not a readable JSON file: {error}") from None
-
-
 def _items_from(
     source: str | os.PathLike, ids: Sequence[str] | None, key: str | None
 ) -> tuple[list[dict], dict[int, str] | None]:
     """Labeled items from a dataset.json (or its folder) or a MONAI data-list JSON, and the
     declared label classes (a data list declares none)."""
-    from atso_med.data.dataset import Dataset, evaluation_datalist
+    from atso_med.data.dataset import Dataset, dataset_file, evaluation_datalist
 
     path = Path(source)
     if not path.exists():
         raise ConfigError(f"data list / dataset {path} does not exist")
-    content = None if path.is_dir() else _read_json(path)
-    if path.is_dir() or (isinstance(content, Mapping) and "cases" in content):
+    if path.is_dir() or dataset_file(path) is not None:
         dataset = Dataset.load(path)
         return evaluation_datalist(dataset, ids if ids else dataset.labeled_ids), dataset.labels
     from atso_med.data.datalist import datalist_items
@@ -525,7 +511,13 @@ def _check_report_paths(output_dir: Path, pairs: Sequence[tuple[str, Path, Path]
     }
     for name, (kind, is_kind) in kinds.items():
         check_output_file(
-            output_dir / name, inputs, kind=kind, force=True, is_kind=is_kind, option="the evaluation output", force_option=None
+            output_dir / name,
+            inputs,
+            kind=kind,
+            force=True,
+            is_kind=is_kind,
+            option="the evaluation output",
+            force_option=None,
         )
 
 

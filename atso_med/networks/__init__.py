@@ -11,9 +11,8 @@ import inspect
 from typing import Any
 
 from atso_med.errors import ConfigError
-from atso_med.networks.fcn import FCN8s, bilinear_kernel
-from atso_med.networks.unet import UNet2d
 from atso_med.networks.export import PARTS, RSTNPart, ScriptableRSTN
+from atso_med.networks.fcn import FCN8s, bilinear_kernel
 from atso_med.networks.init import initialize_rstn, load_state_file, parameter_groups
 from atso_med.networks.loading import MODEL_FILE, load_model_sets, load_plane_models, plane_model_files, resolve_device
 from atso_med.networks.rstn import (
@@ -28,19 +27,20 @@ from atso_med.networks.rstn import (
     equalize_boxes,
     sample_training_margins,
 )
+from atso_med.networks.unet import UNet2d
 
 __all__ = [
     "BACKBONES",
     "DEFAULT_MARGIN",
-    "FCN8s",
     "FILL_LOGIT",
     "MODEL_FILE",
     "MODES",
     "PARTS",
     "RSTN",
+    "RSTN_PRESETS",
+    "FCN8s",
     "RSTNOutput",
     "RSTNPart",
-    "RSTN_PRESETS",
     "SaliencyTransform",
     "ScriptableRSTN",
     "UNet2d",
@@ -69,7 +69,9 @@ RSTN_PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(backbone="fcn8s", width=0.25, fc_channels=256),
     "tiny": dict(backbone="fcn8s", width=0.125, fc_channels=32),
     "unet": dict(backbone="unet", channels=(32, 64, 128, 256, 512), strides=(1, 2, 2, 2), num_res_units=2, dropout=0.0),
-    "unet_small": dict(backbone="unet", channels=(16, 32, 64, 128, 256), strides=(1, 2, 2, 2), num_res_units=1, dropout=0.0),
+    "unet_small": dict(
+        backbone="unet", channels=(16, 32, 64, 128, 256), strides=(1, 2, 2, 2), num_res_units=1, dropout=0.0
+    ),
     "unet_tiny": dict(backbone="unet", channels=(16, 32, 64, 128), strides=(1, 2, 2), num_res_units=0, dropout=0.0),
 }
 

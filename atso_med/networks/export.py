@@ -61,7 +61,9 @@ class ScriptableRSTN(nn.Module):
         self.in_channels = int(rstn.in_channels)
         self.margin = DEFAULT_MARGIN  # an attribute: TorchScript reads no globals
 
-    def _fine_canvas(self, fine_input: torch.Tensor, inside: torch.Tensor, margin: int, skip_empty: bool) -> torch.Tensor:
+    def _fine_canvas(
+        self, fine_input: torch.Tensor, inside: torch.Tensor, margin: int, skip_empty: bool
+    ) -> torch.Tensor:
         """Fine probabilities of each sample's box, 0 outside; an empty mask gives the whole image or zeros."""
         out = torch.zeros(fine_input.shape, dtype=torch.float32, device=fine_input.device)
         height, width = fine_input.shape[-2], fine_input.shape[-1]

@@ -23,7 +23,7 @@ from torch import nn
 
 from atso_med.errors import ConfigError
 
-__all__ = ["FCN8s", "VGG16_BLOCKS", "bilinear_kernel", "named_generator", "scaled_channels"]
+__all__ = ["VGG16_BLOCKS", "FCN8s", "bilinear_kernel", "named_generator", "scaled_channels"]
 
 #: Output channels of the VGG16 trunk's convolutions, block by block.
 VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
@@ -126,7 +126,9 @@ class FCN8s(nn.Module):
     ) -> None:
         super().__init__()
         if int(in_channels) < 1 or int(out_channels) < 1:
-            raise ConfigError(f"FCN8s needs at least one input and one output channel, got {in_channels}, {out_channels}")
+            raise ConfigError(
+                f"FCN8s needs at least one input and one output channel, got {in_channels}, {out_channels}"
+            )
         if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
             raise ConfigError(f"FCN8s width must be a positive number, got {width!r}")
         if int(fc_channels) < 1:
@@ -147,8 +149,8 @@ class FCN8s(nn.Module):
             tuple(f"conv{b + 1}_{i + 1}" for i in range(len(block))) for b, block in enumerate(self.block_channels)
         )
         prev = self.in_channels
-        for names, block in zip(self.trunk_names, self.block_channels):
-            for name, ch in zip(names, block):
+        for names, block in zip(self.trunk_names, self.block_channels, strict=True):
+            for name, ch in zip(names, block, strict=True):
                 # Only the very first conv pads by 100: that margin is what the decoder's
                 # crops remove again, making every input size come back whole.
                 padding = 100 if name == "conv1_1" else 1

@@ -90,7 +90,9 @@ def _shape_error(key: str, file_shape: tuple[int, ...], model_shape: tuple[int, 
     )
 
 
-def _copy_checked(target: torch.Tensor, source: torch.Tensor, key: str, source_shape: tuple[int, ...] | None = None) -> None:
+def _copy_checked(
+    target: torch.Tensor, source: torch.Tensor, key: str, source_shape: tuple[int, ...] | None = None
+) -> None:
     """Copies ``source`` into ``target`` after checking the shape; ``source_shape`` names the file's shape in errors."""
     if tuple(source.shape) != tuple(target.shape):
         raise _shape_error(key, source_shape or tuple(source.shape), tuple(target.shape))
@@ -133,7 +135,7 @@ def _load_pretrained_fcn(fcn: FCN8s, state: Mapping[str, torch.Tensor], layout: 
         if len(indices) != n_trunk:
             raise ConfigError(f"VGG16 weights file has {len(indices)} feature convolutions, expected {n_trunk}")
         sources = [f"features.{i}" for i in indices] + ["classifier.0", "classifier.3"]
-        for (name, conv), src in zip(targets, sources):
+        for (_, conv), src in zip(targets, sources, strict=True):
             wkey, bkey = f"{src}.weight", f"{src}.bias"
             if wkey not in state or bkey not in state:
                 raise ConfigError(f"VGG16 weights file lacks {wkey!r} or {bkey!r}")
@@ -168,9 +170,7 @@ def _detect_layout(state: Mapping[str, torch.Tensor]) -> str:
     )
 
 
-def initialize_rstn(
-    model: RSTN, seed: int | None = None, weights_file: str | os.PathLike[str] | None = None
-) -> RSTN:
+def initialize_rstn(model: RSTN, seed: int | None = None, weights_file: str | os.PathLike[str] | None = None) -> RSTN:
     """Initialises an RSTN in place, randomly (seeded) or from a local weights file.
 
     Random initialisation: He-normal convolutions, unit-gain normal score layers, zero
@@ -242,10 +242,20 @@ def parameter_groups(
     model = model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
     if not isinstance(model, RSTN):
         raise ConfigError(f"parameter_groups expects an RSTN, got {type(model).__name__}")
-    for name, value in (("coarse_lr", coarse_lr), ("fine_lr", fine_lr), ("bias_lr_mult", bias_lr_mult), ("weight_decay", weight_decay)):
+    for name, value in (
+        ("coarse_lr", coarse_lr),
+        ("fine_lr", fine_lr),
+        ("bias_lr_mult", bias_lr_mult),
+        ("weight_decay", weight_decay),
+    ):
         if not float(value) >= 0.0:
             raise ConfigError(f"{name} must be >= 0, got {value!r}")
-    buckets: dict[str, list[nn.Parameter]] = {"coarse_weight": [], "coarse_bias": [], "fine_weight": [], "fine_bias": []}
+    buckets: dict[str, list[nn.Parameter]] = {
+        "coarse_weight": [],
+        "coarse_bias": [],
+        "fine_weight": [],
+        "fine_bias": [],
+    }
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -260,6 +270,12 @@ def parameter_groups(
         is_bias = key.endswith("bias")
         lr = base * bias_lr_mult if is_bias else base
         groups.append(
-            {"name": key, "params": params, "lr": lr, "initial_lr": lr, "weight_decay": 0.0 if is_bias else weight_decay}
+            {
+                "name": key,
+                "params": params,
+                "lr": lr,
+                "initial_lr": lr,
+                "weight_decay": 0.0 if is_bias else weight_decay,
+            }
         )
     return groups

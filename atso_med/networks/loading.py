@@ -53,7 +53,7 @@ def _plane_key(key: Any) -> str:
 
     try:
         return PLANES[plane_axis(str(key))]
-    except Exception:
+    except ConfigError:
         raise ConfigError(f"unknown plane {key!r}; expected X, Y or Z") from None
 
 
@@ -241,5 +241,5 @@ def stored_preset(model_dir: Any, default: str = "full") -> str:
         content = torch.load(next(iter(files.values())), map_location="cpu", weights_only=True, mmap=True)
         config = content.get("config") or {}
         return str(config.get("preset") or default)
-    except Exception:  # the real loading reports the problem with its own message
+    except Exception:  # noqa: BLE001 - the real loading reports the problem with its own message
         return default

@@ -130,12 +130,12 @@ def _as_margins(margins: int | Sequence[int] | torch.Tensor | None, batch: int) 
         if out.is_floating_point() and not torch.equal(out, out.round()):
             raise ConfigError("margins must be whole numbers of pixels")
         out = out.to(torch.int64)
-        if out.ndim == 0:
-            out = out.expand(batch, 4)
-        elif out.shape == (4,):
+        if out.ndim == 0 or out.shape == (4,):
             out = out.expand(batch, 4)
         elif out.shape != (batch, 4):
-            raise ConfigError(f"margins must be an int, 4 values or a ({batch}, 4) tensor, got shape {tuple(out.shape)}")
+            raise ConfigError(
+                f"margins must be an int, 4 values or a ({batch}, 4) tensor, got shape {tuple(out.shape)}"
+            )
     if bool((out < 0).any()):
         raise ConfigError(f"margins must be >= 0, got {out.tolist()}")
     return out.clone()
@@ -340,13 +340,20 @@ class RSTN(nn.Module):
 
     def _check_mask(self, mask: torch.Tensor, image: torch.Tensor, what: str) -> None:
         b, _, h, w = image.shape
-        if mask.ndim != 4 or mask.shape[0] != b or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, self.in_channels):
+        if (
+            mask.ndim != 4
+            or mask.shape[0] != b
+            or mask.shape[2:] != (h, w)
+            or mask.shape[1] not in (1, self.in_channels)
+        ):
             raise ValueError(
                 f"{what} must be (B, {self.in_channels} or 1, H, W) matching the image {tuple(image.shape)}, "
                 f"got {tuple(mask.shape)}"
             )
 
-    def _fine_canvas(self, fine_input: torch.Tensor, boxes: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+    def _fine_canvas(
+        self, fine_input: torch.Tensor, boxes: torch.Tensor, active: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Runs the fine FCN on each sample's box and pastes the logits into full-size canvases.
 
         Samples whose crops have the same size run together; the others one group at a time.
@@ -356,20 +363,23 @@ class RSTN(nn.Module):
         box_list = boxes.detach().to("cpu").tolist()
         act = [True] * batch if active is None else [bool(a) for a in active.detach().to("cpu").tolist()]
         groups: dict[tuple[int, int], list[int]] = {}
-        for i, (t, b, l, r) in enumerate(box_list):
+        for i, (top, bottom, left, right) in enumerate(box_list):
             if act[i]:
-                groups.setdefault((b - t, r - l), []).append(i)
+                groups.setdefault((bottom - top, right - left), []).append(i)
         pieces: list[torch.Tensor | None] = [None] * batch
         for idx in groups.values():
             crops = torch.cat(
-                [fine_input[i : i + 1, :, box_list[i][0] : box_list[i][1], box_list[i][2] : box_list[i][3]] for i in idx]
+                [
+                    fine_input[i : i + 1, :, box_list[i][0] : box_list[i][1], box_list[i][2] : box_list[i][3]]
+                    for i in idx
+                ]
             )
             logits = self.fine(crops)
             for k, i in enumerate(idx):
-                t, b, l, r = box_list[i]
+                top, bottom, left, right = box_list[i]
                 # Constant padding is differentiable w.r.t. the crop, and keeps the fill value
                 # in the logits' own dtype (half under AMP).
-                pieces[i] = F.pad(logits[k : k + 1], (l, width - r, t, height - b), value=FILL_LOGIT)
+                pieces[i] = F.pad(logits[k : k + 1], (left, width - right, top, height - bottom), value=FILL_LOGIT)
         for i in range(batch):
             if pieces[i] is None:
                 pieces[i] = fine_input.new_full((1, self.in_channels, height, width), FILL_LOGIT)
@@ -419,7 +429,9 @@ class RSTN(nn.Module):
         """
         self._check_image(image)
         if score_map.shape != image.shape:
-            raise ValueError(f"score_map must have the image's shape {tuple(image.shape)}, got {tuple(score_map.shape)}")
+            raise ValueError(
+                f"score_map must have the image's shape {tuple(image.shape)}, got {tuple(score_map.shape)}"
+            )
         self._check_mask(mask, image, "mask")
         boxes = box_from_mask(mask, margin)
         active = (mask != 0).flatten(1).any(dim=1)
@@ -486,7 +498,7 @@ class RSTN(nn.Module):
             self._check_mask(label, image, "label")
         elif mode_u in ("S", "I"):
             raise ConfigError(f"RSTN mode {mode_u} takes its box from the label, but no label was given")
-        batch, _, height, width = image.shape
+        _batch, _, height, width = image.shape
 
         coarse_prob = torch.sigmoid(self.coarse(image).float())
         with torch.no_grad():

@@ -1,14 +1,14 @@
 """atso_med.transforms: CT loading, HU windowing, tri-view (3-slice stack) sampling and stack augmentation."""
 
 from atso_med.transforms.augment import stack_augmentation
-from atso_med.transforms.intensity import HUWindow, HUWindowd, HUWindowD, HUWindowDict
+from atso_med.transforms.intensity import HUWindow, HUWindowD, HUWindowd, HUWindowDict
 from atso_med.transforms.io import LoadCTd, load_canonical
 from atso_med.transforms.prediction import PredictionPostprocessing, PredictionPreprocessing
 from atso_med.transforms.preprocessing import CTPreprocessingd, optional_spacing_mm
 from atso_med.transforms.spacing import (
     LongAxisSpacing,
-    LongAxisSpacingd,
     LongAxisSpacingD,
+    LongAxisSpacingd,
     LongAxisSpacingDict,
     long_axis_slices,
     resample_long_axis,
@@ -16,8 +16,8 @@ from atso_med.transforms.spacing import (
 from atso_med.transforms.triview import (
     PLANES,
     SliceStack,
-    SliceStackd,
     SliceStackD,
+    SliceStackd,
     SliceStackDict,
     StackAccumulator,
     iter_stacks,
@@ -29,33 +29,33 @@ from atso_med.transforms.triview import (
 )
 
 __all__ = [
+    "PLANES",
     "CTPreprocessingd",
-    "optional_spacing_mm",
-    "PredictionPreprocessing",
-    "PredictionPostprocessing",
-    "LoadCTd",
-    "load_canonical",
     "HUWindow",
-    "HUWindowd",
     "HUWindowD",
     "HUWindowDict",
-    "PLANES",
-    "plane_axis",
-    "slice_stack",
-    "SliceStack",
-    "SliceStackd",
-    "SliceStackD",
-    "SliceStackDict",
-    "iter_stacks",
-    "StackAccumulator",
-    "stacks_to_volume",
-    "slice_pixel_counts",
-    "positive_slice_filter",
+    "HUWindowd",
+    "LoadCTd",
     "LongAxisSpacing",
-    "LongAxisSpacingd",
     "LongAxisSpacingD",
     "LongAxisSpacingDict",
+    "LongAxisSpacingd",
+    "PredictionPostprocessing",
+    "PredictionPreprocessing",
+    "SliceStack",
+    "SliceStackD",
+    "SliceStackDict",
+    "SliceStackd",
+    "StackAccumulator",
+    "iter_stacks",
+    "load_canonical",
     "long_axis_slices",
+    "optional_spacing_mm",
+    "plane_axis",
+    "positive_slice_filter",
     "resample_long_axis",
+    "slice_pixel_counts",
+    "slice_stack",
     "stack_augmentation",
+    "stacks_to_volume",
 ]

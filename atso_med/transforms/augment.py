@@ -55,8 +55,13 @@ def stack_augmentation(
     Raises:
         ConfigError: on a negative magnitude or a probability outside [0, 1].
     """
-    for name, value in (("rotate_degrees", rotate_degrees), ("scale", scale), ("intensity_scale", intensity_scale),
-                        ("intensity_shift", intensity_shift), ("noise_std", noise_std)):
+    for name, value in (
+        ("rotate_degrees", rotate_degrees),
+        ("scale", scale),
+        ("intensity_scale", intensity_scale),
+        ("intensity_shift", intensity_shift),
+        ("noise_std", noise_std),
+    ):
         if not float(value) >= 0.0:
             raise ConfigError(f"augmentation {name} must be >= 0, got {value!r}")
     if not 0.0 <= float(spatial_probability) <= 1.0:
@@ -80,8 +85,13 @@ def stack_augmentation(
         size = int(cutout_size)
         transforms.append(
             RandCoarseDropoutd(
-                keys="image", holes=1, max_holes=3, spatial_size=(size, size), max_spatial_size=(2 * size, 2 * size),
-                fill_value=0.0, prob=0.5,
+                keys="image",
+                holes=1,
+                max_holes=3,
+                spatial_size=(size, size),
+                max_spatial_size=(2 * size, 2 * size),
+                fill_value=0.0,
+                prob=0.5,
             )
         )
     augmentation = Compose(transforms)

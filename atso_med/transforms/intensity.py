@@ -16,7 +16,7 @@ from monai.utils import convert_to_dst_type
 
 from atso_med.errors import ConfigError
 
-__all__ = ["HUWindow", "HUWindowd", "HUWindowD", "HUWindowDict"]
+__all__ = ["HUWindow", "HUWindowD", "HUWindowDict", "HUWindowd"]
 
 
 class HUWindow(ScaleIntensityRange):

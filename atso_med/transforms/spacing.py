@@ -30,9 +30,9 @@ from atso_med.errors import ConfigError
 __all__ = [
     "INTERPOLATION_MODES",
     "LongAxisSpacing",
-    "LongAxisSpacingd",
     "LongAxisSpacingD",
     "LongAxisSpacingDict",
+    "LongAxisSpacingd",
     "long_axis_slices",
     "resample_long_axis",
 ]
@@ -106,7 +106,7 @@ def resample_long_axis(array: np.ndarray, slices: int, mode: str = "linear") -> 
     if length == slices:
         return source.copy()
     dtype = np.float32 if mode == "linear" else source.dtype
-    out = np.empty(source.shape[:-1] + (int(slices),), dtype=dtype)
+    out = np.empty((*source.shape[:-1], int(slices)), dtype=dtype)
     # Exact rational positions; float64 keeps them exact enough for thousands of slices.
     scale = (length - 1) / (slices - 1) if slices > 1 else 0.0
     for n in range(int(slices)):
@@ -241,7 +241,7 @@ class LongAxisSpacingd(MapTransform):
         modes = [mode] * len(self.keys) if isinstance(mode, str) else list(mode)
         if len(modes) != len(self.keys):
             raise ConfigError(f"LongAxisSpacingd: {len(self.keys)} keys but {len(modes)} modes")
-        self.modes = dict(zip(self.keys, (_check_mode(m) for m in modes)))
+        self.modes = dict(zip(self.keys, (_check_mode(m) for m in modes), strict=True))
         self.meta_key = meta_key
 
     def _meta(self, data: Mapping) -> dict:

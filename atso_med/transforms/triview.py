@@ -33,17 +33,17 @@ from atso_med.errors import ConfigError, DatasetError, GridMismatchError
 
 __all__ = [
     "PLANES",
-    "plane_axis",
-    "slice_stack",
     "SliceStack",
-    "SliceStackd",
     "SliceStackD",
     "SliceStackDict",
-    "iter_stacks",
+    "SliceStackd",
     "StackAccumulator",
-    "stacks_to_volume",
-    "slice_pixel_counts",
+    "iter_stacks",
+    "plane_axis",
     "positive_slice_filter",
+    "slice_pixel_counts",
+    "slice_stack",
+    "stacks_to_volume",
 ]
 
 PLANES: tuple[str, str, str] = ("X", "Y", "Z")
@@ -78,9 +78,7 @@ def _split_shape(shape: Sequence[int]) -> tuple[int, tuple[int, int, int]]:
     elif len(shape) == 4 and shape[0] == 1:
         offset = 1
     else:
-        raise GridMismatchError(
-            f"expected a volume of shape (I, J, K) or (1, I, J, K), got {shape}"
-        )
+        raise GridMismatchError(f"expected a volume of shape (I, J, K) or (1, I, J, K), got {shape}")
     spatial = shape[offset:]
     if min(spatial) < 1:
         raise GridMismatchError(f"volume of shape {shape} is empty")
@@ -94,9 +92,7 @@ def _spatial(volume: NdarrayOrTensor) -> tuple[int, tuple[int, int, int]]:
 
 def _stack_indices(positions: np.ndarray, size: int) -> np.ndarray:
     """Slice indices ``(B, 3)`` of the stacks at ``positions``, edges repeating the centre."""
-    return np.stack(
-        [np.maximum(positions - 1, 0), positions, np.minimum(positions + 1, size - 1)], axis=1
-    )
+    return np.stack([np.maximum(positions - 1, 0), positions, np.minimum(positions + 1, size - 1)], axis=1)
 
 
 def _check_positions(positions: np.ndarray, size: int, plane: str) -> None:
@@ -156,9 +152,7 @@ def slice_stack(volume: NdarrayOrTensor, plane: str, index: int) -> NdarrayOrTen
     return _gather(volume, plane, positions)[0]
 
 
-def iter_stacks(
-    volume: NdarrayOrTensor, plane: str, batch_size: int
-) -> Iterator[tuple[np.ndarray, NdarrayOrTensor]]:
+def iter_stacks(volume: NdarrayOrTensor, plane: str, batch_size: int) -> Iterator[tuple[np.ndarray, NdarrayOrTensor]]:
     """All stacks of a plane in order, in batches, for inference.
 
     Args:
@@ -269,9 +263,7 @@ class SliceStackd(MapTransform):
             raise ConfigError(f"SliceStackd: the sample has no {self.index_key!r} entry")
         positions = _as_positions(d[self.index_key])
         if positions.size != 1:
-            raise ConfigError(
-                f"SliceStackd: {self.index_key!r} must hold one index, got {d[self.index_key]!r}"
-            )
+            raise ConfigError(f"SliceStackd: {self.index_key!r} must hold one index, got {d[self.index_key]!r}")
         index = int(positions[0])
         for key in self.key_iterator(d):
             d[key] = self.stacker(d[key], index)
@@ -350,15 +342,11 @@ class StackAccumulator:
                 f"{expected[2]}), got {tuple(batch.shape)}"
             )
         if int(batch.shape[0]) != positions.size:
-            raise ConfigError(
-                f"{positions.size} indices for a batch of {int(batch.shape[0])} stacks"
-            )
+            raise ConfigError(f"{positions.size} indices for a batch of {int(batch.shape[0])} stacks")
         _check_positions(positions, self.size, self.plane)
         sums = self._buffer(batch)
         if isinstance(sums, torch.Tensor):
-            src = convert_to_tensor(
-                batch, dtype=torch.float32, device=sums.device, track_meta=False
-            )
+            src = convert_to_tensor(batch, dtype=torch.float32, device=sums.device, track_meta=False)
             view = sums.movedim(self.axis, 0)
         else:
             src = convert_to_numpy(batch, dtype=np.float32)
@@ -436,10 +424,7 @@ def stacks_to_volume(stacks: NdarrayOrTensor, plane: str, shape: Sequence[int]) 
     """
     acc = StackAccumulator(plane, shape)
     if int(stacks.shape[0]) != acc.size:
-        raise ConfigError(
-            f"plane {acc.plane} has {acc.size} positions but {int(stacks.shape[0])} stacks "
-            "were given"
-        )
+        raise ConfigError(f"plane {acc.plane} has {acc.size} positions but {int(stacks.shape[0])} stacks were given")
     acc.add(np.arange(acc.size), stacks)
     return acc.result()
 
@@ -508,7 +493,5 @@ def positive_slice_filter(
         raise DatasetError(f"no slice of plane {plane.upper()} contains the organ in any label")
     n_keep = max(1, int((1 - frac) * positive.size))  # int() floors a non-negative Fraction
     threshold = int(np.sort(positive)[::-1][n_keep - 1])
-    selected = [
-        (v, int(s)) for v, c in enumerate(counts) for s in np.flatnonzero(c >= threshold)
-    ]
+    selected = [(v, int(s)) for v, c in enumerate(counts) for s in np.flatnonzero(c >= threshold)]
     return selected, threshold

@@ -174,8 +174,15 @@ def draw_anatomy(rng: np.random.Generator, step: np.ndarray) -> dict[str, Any]:
             r = rng.uniform(8.0, 12.0) if kind != 1 else rng.uniform(6.0, 9.0)
             walk = random_walk(rng, lo, hi, int(rng.integers(6, 11)), 28.0)
             gi.append(
-                make_tube(walk, np.full(len(walk), r), fine, group=0, kind=kind if kind != 2 else 0,
-                      wall=2.5, gas=rng.uniform(0.1, 0.6) if kind == 2 else 0.0)
+                make_tube(
+                    walk,
+                    np.full(len(walk), r),
+                    fine,
+                    group=0,
+                    kind=kind if kind != 2 else 0,
+                    wall=2.5,
+                    gas=rng.uniform(0.1, 0.6) if kind == 2 else 0.0,
+                )
             )
     colon = np.array(
         [
@@ -193,8 +200,15 @@ def draw_anatomy(rng: np.random.Generator, step: np.ndarray) -> dict[str, Any]:
         ]
     ) + rng.normal(0.0, 4.0, (11, 3))
     gi.append(
-        make_tube(colon, np.array([25, 20, 20, 18, 17, 17, 16, 15, 14, 14, 13]) * rng.uniform(0.85, 1.15),
-              fine, group=0, kind=2, wall=2.5, gas=rng.uniform(0.1, 0.4))
+        make_tube(
+            colon,
+            np.array([25, 20, 20, 18, 17, 17, 16, 15, 14, 14, 13]) * rng.uniform(0.85, 1.15),
+            fine,
+            group=0,
+            kind=2,
+            wall=2.5,
+            gas=rng.uniform(0.1, 0.4),
+        )
     )
     a["gi"] = gi
 
@@ -219,8 +233,12 @@ def draw_anatomy(rng: np.random.Generator, step: np.ndarray) -> dict[str, Any]:
     vessels = [
         # Aorta down to its bifurcation, common iliac arteries.
         vessel(
-            artery, [ra * 1.05, ra, ra * 0.95, ra * 0.85],
-            [xa, ya, 260], [xa, ya, 60], [xa, ya, -60], [xa - 2, ya, -160],
+            artery,
+            [ra * 1.05, ra, ra * 0.95, ra * 0.85],
+            [xa, ya, 260],
+            [xa, ya, 60],
+            [xa, ya, -60],
+            [xa - 2, ya, -160],
         ),
         vessel(artery, [6.5, 6.0], [xa - 2, ya, -160], [xa + 35, ya + 8, -260]),
         vessel(artery, [6.5, 6.0], [xa - 2, ya, -160], [xa - 40, ya + 8, -260]),
@@ -229,9 +247,7 @@ def draw_anatomy(rng: np.random.Generator, step: np.ndarray) -> dict[str, Any]:
         vessel(vein, [7.0, 6.5], [xi, yi, -165], [xi + 30, yi + 12, -260]),
         vessel(vein, [7.0, 6.5], [xi, yi, -165], [xi - 30, yi + 14, -260]),
         # Celiac trunk, common hepatic and splenic arteries (tortuous along the upper border).
-        vessel(
-            artery, [3.5, 3.5, 3.0, 2.8], [xa, ya - ra + 2, 28], [xa, -12, 32], [-30, -8, 32], hilum + [0, -4, -4]
-        ),
+        vessel(artery, [3.5, 3.5, 3.0, 2.8], [xa, ya - ra + 2, 28], [xa, -12, 32], [-30, -8, 32], hilum + [0, -4, -4]),
         vessel(
             artery,
             [3.2] * 6,
@@ -433,11 +449,7 @@ def _paint_pancreas(
             rad = float(tube.radius[i]) * p["size"][k]
             rad = max(rad, 1.6 * float(grid.step.max()))
             c = tube.points[i] + p["offset"][k] * tube.radius[i] * np.array(metric)
-            d2 = (
-                ((x - c[0]) / rad) ** 2
-                + ((y - c[1]) / (rad * metric[1])) ** 2
-                + ((z - c[2]) / (rad * metric[2])) ** 2
-            )
+            d2 = ((x - c[0]) / rad) ** 2 + ((y - c[1]) / (rad * metric[1])) ** 2 + ((z - c[2]) / (rad * metric[2])) ** 2
             blob = (d2 < 1.0) & (dist <= r_eff * 1.2) & inside[sl]
             canvas.paint(sl, blob, _T["lesion"], extra=float(p["hu"][k]) - PORTAL_VENOUS["lesion"][0])
             info["lesions"] += int(blob.any())
@@ -554,7 +566,9 @@ def _paint_ribs(canvas: Canvas, grid: Grid, anat: dict[str, Any], body: dict[str
     canvas.paint(sl, rib & (rr < 0.35), _T["cancellous_bone"])
 
 
-def paint_anatomy(canvas: Canvas, grid: Grid, rng: np.random.Generator, anat: dict[str, Any], lesions: bool) -> dict[str, Any]:
+def paint_anatomy(
+    canvas: Canvas, grid: Grid, rng: np.random.Generator, anat: dict[str, Any], lesions: bool
+) -> dict[str, Any]:
     """Paint every structure of a case onto its canvas, back to front (later structures win).
 
     Args:

@@ -12,7 +12,6 @@ import numpy as np
 
 from atso_med.errors import ConfigError
 
-
 #: Bumped whenever the generator's output changes for the same configuration.
 PHANTOM_VERSION = 1
 
@@ -185,7 +184,7 @@ class PhantomConfig:
         """
         if int(self.cases) < 1:
             raise ConfigError(f"phantom cases must be >= 1, got {self.cases}")
-        if len(self.shape) != 3 or any(n < m for n, m in zip(self.shape, MIN_SHAPE)):
+        if len(self.shape) != 3 or any(n < m for n, m in zip(self.shape, MIN_SHAPE, strict=True)):
             raise ConfigError(f"phantom shape must be 3 sizes of at least {MIN_SHAPE}, got {self.shape}")
         if len(self.spacing) != 3 or not all(math.isfinite(s) and 0.1 <= s <= 20 for s in self.spacing):
             raise ConfigError(f"phantom spacing must be 3 values in [0.1, 20] mm, got {self.spacing}")

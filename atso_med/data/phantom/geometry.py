@@ -10,7 +10,6 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
-
 ALL = (slice(None), slice(None), slice(None))
 
 
@@ -22,7 +21,7 @@ class Grid:
         self.step = np.asarray(step, dtype=np.float64)
         self.axes = [
             ((np.arange(n) - (n - 1) / 2.0) * st + c).astype(np.float32)
-            for n, st, c in zip(shape, self.step, centre)
+            for n, st, c in zip(shape, self.step, centre, strict=True)
         ]
         self.origin = np.array([a[0] for a in self.axes], dtype=np.float64)
 
@@ -93,9 +92,7 @@ def ellipsoid(grid: Grid, centre, semi, angles=(0.0, 0.0, 0.0)):
     x, y, z = grid.coords(sl)
     dx, dy, dz = x - centre[0], y - centre[1], z - centre[2]
     rot = rotation(angles)
-    local = [
-        (rot[0, k] * dx + rot[1, k] * dy + rot[2, k] * dz) / np.float32(semi[k]) for k in range(3)
-    ]
+    local = [(rot[0, k] * dx + rot[1, k] * dy + rot[2, k] * dz) / np.float32(semi[k]) for k in range(3)]
     return sl, local
 
 
@@ -162,9 +159,7 @@ def tube_field(grid: Grid, tubes: list[Tube], metric=(1.0, 1.0, 1.0)):
     points = np.concatenate([tube.points for tube in tubes])
     radius = np.concatenate([tube.radius for tube in tubes])
     keys = sorted(set().union(*(tube.attrs for tube in tubes)))
-    table = {
-        k: np.concatenate([tube.attrs.get(k, np.zeros(len(tube.points))) for tube in tubes]) for k in keys
-    }
+    table = {k: np.concatenate([tube.attrs.get(k, np.zeros(len(tube.points))) for tube in tubes]) for k in keys}
     table["points"] = points
     table["radius"] = radius
     reach = float(radius.max()) * 1.6 + 2.0 * float(grid.step.max())
@@ -190,10 +185,10 @@ def smooth_noise(rng: np.random.Generator, shape, cell: float, order: int = 1) -
     """Smooth random field of unit standard deviation with features about ``cell`` voxels wide."""
     coarse = tuple(max(2, int(math.ceil(n / cell)) + 1) for n in shape)
     grid = rng.standard_normal(coarse).astype(np.float32)
-    field_ = ndimage.zoom(grid, [n / c for n, c in zip(shape, coarse)], order=order, mode="nearest")
+    field_ = ndimage.zoom(grid, [n / c for n, c in zip(shape, coarse, strict=True)], order=order, mode="nearest")
     field_ = field_[: shape[0], : shape[1], : shape[2]]
     if field_.shape != tuple(shape):  # zoom rounds sizes; pad the rare short axis
-        field_ = np.pad(field_, [(0, n - m) for n, m in zip(shape, field_.shape)], mode="edge")
+        field_ = np.pad(field_, [(0, n - m) for n, m in zip(shape, field_.shape, strict=True)], mode="edge")
     field_ -= field_.mean()
     return field_ / max(float(field_.std()), 1e-6)
 

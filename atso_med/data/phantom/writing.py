@@ -7,28 +7,17 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from atso_med.data.dataset import DATASET_FILE
 from atso_med.data.nifti import save_nifti
 from atso_med.data.phantom.config import PhantomConfig, case_rng
 from atso_med.data.phantom.render import make_phantom_case
 from atso_med.errors import ConfigError
-from atso_med.files import write_text_atomic
-
+from atso_med.files import read_json_or_none, write_text_atomic
 
 _IN_PROGRESS = ".phantom-in-progress.json"
-
-
-_DATASET_FILE = "dataset.json"
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
 
 
 def _case_files(config: PhantomConfig) -> list[dict[str, str]]:
@@ -62,7 +51,7 @@ def phantom_status(out_dir: str | os.PathLike, config: PhantomConfig) -> str:
     if not any(out.iterdir()):
         return "empty"
     wanted = config.to_dict()
-    dataset = _read_json(out / _DATASET_FILE)
+    dataset = read_json_or_none(out / DATASET_FILE)
     if isinstance(dataset, dict) and isinstance(dataset.get("phantom"), dict):
         found = dataset["phantom"]
         if found == wanted:
@@ -74,7 +63,7 @@ def phantom_status(out_dir: str | os.PathLike, config: PhantomConfig) -> str:
             f"{out} holds a phantom of another configuration ({detail}); refusing to overwrite it "
             "(choose another folder)"
         )
-    marker = _read_json(out / _IN_PROGRESS)
+    marker = read_json_or_none(out / _IN_PROGRESS)
     if isinstance(marker, dict) and marker == wanted:
         return "partial"
     raise ConfigError(
@@ -108,7 +97,7 @@ def write_phantom_dataset(
     """
     out = Path(out_dir)
     status = phantom_status(out, config)
-    dataset_path = out / _DATASET_FILE
+    dataset_path = out / DATASET_FILE
     if status == "complete":
         return dataset_path
     out.mkdir(parents=True, exist_ok=True)

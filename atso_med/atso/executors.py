@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atso_med.atso.layout import TRAINING_RESULT_SUFFIX
 from atso_med.atso.training import TrainingJob, run_job
 from atso_med.files import read_json_or_none
 
@@ -126,8 +127,7 @@ class WorkerPoolExecutor(TrainingExecutor):
 
     @staticmethod
     def result_file(job: TrainingJob) -> Path:
-        # Beside the training folder, not in it: a job starting afresh empties its folder.
-        return job.output_dir.with_name(f"{job.output_dir.name}.result.json")
+        return job.output_dir.with_name(job.output_dir.name + TRAINING_RESULT_SUFFIX)
 
     def _visible_device(self, slot: int) -> str:
         return "cuda:0" if self.devices[slot].startswith("cuda") else "cpu"

@@ -40,6 +40,7 @@ __all__ = [
     "REPORT_FILE",
     "SPLITS_FILE",
     "TRAINING_RECORD_FILE",
+    "TRAINING_RESULT_SUFFIX",
     "TRAINING_SETTINGS_FILE",
     "ExperimentLayout",
     "evaluation_folder",
@@ -62,6 +63,9 @@ REPORT_FILE = "report.json"
 TRAINING_SETTINGS_FILE = "settings.json"
 #: In a plane's training folder: what the runner recorded (init, weight hashes, command).
 TRAINING_RECORD_FILE = "training.json"
+#: Beside a plane's training folder (a fresh start empties the folder itself): a worker process's
+#: result, removed once the runner has read it.
+TRAINING_RESULT_SUFFIX = ".result.json"
 
 
 def model_folder(model_key: str) -> str:

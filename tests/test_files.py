@@ -87,3 +87,12 @@ def test_a_corrupt_journal_or_report_is_refused_naming_it(tmp_path):
     (tmp_path / CONFIG_FILE).write_text("output_dir: .\n")
     with pytest.raises(ConfigError, match=re.escape(f"experiment report {report} is not valid JSON")):
         ExperimentResults(tmp_path)
+
+
+@pytest.mark.parametrize("training", ['"case.nii.gz"', '["case.nii.gz"]', '{"image": "case.nii.gz"}'])
+def test_a_data_list_whose_cases_are_not_objects_is_refused(tmp_path, training):
+    path = tmp_path / "datalist.json"
+    path.write_text(f'{{"training": {training}}}')
+    for read in (read_datalist, lambda p: datalist_items(p, "training")):
+        with pytest.raises(ConfigError, match=re.escape(f"data list {path}: 'training' must be a list of cases")):
+            read(path)

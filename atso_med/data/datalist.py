@@ -58,11 +58,13 @@ def read_datalist(path: str | os.PathLike, key: str = "training", required: bool
     items = content.get(key, []) if isinstance(content, Mapping) else []
     if required and not items:
         raise ConfigError(f"data list {path} has no {key!r} cases")
-    return _resolved(items, path)
+    return _resolved(items, path, key)
 
 
-def _resolved(items: Sequence[Mapping], path: Path) -> list[dict]:
-    """Copies of a data list's items with their ``image`` / ``label`` paths resolved against its folder."""
+def _resolved(items: object, path: Path, key: str) -> list[dict]:
+    """Copies of the items of a data list's ``key`` list, ``image`` / ``label`` resolved against its folder."""
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        raise ConfigError(f"data list {path}: {key!r} must be a list of cases (JSON objects), got {items!r:.80}")
     resolved = []
     for item in items:
         entry = dict(item)
@@ -90,12 +92,12 @@ def datalist_items(path: str | os.PathLike, key: str | None = None) -> list[dict
     if key:
         if not content.get(key):
             raise ConfigError(f"data list {path} has no {key!r} cases")
-        return _resolved(content[key], path)
+        return _resolved(content[key], path, key)
     lists = [k for k, v in content.items() if isinstance(v, list) and v and all(isinstance(e, Mapping) for e in v)]
     if "testing" in lists:
-        return _resolved(content["testing"], path)
+        return _resolved(content["testing"], path, "testing")
     if len(lists) == 1:
-        return _resolved(content[lists[0]], path)
+        return _resolved(content[lists[0]], path, lists[0])
     if not lists:
         raise ConfigError(f"{path} holds no list of cases")
     raise ConfigError(f"{path} holds several lists ({', '.join(lists)}); choose one (datalist_key / --key)")

@@ -284,7 +284,7 @@ class PredictionEngine:
                 continue
             try:
                 stats = run_case(self._prepared(index), self.inferer, self.postprocessing, paths)
-            except Exception as raised:
+            except Exception as raised:  # only input errors are a failed case; any other propagates
                 error = input_error_cause(raised)
                 if error is None:
                     raise

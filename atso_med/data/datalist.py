@@ -54,15 +54,15 @@ def read_datalist(path: str | os.PathLike, key: str = "training", required: bool
     if not path:
         raise ConfigError("no data list given: set 'datalist' to a JSON file with a 'training' list")
     path = Path(path)
-    content = read_json(path, "data list")
+    return _cases(read_json(path, "data list"), path, key, required)
+
+
+def _cases(content: object, path: Path, key: str, required: bool = True) -> list[dict]:
+    """Copies of the cases of the data list ``content``'s ``key`` list, ``image`` / ``label`` resolved
+    against the folder of ``path``, the file it was read from."""
     items = content.get(key, []) if isinstance(content, Mapping) else []
     if required and not items:
         raise ConfigError(f"data list {path} has no {key!r} cases")
-    return _resolved(items, path, key)
-
-
-def _resolved(items: object, path: Path, key: str) -> list[dict]:
-    """Copies of the items of a data list's ``key`` list, ``image`` / ``label`` resolved against its folder."""
     if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
         raise ConfigError(f"data list {path}: {key!r} must be a list of cases (JSON objects), got {items!r:.80}")
     resolved = []
@@ -90,14 +90,12 @@ def datalist_items(path: str | os.PathLike, key: str | None = None) -> list[dict
     if not isinstance(content, Mapping):
         raise ConfigError(f"{path}: a data list must be a JSON object with lists of cases")
     if key:
-        if not content.get(key):
-            raise ConfigError(f"data list {path} has no {key!r} cases")
-        return _resolved(content[key], path, key)
+        return _cases(content, path, key)
     lists = [k for k, v in content.items() if isinstance(v, list) and v and all(isinstance(e, Mapping) for e in v)]
     if "testing" in lists:
-        return _resolved(content["testing"], path, "testing")
+        return _cases(content, path, "testing")
     if len(lists) == 1:
-        return _resolved(content[lists[0]], path, lists[0])
+        return _cases(content, path, lists[0])
     if not lists:
         raise ConfigError(f"{path} holds no list of cases")
     raise ConfigError(f"{path} holds several lists ({', '.join(lists)}); choose one (datalist_key / --key)")

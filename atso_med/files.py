@@ -53,14 +53,16 @@ def read_json(path: str | os.PathLike, what: str, error: type[Exception] = Confi
         The parsed content.
 
     Raises:
-        error: the file does not exist, cannot be read, is not UTF-8, or is not valid JSON.
+        error: the file does not exist, cannot be read (permissions), or is not valid UTF-8 JSON.
     """
     file = Path(path)
     if not file.is_file():
         raise error(f"{what} {file} does not exist")
     try:
         return json.loads(file.read_text(encoding="utf-8"), **loads)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+    except OSError as problem:
+        raise error(f"{what} {file} cannot be read: {problem}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:  # JSON is UTF-8 (RFC 8259)
         raise error(f"{what} {file} is not valid JSON: {problem}") from None
 
 

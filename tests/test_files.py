@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,18 @@ def test_read_json_raises_the_given_error_naming_the_file(tmp_path, content, pro
     with pytest.raises(SplitError, match="^" + re.escape(f"splits file {path} {problem}")):
         read_json(path, "splits file", SplitError)
     assert read_json_or_none(path) is None
+
+
+def test_read_json_says_an_unreadable_file_cannot_be_read(tmp_path, monkeypatch):
+    path = tmp_path / "splits.json"
+    path.write_text("{}")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(SplitError, match=re.escape(f"splits file {path} cannot be read: [Errno 13] Permission denied")):
+        read_json(path, "splits file", SplitError)
 
 
 @pytest.mark.parametrize(

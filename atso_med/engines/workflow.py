@@ -37,14 +37,27 @@ def config_files(*names: str) -> list[str]:
     return [str(root / "configs" / f"{name}.json") for name in names]
 
 
+def bundle_arguments(configs: Sequence[str], overrides: Mapping[str, object]) -> list[str]:
+    """The options of a ``python -m monai.bundle`` command on ``configs``, as a user types them.
+
+    Args:
+        configs: config files, later ones overlaid on earlier ones (several go as a JSON list).
+        overrides: ``--KEY VALUE`` pairs: strings and paths as they are, other values as JSON
+            (``False`` -> ``false``).
+
+    Returns:
+        ``["--config_file", ..., "--meta_file", ..., "--KEY", "VALUE", ...]``.
+    """
+    config_arg = configs[0] if len(configs) == 1 else json.dumps(list(configs))
+    parts = ["--config_file", config_arg, "--meta_file", str(Path(configs[0]).parent / "metadata.json")]
+    for key, value in overrides.items():
+        parts += [f"--{key}", str(value) if isinstance(value, (str, os.PathLike)) else json.dumps(value)]
+    return parts
+
+
 def bundle_command(configs: Sequence[str], overrides: Mapping[str, object]) -> str:
     """The shell command that runs the same workflow by hand with ``python -m monai.bundle run``."""
-    parts = ["python", "-m", "monai.bundle", "run"]
-    config_arg = configs[0] if len(configs) == 1 else json.dumps(list(configs))
-    parts += ["--config_file", config_arg, "--meta_file", str(Path(configs[0]).parent / "metadata.json")]
-    for key, value in overrides.items():
-        parts += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    return shlex.join(parts)
+    return shlex.join(["python", "-m", "monai.bundle", "run", *bundle_arguments(configs, overrides)])
 
 
 @contextmanager

@@ -212,3 +212,39 @@ def dataset_inputs(dataset, splits_path: str | os.PathLike | None = None) -> lis
     if splits_path is not None:
         inputs.append(("splits file", Path(splits_path)))
     return inputs
+
+
+def check_outside_dataset(output_dir: str | os.PathLike, dataset, option: str = "--out") -> None:
+    """Refuse an output folder that is a data set's folder or lies inside it (outputs never mix with inputs).
+
+    Args:
+        output_dir: the folder a command would write.
+        dataset: a :class:`~atso_med.data.Dataset` the command reads.
+        option: the option that named the folder, for the message.
+
+    Raises:
+        ConfigError: naming the folder and the data set.
+    """
+    if dataset.path is None:
+        return
+    root = Path(dataset.path).resolve().parent
+    folder = Path(output_dir).resolve()
+    if folder == root or root in folder.parents:
+        raise ConfigError(
+            f"{option} {output_dir} is inside the data set folder {root}: outputs never go among the inputs; "
+            "choose a folder outside it"
+        )
+
+
+def check_output_folder(output_dir: str | os.PathLike) -> None:
+    """Refuse an output folder that cannot be created or written, before any work (nothing is created).
+
+    Raises:
+        ConfigError: naming the folder and the reason.
+    """
+    folder = Path(output_dir).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"the output folder {folder} cannot be written: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"the output folder {folder} cannot be written: no write permission on {existing}")

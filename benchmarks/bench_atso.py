@@ -10,20 +10,31 @@ the same command again after an interruption. Printed and written to ``OUT/summa
 * the share of the supervised -> fully supervised gap each strategy closes,
   ``(final - supervised) / (fully_supervised - supervised)``, per seed and its mean +- std.
 
-* ATSO's fold table (the paper's Table 4), mean over seeds: every fold model on every fold.
+* ATSO's fold table (the paper's Table 4), mean over seeds: every fold model on every fold;
+* the lazy-learning figures of every seed (``report.json``'s ``lazy_learning``): each student's fit
+  to its own pseudo labels, ATSO's own-minus-other fold DSC, and the pseudo labels' precision,
+  recall and volume per generation (measured from a seed's experiment folder when its record
+  predates them).
+
+The protocol is the paper's by default: STSO and ATSO start every generation from its scratch
+model (``--init-mode snapshot``, Section 4.2); ``--init-mode random`` is an ablation, and
+``--labeled-share`` an option beyond the paper. A record folder holds one setting only: a seed
+recorded with other options is refused, not mixed in.
 
 Examples::
 
     python benchmarks/bench_atso.py --out runs/bench_atso                      # the default grid (CPU: hours)
     python benchmarks/bench_atso.py --quick --out runs/bench_quick             # CPU smoke (about 15 minutes)
-    python benchmarks/bench_atso.py --seeds 0 --record benchmarks/results/phantom96  # one seed per session
+    python benchmarks/bench_atso.py --seeds 0 --record benchmarks/results/phantom96_snapshot  # one seed per session
+    python benchmarks/bench_atso.py --shape 64 64 24 --iterations 400 --record benchmarks/results/phantom64_snapshot
     python benchmarks/bench_atso.py --preset unet --iterations 4000 --batch-size 8 --devices cuda:0
 
 The default grid (28 phantom cases of 96x96x24: 21 training cases, 2 of them labeled, and 7 test
 cases; 3 seeds, 3 generations, 3 planes, the ``scratch`` recipe at the ``unet_tiny`` preset, 1200
 iterations, two 1-thread CPU workers) is the smallest setting measured whose fully supervised
 bound passes 80 % (81.5 % on seed 0); on this project's 2-core CPU it takes about an hour per seed.
-``--shape 64 64 24 --iterations 400`` is the 65-minute grid of three seeds (bound about 73 %). With one generation, as in ``--quick``, ATSO's final
+``--shape 64 64 24 --iterations 400`` is the grid of the settings sweep (13 minutes per seed alone on
+the machine; bound about 70 %). With one generation, as in ``--quick``, ATSO's final
 model is STSO's generation 1 by construction (Algorithm 1, line 8: the final model trains on the
 pseudo labels generation T trained on, which for T = 1 are M0's), so only ``--generations 2`` or
 more can separate them.
@@ -69,9 +80,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument(
-        "--init-mode", default="random", choices=["random", "snapshot"], help="start of STSO/ATSO generations"
+        "--init-mode",
+        default="snapshot",
+        choices=["random", "snapshot"],
+        help="start of STSO/ATSO generations: snapshot (the paper's scratch model, Section 4.2; default) or "
+        "random (an ablation: the shared seeded random weights)",
     )
     parser.add_argument("--cutout", action="store_true", help="the appendix's strong augmentation for every strategy")
+    parser.add_argument(
+        "--labeled-share",
+        type=float,
+        default=None,
+        help="beyond the paper (off in its protocol): share of each student's training draws taken from the "
+        "labeled cases (the bundle's labeled_share), e.g. 0.5",
+    )
     parser.add_argument(
         "--margin", type=int, default=6, help="box margin in pixels (RSTN's 20 px is for 512x512 slices)"
     )
@@ -116,7 +138,11 @@ def experiment(args: argparse.Namespace, dataset: Path, seed: int, out: Path) ->
             "init_mode": args.init_mode,
             "cutout": args.cutout,
             "num_workers": 0,
-            "overrides": {"margin_fixed": args.margin, "margin_max": 2 * args.margin},
+            "overrides": {
+                "margin_fixed": args.margin,
+                "margin_max": 2 * args.margin,
+                **({"labeled_share": args.labeled_share} if args.labeled_share is not None else {}),
+            },
         },
         "inference": {"rounds": args.rounds, "margin": args.margin, "batch_size": 16},
         "report": {"overlay_cases": 1},
@@ -139,9 +165,12 @@ SETTING_KEYS = (
     "batch_size",
     "init_mode",
     "cutout",
+    "labeled_share",
     "margin",
     "rounds",
 )
+#: Setting keys added after seeds were recorded: a record without one was measured with this value.
+SETTING_DEFAULTS = {"labeled_share": None}
 
 
 def setting(args: argparse.Namespace) -> dict:
@@ -149,14 +178,19 @@ def setting(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key) for key in SETTING_KEYS}
 
 
+def entry_path(record: Path, seed: int) -> Path:
+    return record / f"seed{seed}.json"
+
+
 def recorded(record: Path, seed: int, args: argparse.Namespace) -> dict | None:
     """A seed's report from the record folder, or ``None``; a record of another setting is refused."""
-    path = record / f"seed{seed}.json"
+    path = entry_path(record, seed)
     if not path.is_file():
         return None
     entry = json.loads(path.read_text())
-    if entry["setting"] != json.loads(json.dumps(setting(args))):
-        differ = sorted(k for k in entry["setting"] if entry["setting"][k] != json.loads(json.dumps(setting(args)))[k])
+    measured, wanted = {**SETTING_DEFAULTS, **entry["setting"]}, json.loads(json.dumps(setting(args)))
+    if measured != wanted:
+        differ = sorted(k for k in wanted if measured.get(k) != wanted[k])
         sys.exit(
             f"bench_atso: {path} was measured with another setting ({', '.join(differ)} differ); "
             "use another --record folder"
@@ -235,6 +269,7 @@ def summarise(reports: dict[int, dict], generations: int) -> tuple[dict, str]:
         gap_text = f"{fmt(gaps)} (n={mean_std(gaps)[2]} of {len(gaps)})" if s in semi else "—"
         lines.append(f"| {s} | {fmt(finals)} | {gap_text} |")
     lines += fold_table(reports)
+    lines += lazy_learning_lines(reports)
     lines += target_lines(summary, generations)
     return summary, "\n".join(lines) + "\n"
 
@@ -268,6 +303,48 @@ def target_lines(summary: dict, generations: int) -> list[str]:
     ]
 
 
+def lazy_learning_lines(reports: dict[int, dict]) -> list[str]:
+    """The lazy-learning figures (report.json's ``lazy_learning``), mean +- std over seeds."""
+    with_figures = [r["lazy_learning"] for r in reports.values() if "lazy_learning" in r]
+    if not with_figures:
+        return []
+    lines = [
+        "",
+        f"Lazy learning (seeds with the figures: {len(with_figures)} of {len(reports)}), DSC %: fit = a student's "
+        "prediction of its training reference cases against the pseudo labels it trained on",
+        "",
+        "| Student | fit to its labels | student vs truth | its labels vs truth |",
+        "|---|---|---|---|",
+    ]
+    models = [row["model"] for row in with_figures[0]["students"]]
+    for model in models:
+        rows = [next((r for r in f["students"] if r["model"] == model), None) for f in with_figures]
+        cells = [fmt([dsc(row[key]) if row else None for row in rows]) for key in ("fit", "truth", "labels")]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    own_minus_other = [f["atso_own_minus_other"] for f in with_figures if f["atso_own_minus_other"]]
+    if own_minus_other:
+        lines += ["", "ATSO own fold minus other fold (points; negative = lazy learning; paper G1: -3.3, -0.2):"]
+        for t in own_minus_other[0]:
+            lines.append(f"- G{t}: {fmt([o[t]['mean_difference'] if t in o else None for o in own_minus_other])}")
+    lines += ["", "| Pseudo labels | precision | recall | volume / truth |", "|---|---|---|---|"]
+    for strategy, by_generation in with_figures[0]["pseudo_labels"].items():
+        for t in by_generation:
+            entries = [f["pseudo_labels"].get(strategy, {}).get(t) for f in with_figures]
+            cells = [fmt([e[key] if e else None for e in entries]) for key in ("precision", "recall")]
+            cells.append(fmt([e["volume_ratio"] if e else None for e in entries], scale=1.0))
+            lines.append(f"| {strategy} for G{t} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def with_lazy_learning(report: dict, experiment_dir: Path) -> dict:
+    """The report with its lazy-learning figures, measured from the experiment folder when it lacks them."""
+    if "lazy_learning" in report or not (experiment_dir / "reports" / "report.json").is_file():
+        return report
+    from atso_med.atso import ExperimentResults
+
+    return {**report, "lazy_learning": ExperimentResults(experiment_dir).lazy_learning()}
+
+
 def fold_table(reports: dict[int, dict]) -> list[str]:
     """ATSO's Table 4, each cell the mean +- std over seeds (empty without ATSO)."""
     from atso_med.atso.reports import atso_fold_rows
@@ -293,7 +370,7 @@ def main(argv=None) -> int:
     from atso_med.atso import ExperimentRunner
     from atso_med.atso.layout import JOURNAL_FILE
     from atso_med.data import PhantomConfig, write_phantom_dataset
-    from atso_med.files import write_text_atomic
+    from atso_med.files import read_json, write_text_atomic
 
     out = Path(args.out).resolve()
     start = time.perf_counter()
@@ -303,11 +380,16 @@ def main(argv=None) -> int:
     record = Path(args.record) if args.record else None
     reports = {}
     for seed in args.seeds:
-        if record is not None and (report := recorded(record, seed, args)) is not None:
-            reports[seed] = report
-            print(f"seed {seed}: recorded in {record / f'seed{seed}.json'}", flush=True)
-            continue
         folder = out / f"seed{seed}"
+        if record is not None and (report := recorded(record, seed, args)) is not None:
+            reports[seed] = with_lazy_learning(report, folder / "experiment")
+            if reports[seed] is not report:  # measured now from the seed's folder: keep it in the record
+                entry = read_json(record / f"seed{seed}.json", "benchmark record")
+                write_text_atomic(
+                    json.dumps({**entry, "report": reports[seed]}, indent=1) + "\n", entry_path(record, seed)
+                )
+            print(f"seed {seed}: recorded in {entry_path(record, seed)}", flush=True)
+            continue
         folder.mkdir(parents=True, exist_ok=True)
         config_file = folder / "experiment.yaml"
         write_text_atomic(
@@ -319,7 +401,7 @@ def main(argv=None) -> int:
         reports[seed] = runner.run()
         if record is not None:
             entry = {"setting": setting(args), "seconds": round(time.perf_counter() - begin), "report": reports[seed]}
-            write_text_atomic(json.dumps(entry, indent=1) + "\n", record / f"seed{seed}.json")
+            write_text_atomic(json.dumps(entry, indent=1) + "\n", entry_path(record, seed))
         print(
             f"seed {seed}: {time.perf_counter() - begin:.0f} s -> {runner.layout.reports_dir / 'report.md'}", flush=True
         )

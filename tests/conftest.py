@@ -10,6 +10,16 @@ import pytest
 from atso_med.data import PhantomConfig, write_phantom_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fingerprint_cache(tmp_path_factory) -> Path:
+    """The image-fingerprint cache of the session's commands: a temporary folder, never the user's."""
+    import os
+
+    folder = tmp_path_factory.mktemp("fingerprint_cache")
+    os.environ["ATSO_MED_CACHE"] = str(folder)  # also read by the worker processes the tests start
+    return folder
+
+
 @pytest.fixture(scope="session")
 def phantom_dataset(tmp_path_factory) -> Callable[..., Path]:
     """``make(cases, seed=0, shape=(32, 32, 16))``: a phantom data set's ``dataset.json``, written once

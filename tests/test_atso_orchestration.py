@@ -497,3 +497,99 @@ def test_a_second_run_on_a_held_folder_is_refused_and_a_killed_holder_leaves_no_
     trainer.run()
     FolderLock(out).acquire().release()  # released at the end of run()
     assert (out / "reports" / "report.json").is_file()
+
+
+def _mask(path: Path) -> np.ndarray:
+    return np.asarray(nib.load(str(path)).dataobj) != 0
+
+
+def test_lazy_learning_figures_are_measured_from_the_students_files(finished):
+    report = json.loads((finished.dir / "reports" / "report.json").read_text())
+    figures = report["lazy_learning"]
+    splits = json.loads((finished.dir / "splits.json").read_text())
+    # every student that trained on pseudo labels and predicted its reference cases has a fit; ATSO's final has none
+    students = {row["model"]: row for row in figures["students"]}
+    assert set(students) == {
+        f"{s}/gen{t}/{g}"
+        for t in (1, 2)
+        for s, g in [("self_learning", "all"), ("stso", "all"), ("atso", "fold0"), ("atso", "fold1")]
+    }
+    # the fit, recomputed here from the files: STSO's generation-2 prediction of each fold vs the labels it trained on
+    intersection = sizes = 0
+    for k, fold in enumerate(splits["reference"]):
+        for case_id in fold:
+            prediction = _mask(finished.dir / f"predictions/stso/gen2/all/fold{k}/{case_id}.nii.gz")
+            labels = _mask(finished.dir / f"pseudo_labels/stso/gen2/fold{k}/{case_id}.nii.gz")
+            intersection += int((prediction & labels).sum())
+            sizes += int(prediction.sum() + labels.sum())
+    assert students["stso/gen2/all"]["fit"]["global_dsc"] == pytest.approx(2 * intersection / sizes)
+    # an ATSO fold model is scored on its own fold only, against that fold's labels
+    assert students["atso/gen1/fold0"]["folds"] == ["fold0"]
+    own = report["strategies"]["atso"]["folds"]["1"]["models"]
+    assert students["atso/gen1/fold0"]["truth"]["mean_dsc"] == pytest.approx(own["fold0"]["fold0"]["mean_dsc"])
+    # own fold minus other fold, from the Table 4 cells
+    expected = np.mean(
+        [own[f"fold{k}"][f"fold{k}"]["mean_dsc"] - own[f"fold{1 - k}"][f"fold{k}"]["mean_dsc"] for k in (0, 1)]
+    )
+    assert figures["atso_own_minus_other"]["1"]["mean_difference"] == pytest.approx(expected)
+    # voxel errors of M0's labels (self-learning's generation-1 set), recomputed from the files
+    errors = figures["pseudo_labels"]["self_learning"]["1"]
+    for k, fold in enumerate(splits["reference"]):
+        for case_id in fold:
+            labels = _mask(finished.dir / f"pseudo_labels/self_learning/gen1/fold{k}/{case_id}.nii.gz")
+            counts = errors["per_case"][case_id]
+            assert counts["tp"] + counts["fp"] == int(labels.sum())
+    assert errors["precision"] == pytest.approx(errors["tp"] / (errors["tp"] + errors["fp"]))
+    assert errors["volume_ratio"] == pytest.approx((errors["tp"] + errors["fp"]) / (errors["tp"] + errors["fn"]))
+    text = (finished.dir / "reports" / "report.md").read_text()
+    assert "## Lazy learning" in text and "ATSO own fold minus other fold" in text and "volume / truth" in text
+
+
+def test_lazy_learning_of_an_experiment_reported_before_the_figures_is_measured_from_its_folder(finished, tmp_path):
+    import shutil
+
+    copy = tmp_path / "experiment"
+    shutil.copytree(finished.dir, copy)
+    report_file = copy / "reports" / "report.json"
+    report = json.loads(report_file.read_text())
+    measured = report.pop("lazy_learning")
+    report_file.write_text(json.dumps(report))
+    recomputed = ExperimentResults(copy).lazy_learning()
+    assert recomputed["pseudo_labels"] == measured["pseudo_labels"]
+    assert recomputed["atso_own_minus_other"] == measured["atso_own_minus_other"]
+    assert [r["fit"] for r in recomputed["students"]] == [r["fit"] for r in measured["students"]]
+
+
+def test_resuming_a_finished_experiment_says_so_and_changes_nothing(finished, dataset_file):
+    import io
+
+    before = (finished.dir / "state.json").read_text()
+    report = json.loads((finished.dir / "reports" / "report.json").read_text())
+    console = io.StringIO()
+    config = ExperimentConfig.from_dict(settings(dataset_file, finished.dir), base=finished.dir.parent)
+    predictor, training = FakePredictor(), FakeTraining()
+    runner = ExperimentRunner(
+        config, resume=True, predictor=predictor, training_runner=training, progress=False, console=console
+    )
+    assert numbers(runner.run()) == numbers(report)
+    assert "the experiment is finished" in console.getvalue() and "nothing to run" in console.getvalue()
+    assert predictor.calls == 0 and training.calls == []
+    assert json.loads((finished.dir / "state.json").read_text())["steps"] == json.loads(before)["steps"]
+
+
+def test_overlays_show_a_slice_where_every_model_predicts_something():
+    from atso_med.atso.reports import overlay_figure
+    from atso_med.data.volume import Volume
+
+    truth = np.zeros((16, 16, 10), np.uint8)
+    truth[4:12, 4:12, 2:7] = 1
+    truth[2:14, 2:14, 4] = 1  # the truth's largest cross-section: slice 4
+    early = np.zeros_like(truth)
+    early[5:9, 5:9, 5:7] = 1  # one model finds the organ on slices 5-6 only
+    late = np.zeros_like(truth)
+    late[5:9, 5:9, 6:8] = 1  # the other on slices 6-7 only
+    image = Volume(np.random.default_rng(0).normal(size=truth.shape).astype(np.float32), np.eye(4))
+    figure = overlay_figure(image, truth, [("early", early), ("late", late)], "case")
+    assert "axial slice 6:" in figure._suptitle.get_text()
+    figure = overlay_figure(image, truth, [("empty", np.zeros_like(truth))], "case")
+    assert "axial slice 4:" in figure._suptitle.get_text()

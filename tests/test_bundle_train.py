@@ -147,6 +147,7 @@ def test_resume_from_a_checkpoint_of_another_width_is_refused(phantom_datalist, 
                 "output_dir": str(out),
                 "iterations": 4,
                 "resume": True,
+                "overwrite": True,  # the first run finished: resuming it is refused without overwrite
             },
         )
 

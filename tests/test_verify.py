@@ -75,7 +75,7 @@ def write_ct_series(folder: Path, series_uid: str, z_positions, tilt_deg: float 
 def build_mixed_dataset(root: Path) -> Path:
     """One dataset holding a good case and one case per problem verify must name."""
     ct, lab = ct_array(), mask()
-    cases = []
+    cases, images = [], []
 
     def add(case_id: str, image=None, label=None, **extra) -> None:
         entry = {"id": case_id, "image": image or f"img/{case_id}.nii.gz", **extra}
@@ -84,6 +84,9 @@ def build_mixed_dataset(root: Path) -> Path:
         cases.append(entry)
 
     def nifti(name: str, array: np.ndarray, affine: np.ndarray = AFFINE) -> str:
+        if name.startswith("img/"):  # every image its own voxels: no two cases are copies of one image
+            images.append(name)
+            array = array + float(len(images))
         save_nifti(array, affine, root / name)
         return name
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import CONFIG_FILE, JOURNAL_FILE, ExperimentLayout, evaluation_folder, pseudo_label_folder
+from atso_med.atso.lazy_learning import measure_lazy_learning, student_trainings
 from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, overlay_figure, strategy_rows
 from atso_med.errors import ConfigError
 from atso_med.files import read_json
@@ -99,6 +100,31 @@ class ExperimentResults:
         if "atso" not in self.report["strategies"]:
             raise ConfigError(f"{self.dir} ran no ATSO (strategies: {', '.join(self.strategies)})")
         return atso_fold_rows(self.report)
+
+    def lazy_learning(self) -> dict[str, Any]:
+        """The lazy-learning figures (:mod:`atso_med.atso.lazy_learning`): students' fit to their pseudo
+        labels, ATSO's own-minus-other fold DSC and the pseudo labels' voxel errors.
+
+        Read from the report; an experiment reported before these figures existed has them measured
+        from its plan, journal and files (nothing is written).
+        """
+        if "lazy_learning" in self.report:
+            return self.report["lazy_learning"]
+        plan = read_json(self.layout.plan_file, "experiment plan")["steps"]
+        results = read_json(self.layout.journal_file, "journal")["steps"]
+        evaluations = {
+            step["params"]["target"]: results[step["id"]]["result"]
+            for step in plan
+            if step["kind"] == "evaluate" and step["id"] in results
+        }
+        return measure_lazy_learning(
+            self.layout,
+            student_trainings([step for step in plan if step["kind"] == "train"]),
+            evaluations,
+            [s for s in SEMI_SUPERVISED if s in self.report["strategies"]],
+            self.report["folds"],
+            self.report["generations"],
+        )
 
     @staticmethod
     def markdown(rows: Sequence[Mapping[str, Any]]) -> str:

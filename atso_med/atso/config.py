@@ -611,7 +611,7 @@ def _planes(value: Any, where: str) -> list[str]:
 
 
 def _devices(value: Any, where: str) -> list[str]:
-    import torch
+    from atso_med.devices import available_device
 
     if isinstance(value, str):
         value = [value]
@@ -624,19 +624,9 @@ def _devices(value: Any, where: str) -> list[str]:
             devices.append(text)
             continue
         try:
-            parsed = torch.device(text)
-        except (RuntimeError, TypeError):
-            raise _fail(where, f"unknown device {device!r}") from None
-        if parsed.type not in ("cpu", "cuda"):
-            raise _fail(where, f"only cpu and cuda devices are supported, got {device!r}")
-        if parsed.type == "cuda":
-            index = 0 if parsed.index is None else parsed.index
-            if not torch.cuda.is_available():
-                raise _fail(where, f"{device!r} asked for, but CUDA is not available on this machine")
-            if index >= torch.cuda.device_count():
-                raise _fail(where, f"{device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
-            text = f"cuda:{index}"
-        devices.append(text)
+            devices.append(str(available_device(text)))
+        except ConfigError as error:
+            raise _fail(where, str(error)) from None
     if "auto" in devices and len(devices) > 1:
         raise _fail(where, "'auto' cannot be combined with other devices")
     return devices

@@ -19,6 +19,7 @@ import numpy as np
 
 from atso_med.atso.config import ExperimentConfig
 from atso_med.data.dataset import Case, Dataset
+from atso_med.data.duplicates import find_copies
 from atso_med.data.splits import Splits, make_splits
 from atso_med.errors import ConfigError, DatasetError, SplitError
 
@@ -76,6 +77,7 @@ def load_experiment_data(config: ExperimentConfig, experiment_dir: Path) -> Expe
             seed=config.seed,
             test=config.split.test,
             validation=config.split.validation,
+            copies=find_copies(dataset),
         )
     return ExperimentData(dataset, splits, Path(dataset.path or config.dataset))
 

@@ -318,6 +318,12 @@ class ExperimentRunner:
             for note in self.notes:
                 logger.warning(note)
             pending = [s for s in self.plan if not self.journal.is_done(s.id)]
+            if not pending:
+                print(
+                    f"{self.dir}: the experiment is finished (all {len(self.plan)} steps done); nothing to run. "
+                    f"Its report: {self.layout.reports_dir / 'report.md'}",
+                    file=self.console or sys.stderr,
+                )
             self._executor = executor = self._make_executor()
             logger.info(
                 "experiment %s: %d steps, %d done, %d to run (trainings: %s)",
@@ -492,7 +498,7 @@ class ExperimentRunner:
         if sorted(trained) != sorted(step.params["train_ids"]):
             raise ConfigError(f"internal error: the data list of {step.id} differs from its plan")
         validation = evaluation_datalist(dataset, splits.validation) if splits.validation else []
-        return write_datalist(self.layout.path(step.params["datalist"]), items, validation)
+        return write_datalist(self.layout.path(step.params["datalist"]), items, validation, dataset.labels)
 
     def _submit_training(self, step: Step) -> None:
         """Hand a training to the executor, logging the equivalent ``monai.bundle run`` command."""
@@ -634,6 +640,7 @@ class ExperimentRunner:
         }
 
     def _report(self, step: Step) -> dict[str, Any]:
+        from atso_med.atso.lazy_learning import student_trainings
         from atso_med.atso.reports import ReportInputs, write_reports
 
         evaluations = {
@@ -642,8 +649,9 @@ class ExperimentRunner:
             if s.kind == "evaluate" and self.journal.is_done(s.id)
         }
         trained = frozenset(s.tags["strategy"] for s in self.plan if s.kind == "train")
+        students = student_trainings([s.to_dict() for s in self.plan if s.kind == "train"])
         return write_reports(
-            ReportInputs(self.layout, self.config, self.data.dataset, self.data.splits, evaluations, trained)
+            ReportInputs(self.layout, self.config, self.data.dataset, self.data.splits, evaluations, trained, students)
         )
 
     def _eta_text(self) -> str:

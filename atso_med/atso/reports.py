@@ -35,10 +35,11 @@ import numpy as np
 
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
+from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows
 from atso_med.atso.strategies import ModelRef
 from atso_med.data.labels import load_label_mask
 from atso_med.files import atomic_write, write_text_atomic
-from atso_med.metrics.dice import dice_summary, pooled_dice
+from atso_med.metrics.dice import pool_results
 
 if TYPE_CHECKING:
     from atso_med.atso.config import ExperimentConfig
@@ -61,25 +62,6 @@ _COLOURS = {
 }
 
 
-def pool(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """Combine evaluations of disjoint case sets (e.g. the reference folds) into one.
-
-    Returns:
-        ``{"cases", "mean_dsc", "std_dsc", "global_dsc"}`` over all their cases, or ``None`` when
-        there is nothing to pool.
-    """
-    results = [r for r in results if r]
-    if not results:
-        return None
-    summary = dice_summary([v for r in results for v in r["dsc"].values()])
-    return {
-        "cases": summary["n"],
-        "mean_dsc": summary["mean"],
-        "std_dsc": summary["std"],
-        "global_dsc": pooled_dice(c for r in results for c in r["counts"].values()),
-    }
-
-
 @dataclass(frozen=True)
 class ReportInputs:
     """All the reports read of an experiment (built by the runner from its plan and journal).
@@ -92,6 +74,8 @@ class ReportInputs:
         evaluations: evaluated folder (relative to the experiment) -> the journal's result of its
             evaluation step.
         trained_strategies: the strategies that have a training in the plan.
+        students: the plan's model sets that trained on pseudo labels
+            (:func:`~atso_med.atso.lazy_learning.student_trainings`), for the lazy-learning figures.
     """
 
     layout: ExperimentLayout
@@ -100,6 +84,7 @@ class ReportInputs:
     splits: Splits
     evaluations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     trained_strategies: frozenset[str] = frozenset()
+    students: Sequence[Mapping[str, Any]] = ()
 
 
 class _Evaluations:
@@ -110,11 +95,11 @@ class _Evaluations:
 
     def get(self, folder: str) -> dict[str, Any] | None:
         result = self.by_target.get(folder)
-        return None if result is None else pool([result])
+        return None if result is None else pool_results([result])
 
     def pooled(self, folders: Sequence[str]) -> dict[str, Any] | None:
         found = [self.by_target[f] for f in folders if f in self.by_target]
-        return pool(found) if len(found) == len(folders) else None
+        return pool_results(found) if len(found) == len(folders) else None
 
 
 def collect(inputs: ReportInputs) -> dict[str, Any]:
@@ -356,7 +341,32 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
             "",
             "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels.",
         ]
+    lines += _lazy_learning_markdown(report.get("lazy_learning", {}), report["metric"])
     return "\n".join(lines) + "\n"
+
+
+def _lazy_learning_markdown(figures: Mapping[str, Any], metric: str) -> list[str]:
+    lines = []
+    students = lazy_learning_rows(figures, metric)
+    if students:
+        lines += ["", "## Lazy learning: students against the pseudo labels they trained on", ""]
+        lines += markdown_table(students)
+        lines += [
+            "",
+            "fit: the student's prediction of its training reference cases scored against its pseudo labels "
+            "(1 = it reproduces them, errors included); a student that memorises its teacher has a fit near 100 "
+            "and its DSC vs truth near its labels'.",
+        ]
+    own_minus_other = figures.get("atso_own_minus_other", {})
+    if own_minus_other:
+        lines += ["", "ATSO own fold minus other fold (DSC points on the truth; negative = lazy learning, "]
+        lines[-1] += "the paper's Table 4 at G1: -3.3 and -0.2):"
+        lines += [f"- G{t}: {100 * entry['mean_difference']:+.2f}" for t, entry in own_minus_other.items()]
+    drift = pseudo_label_rows(figures)
+    if drift:
+        lines += ["", "## Pseudo-label voxels against the truth (all reference cases with a label)", ""]
+        lines += markdown_table(drift)
+    return lines
 
 
 def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -456,8 +466,21 @@ def _overlay_models(inputs: ReportInputs) -> list[tuple[str, str]]:
     return [(title, folder) for title, folder in models if inputs.layout.path(folder).is_dir()]
 
 
+def _overlay_slice(truth: np.ndarray, masks: Sequence[np.ndarray]) -> int:
+    """The axial index :func:`overlay_figure` shows (canonical arrays)."""
+    truth_area = truth.sum(axis=(0, 1)).astype(np.int64)
+    if masks:
+        predicted = np.min([m.sum(axis=(0, 1)) for m in masks], axis=0).astype(np.int64)
+        if predicted.any():
+            return int(np.argmax(np.where(predicted > 0, truth_area + predicted, -1)))
+    return int(np.argmax(truth_area)) if truth.any() else truth.shape[2] // 2
+
+
 def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[str, np.ndarray]], title: str) -> Any:
-    """Axial slice through the truth's largest cross-section: truth red, each prediction green, overlap yellow.
+    """An axial slice where every model predicts something: truth red, each prediction green, overlap yellow.
+
+    The slice is the one with the largest truth plus smallest predicted area among the slices where
+    every prediction has organ; without such a slice, the truth's largest cross-section.
 
     Args:
         image: the case's :class:`~atso_med.data.volume.Volume` (HU, with its affine).
@@ -481,7 +504,8 @@ def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[st
         return reorient_to_canonical(Volume(array, image.affine))[0].array
 
     image_c, truth_c = canonical(image.array), canonical(np.asarray(truth != 0, dtype=np.uint8))
-    k = int(np.argmax(truth_c.sum(axis=(0, 1)))) if truth_c.any() else truth_c.shape[2] // 2
+    masks_c = [canonical(np.asarray(prediction != 0, dtype=np.uint8)) for _, prediction in predictions]
+    k = _overlay_slice(truth_c, masks_c)
 
     def axial(volume: np.ndarray) -> np.ndarray:
         # canonical (RAS) slice in radiological view: anterior up, the patient's right on the left
@@ -491,9 +515,9 @@ def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[st
     FigureCanvasAgg(figure)
     axes = np.atleast_1d(figure.subplots(1, max(1, len(predictions))))
     # With no prediction there is still one (empty) panel, so axes may outnumber predictions.
-    for ax, (name, prediction) in zip(axes, predictions, strict=False):
+    for ax, (name, prediction), mask_c in zip(axes, predictions, masks_c, strict=False):
         mask = np.asarray(prediction != 0)
-        rgb = overlay_rgb(axial(image_c), axial(truth_c), axial(canonical(mask.astype(np.uint8))))
+        rgb = overlay_rgb(axial(image_c), axial(truth_c), axial(mask_c))
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(f"{name}\nDSC {100 * dice_score(mask, truth != 0):.1f}%", color="white", fontsize=8)
         ax.axis("off")
@@ -530,6 +554,14 @@ def write_reports(inputs: ReportInputs) -> dict[str, Any]:
     out = inputs.layout.reports_dir
     out.mkdir(parents=True, exist_ok=True)
     report = collect(inputs)
+    report["lazy_learning"] = measure_lazy_learning(
+        inputs.layout,
+        inputs.students,
+        inputs.evaluations,
+        [s for s in SEMI_SUPERVISED if s in report["strategies"]],
+        report["folds"],
+        report["generations"],
+    )
     notes = []
     if "fully_supervised" in report["strategies"] and not report["strategies"]["fully_supervised"]["trained"]:
         notes.append("Fully supervised: not trained (some reference cases have no label).")

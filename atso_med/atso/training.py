@@ -154,10 +154,14 @@ class TrainingJob:
 def job_overrides(job: TrainingJob, device: str) -> dict[str, Any]:
     """The command-line keys of ``job`` on ``device``: the device, and ``resume`` when a checkpoint is there to resume."""
     from atso_med.engines.checkpoints import latest_checkpoint
+    from atso_med.engines.training import finished_training
 
     overrides: dict[str, Any] = {"device": device}
     if job.resume and latest_checkpoint(job.output_dir) is not None:
         overrides["resume"] = True
+        if finished_training(job.output_dir) is not None:
+            # finished but not journaled (the runner died in between): the resumed run rewrites it
+            overrides["overwrite"] = True
     return overrides
 
 

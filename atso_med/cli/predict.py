@@ -116,6 +116,7 @@ def parse_models(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from atso_med.devices import available_device
     from atso_med.engines.workflow import config_files, run_workflow
     from atso_med.errors import CaseFailuresError
 
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         "fail_fast": args.fail_fast,
     }
     if args.device:
-        overrides["device"] = args.device
+        overrides["device"] = str(available_device(args.device))
     try:
         results = run_workflow(config_files("inference"), overrides, workflow_type="infer").evaluator.results
     except CaseFailuresError as error:

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from atso_med.data.dataset import Dataset
+    from atso_med.data.duplicates import find_copies
     from atso_med.data.splits import SPLITS_FILE, make_splits, nih4fold_splits, parse_amount
     from atso_med.errors import SplitError
     from atso_med.files import check_output_file, dataset_inputs, json_with_keys
@@ -90,20 +91,27 @@ def run(args: argparse.Namespace) -> int:
 
     labeled = parse_amount(args.labeled, "--labeled")
     validation = parse_amount(args.validation, "--validation")
+    copies = find_copies(dataset)
     if args.protocol == "nih4fold":
         if args.test_fold is None:
             raise SplitError("--protocol nih4fold needs --test-fold 0..3")
         if args.test is not None:
             raise SplitError("--test does not apply to --protocol nih4fold: the test set is fixed by --test-fold")
         splits = nih4fold_splits(
-            dataset, args.test_fold, labeled=labeled, folds=args.folds, seed=args.seed, validation=validation
+            dataset,
+            args.test_fold,
+            labeled=labeled,
+            folds=args.folds,
+            seed=args.seed,
+            validation=validation,
+            copies=copies,
         )
     else:
         if args.test_fold is not None:
             raise SplitError("--test-fold applies to --protocol nih4fold only")
         test = parse_amount(args.test if args.test is not None else "0.25", "--test")
         splits = make_splits(
-            dataset, labeled=labeled, folds=args.folds, seed=args.seed, test=test, validation=validation
+            dataset, labeled=labeled, folds=args.folds, seed=args.seed, test=test, validation=validation, copies=copies
         )
 
     splits.write(out)
@@ -116,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  test        {len(splits.test)}")
     print(f"  validation  {len(splits.validation)}")
+    for group in copies:
+        print(f"  copies of one image, kept in one role: {', '.join(group)}")
     unused = len(dataset.cases) - len(splits.roles())
     if unused:
         print(f"  unused      {unused}")

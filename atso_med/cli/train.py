@@ -56,7 +56,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="torch device (default: cuda:0 if available, else cpu)")
     parser.add_argument("--val-interval", type=integer(1), default=5000, help="iterations between validations")
     parser.add_argument(
-        "--continue", dest="resume", action="store_true", help="resume from the newest checkpoint in --out"
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="resume an interrupted training from the newest checkpoint in --out (a finished one is left as it is)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a finished training in --out (refused without it)"
     )
     parser.add_argument(
         "--set",
@@ -114,23 +120,25 @@ def run(args: argparse.Namespace) -> int:
 
     from atso_med.data.datalist import write_datalist
     from atso_med.data.dataset import Dataset, evaluation_datalist, training_datalist
+    from atso_med.data.duplicates import check_copies_in_one_role
     from atso_med.data.splits import Splits
-    from atso_med.engines.workflow import config_files, run_workflow
-    from atso_med.files import dataset_inputs
+    from atso_med.devices import available_device
+    from atso_med.engines.training import check_finished_training, finished_training
+    from atso_med.engines.workflow import check_bundle_keys, config_files, run_workflow
+    from atso_med.files import check_output_folder, check_outside_dataset, dataset_inputs
 
     dataset = Dataset.load(args.dataset)
     splits = Splits.load(args.splits)
     splits.validate(dataset)
     out = Path(args.out)
+    check_outside_dataset(out, dataset, "--out")
+    check_output_folder(out)
     inputs = dataset_inputs(dataset, args.splits) + (
         [("init weights", Path(args.init_weights))] if args.init_weights else []
     )
     _check_outputs(out, inputs)
-    datalist = write_datalist(
-        out / "datalist.json", training_datalist(dataset, splits), evaluation_datalist(dataset, splits.validation)
-    )
     overrides = {
-        "datalist": str(datalist),
+        "datalist": str(out / "datalist.json"),
         "output_dir": str(out),
         "plane": args.plane.upper(),
         "recipe": args.recipe,
@@ -146,10 +154,23 @@ def run(args: argparse.Namespace) -> int:
         "val_interval": args.val_interval,
         "save_interval": args.val_interval,
         "resume": args.resume,
+        "overwrite": args.overwrite,
     }
     if args.device:
-        overrides["device"] = f"$torch.device('{args.device}')"
+        overrides["device"] = f"$torch.device('{available_device(args.device)}')"
     overrides.update(parse_settings(args.settings))
+    check_bundle_keys(config_files("train"), overrides)
+    if args.resume and not args.overwrite and (finished := finished_training(out)) is not None:
+        print(f"{out} holds a finished training ({finished.name}); nothing to continue (--overwrite replaces it)")
+        return 0
+    check_finished_training(out, args.resume, args.overwrite)
+    check_copies_in_one_role(dataset, splits)
+    write_datalist(
+        out / "datalist.json",
+        training_datalist(dataset, splits),
+        evaluation_datalist(dataset, splits.validation),
+        dataset.labels,
+    )
     run_workflow(config_files("train"), overrides)
     print(f"model written to {out / 'model.pt'}")
     return 0

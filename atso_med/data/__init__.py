@@ -1,6 +1,6 @@
 """Data: the dataset contract, splits, CT readers, verification, training samples and the synthetic phantom."""
 
-from atso_med.data.datalist import read_datalist, write_datalist
+from atso_med.data.datalist import datalist_classes, read_datalist, write_datalist
 from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
 from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
 from atso_med.data.importers import build_dataset, import_nih_pancreas
@@ -9,7 +9,7 @@ from atso_med.data.labels import binarize_label, check_label_values, load_label_
 from atso_med.data.nifti import save_nifti
 from atso_med.data.phantom import PhantomConfig, make_phantom_case, write_phantom_dataset
 from atso_med.data.readers import load_image, load_label, reorient_from_canonical, reorient_to_canonical
-from atso_med.data.slices import SliceStackDataset
+from atso_med.data.slices import SliceStackDataset, training_sampler
 from atso_med.data.splits import Splits, make_splits, nih4fold_splits
 from atso_med.data.verify import VerifyReport, verify_dataset
 from atso_med.data.volume import Volume
@@ -27,6 +27,7 @@ __all__ = [
     "binarize_label",
     "build_dataset",
     "check_label_values",
+    "datalist_classes",
     "evaluation_datalist",
     "import_nih_pancreas",
     "list_dicom_series",
@@ -45,6 +46,7 @@ __all__ = [
     "save_nifti",
     "select_series",
     "training_datalist",
+    "training_sampler",
     "verify_dataset",
     "write_datalist",
     "write_phantom_dataset",

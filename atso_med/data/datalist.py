@@ -7,20 +7,28 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from atso_med.data.dataset import parse_labels
 from atso_med.data.paths import resolve_input_path
 from atso_med.errors import ConfigError
 from atso_med.files import read_json, write_text_atomic
 
-__all__ = ["datalist_items", "read_datalist", "write_datalist"]
+__all__ = ["datalist_classes", "datalist_items", "read_datalist", "write_datalist"]
 
 
-def write_datalist(path: str | os.PathLike, training: Sequence[Mapping], validation: Sequence[Mapping] = ()) -> Path:
+def write_datalist(
+    path: str | os.PathLike,
+    training: Sequence[Mapping],
+    validation: Sequence[Mapping] = (),
+    labels: Mapping[int, str] | None = None,
+) -> Path:
     """Write a data list with absolute paths, atomically.
 
     Args:
         path: output JSON file.
         training: items with ``id``, ``image`` and ``label`` (and optionally ``source``).
         validation: labeled items for model selection.
+        labels: the data set's classes (value -> name), written as the list's ``labels`` so that
+            training refuses a label value the data set does not declare, as ``verify`` does.
 
     Returns:
         The path written.
@@ -33,20 +41,26 @@ def write_datalist(path: str | os.PathLike, training: Sequence[Mapping], validat
                 entry[field] = str(Path(entry[field]).resolve())
         return entry
 
-    content = {"training": [absolute(item) for item in training], "validation": [absolute(item) for item in validation]}
+    content: dict = {"labels": {str(k): v for k, v in sorted(labels.items())}} if labels else {}
+    content["training"] = [absolute(item) for item in training]
+    content["validation"] = [absolute(item) for item in validation]
     return write_text_atomic(json.dumps(content, indent=2) + "\n", path)
 
 
-def read_datalist(path: str | os.PathLike, key: str = "training", required: bool = True) -> list[dict]:
+def read_datalist(
+    path: str | os.PathLike, key: str = "training", required: bool = True, base_dir: str | os.PathLike | None = None
+) -> list[dict]:
     """Read one list of a MONAI data-list JSON (``{"training": [...], "validation": [...]}``).
 
-    Relative ``image`` / ``label`` paths are resolved against the JSON file's folder, so a data list
-    works from any working directory.
+    Relative ``image`` / ``label`` paths are resolved against ``base_dir`` (the bundle's
+    ``dataset_dir``), by default the JSON file's folder, so a data list works from any working
+    directory.
 
     Args:
         path: the data-list file.
         key: which list to read.
         required: raise when the list is missing or empty; otherwise return ``[]``.
+        base_dir: the folder relative paths start from (``None`` or empty: the file's folder).
 
     Raises:
         ConfigError: when the file is missing, not JSON, or (``required``) the list is absent or empty.
@@ -54,12 +68,40 @@ def read_datalist(path: str | os.PathLike, key: str = "training", required: bool
     if not path:
         raise ConfigError("no data list given: set 'datalist' to a JSON file with a 'training' list")
     path = Path(path)
-    return _cases(read_json(path, "data list"), path, key, required)
+    return _cases(read_json(path, "data list"), path, key, required, Path(base_dir) if base_dir else path.parent)
 
 
-def _cases(content: object, path: Path, key: str, required: bool = True) -> list[dict]:
-    """Copies of the cases of the data list ``content``'s ``key`` list, ``image`` / ``label`` resolved
-    against the folder of ``path``, the file it was read from."""
+def datalist_classes(path: str | os.PathLike, foreground: Sequence[int] | None = None) -> dict[int, str] | None:
+    """The label values a data list declares: its ``labels`` (as ``dataset.json``'s), or the binary default.
+
+    A data list without ``labels`` declares background (0) and the organ: 1, or the ``foreground``
+    values when they are given. A label holding any other value is refused when it is read.
+
+    Args:
+        path: the data-list file.
+        foreground: the run's foreground values (``None``: the organ is 1).
+
+    Returns:
+        Class value -> name; ``None`` (any value) when no data list is given.
+
+    Raises:
+        ConfigError: a missing file, not JSON, or a malformed ``labels`` (the message names the file).
+    """
+    if not path:
+        return None  # nothing to read yet (a config parsed without a data list); the training refuses it
+    content = read_json(Path(path), "data list")
+    if isinstance(content, Mapping) and "labels" in content:
+        problems: list[str] = []
+        labels = parse_labels(content["labels"], problems)
+        if problems:
+            raise ConfigError(f"data list {path}: {problems[0]}")
+        return labels
+    return {0: "background", **{int(v): "organ" for v in (foreground if foreground is not None else (1,))}}
+
+
+def _cases(content: object, path: Path, key: str, required: bool = True, base_dir: Path | None = None) -> list[dict]:
+    """Copies of the cases of the data list ``content``'s ``key`` list (read from ``path``), ``image`` /
+    ``label`` resolved against ``base_dir`` (default: the folder of ``path``)."""
     items = content.get(key, []) if isinstance(content, Mapping) else []
     if required and not items:
         raise ConfigError(f"data list {path} has no {key!r} cases")
@@ -70,7 +112,7 @@ def _cases(content: object, path: Path, key: str, required: bool = True) -> list
         entry = dict(item)
         for field in ("image", "label"):
             if entry.get(field):
-                entry[field] = str(resolve_input_path(entry[field], path.parent))
+                entry[field] = str(resolve_input_path(entry[field], base_dir or path.parent))
         resolved.append(entry)
     return resolved
 

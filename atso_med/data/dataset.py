@@ -196,7 +196,7 @@ class Dataset:
         if "name" in data and (not isinstance(name, str) or not name.strip()):
             problems.append("'name' must be a non-empty string")
 
-        labels = _parse_labels(data.get("labels"), problems) if "labels" in data else {}
+        labels = parse_labels(data.get("labels"), problems) if "labels" in data else {}
 
         root = Path(root)
         cases: list[Case] = []
@@ -279,7 +279,16 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _parse_labels(raw: Any, problems: list[str]) -> dict[int, str]:
+def parse_labels(raw: Any, problems: list[str]) -> dict[int, str]:
+    """``dataset.json``'s (or a data list's) ``labels``: class value -> name, 0 (background) included.
+
+    Args:
+        raw: the JSON value.
+        problems: what is wrong is appended here (nothing when the mapping is fine).
+
+    Returns:
+        The well-formed entries, sorted by value.
+    """
     if not isinstance(raw, dict):
         problems.append(f"'labels' must be an object mapping class values to names, got {type(raw).__name__}")
         return {}

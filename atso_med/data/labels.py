@@ -158,7 +158,12 @@ def load_label_mask(
     return binarize_label(values, foreground)
 
 
-def load_prediction_mask(path: str | os.PathLike, reference: Volume, threshold: float | None = None) -> np.ndarray:
+def load_prediction_mask(
+    path: str | os.PathLike,
+    reference: Volume,
+    threshold: float | None = None,
+    classes: Mapping[int, str] | None = None,
+) -> np.ndarray:
     """Read a predicted mask on a grid and return it as an organ mask.
 
     A prediction must be a label map (integer values; non-zero is organ). A probability map saved
@@ -169,13 +174,15 @@ def load_prediction_mask(path: str | os.PathLike, reference: Volume, threshold: 
         path: prediction NIfTI.
         reference: the grid (an image, or a stand-in with the prediction's own grid).
         threshold: binarize a probability map at this value; ``None`` requires a label map.
+        classes: the values a label map may hold (the data set's classes); ``None``: any integer.
 
     Returns:
         A bool array indexed like ``reference.array``.
 
     Raises:
         ImageReadError / GridMismatchError: see :func:`atso_med.data.readers.load_label`.
-        LabelValueError: NaN / inf values, or non-integer values without ``threshold``.
+        LabelValueError: NaN / inf values, non-integer values without ``threshold``, or a value
+            outside ``classes``.
     """
     from atso_med.data.readers import load_label
 
@@ -186,7 +193,7 @@ def load_prediction_mask(path: str | os.PathLike, reference: Volume, threshold: 
                 f"{path}: prediction has {int(values.size - np.isfinite(values).sum())} NaN/inf voxels"
             )
         return values > threshold
-    errors, _ = label_value_errors(values, what="prediction")
+    errors, _ = label_value_errors(values, classes, what="prediction")
     if errors:
         hint = (
             "; a probability map? binarize it with a threshold (evaluate --threshold)"

@@ -116,6 +116,7 @@ def open_nifti(path: Path, what: str) -> tuple[nib.Nifti1Image, tuple[int, ...]]
     if 1 in shape:
         # A single slice stored as (X, Y, 1) is a 2D image: two of the three planes would be lines.
         raise ImageReadError(f"{path}: {what} is a single slice (shape {shape}): a 2D image; a 3D volume is needed")
+    _check_voxel_bytes(image, path, what)
     affine = np.asarray(image.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         raise ImageReadError(f"{path}: {what} has a non-finite affine (NaN/inf in the header):\n{affine}")
@@ -132,6 +133,41 @@ def open_nifti(path: Path, what: str) -> tuple[nib.Nifti1Image, tuple[int, ...]]
             stacklevel=3,
         )
     return image, shape
+
+
+#: Deflate (gzip) cannot compress by more than about 1032:1.
+_MAX_GZIP_RATIO = 1032
+
+
+def _check_voxel_bytes(image: nib.Nifti1Image, path: Path, what: str) -> None:
+    """Refuse a header that announces more voxel data than the file can hold, before any is read.
+
+    A damaged or hostile header (dim[] of billions of voxels) would otherwise end in a MemoryError
+    or a traceback deep inside nibabel. A ``.nii`` holds its file size; a ``.nii.gz`` the
+    uncompressed size its gzip trailer states (modulo 4 GiB), and at most 1032 times its size.
+
+    Raises:
+        ImageReadError: with the header's voxel count, the bytes it needs and the bytes stored.
+    """
+    header = image.header
+    shape = tuple(int(s) for s in image.shape)
+    voxels = int(np.prod(shape, dtype=object))
+    needed = int(header.get_data_offset()) + voxels * int(header["bitpix"]) // 8
+    size = path.stat().st_size
+    if not str(path).lower().endswith(".gz"):
+        stored = size
+    elif needed >= 1 << 32 or size < 18:
+        stored = size * _MAX_GZIP_RATIO
+    else:
+        with path.open("rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            stored = int.from_bytes(handle.read(4), "little")
+    if needed > stored:
+        raise ImageReadError(
+            f"{path}: cannot read {what}: the header announces {voxels:,} voxels of {int(header['bitpix'])} bits "
+            f"(shape {shape}, {needed:,} bytes) but the file holds at most {stored:,} bytes: truncated, or a "
+            "damaged header"
+        )
 
 
 def _read_voxels(image: nib.Nifti1Image, path: Path, what: str, shape: tuple[int, ...], as_float: bool) -> np.ndarray:

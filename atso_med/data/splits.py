@@ -318,6 +318,31 @@ def _check_folds(folds: int) -> None:
         raise SplitError(f"folds must be an integer >= 2, got {folds!r}")
 
 
+class _Copies:
+    """Copies of one image (:func:`atso_med.data.duplicates.copy_groups`) dealt as one unit.
+
+    The draw sees one id per group (its smallest), and every role it gets is given to all the
+    group's ids; without copies every id is its own unit and the draw is unchanged.
+    """
+
+    def __init__(self, copies: Sequence[Sequence[str]] = ()) -> None:
+        self.group: dict[str, list[str]] = {}
+        for ids in copies:
+            for case_id in ids:
+                self.group[case_id] = sorted(ids)
+
+    def units(self, ids: Sequence[str]) -> list[str]:
+        """One id per group among ``ids`` (groups with a member outside ``ids`` are left out)."""
+        present = set(ids)
+        return [i for i in ids if all(m in present for m in self.members(i)) and self.members(i)[0] == i]
+
+    def members(self, case_id: str) -> list[str]:
+        return self.group.get(case_id, [case_id])
+
+    def expand(self, ids: Sequence[str]) -> list[str]:
+        return sorted(m for i in ids for m in self.members(i))
+
+
 def _shuffled(ids: Sequence[str], rng: np.random.Generator) -> list[str]:
     # Sorting first makes the draw independent of the order of cases in dataset.json.
     ordered = sorted(ids)
@@ -331,6 +356,7 @@ def make_splits(
     seed: int = 0,
     test: Amount | str = 0.25,
     validation: Amount | str = 0,
+    copies: Sequence[Sequence[str]] = (),
 ) -> Splits:
     """Draw a random split, reproducible for a given dataset and seed.
 
@@ -338,6 +364,8 @@ def make_splits(
     shuffled; the first ``test`` of them become test, the next ``validation`` validation,
     the next ``labeled`` labeled. All remaining cases (labeled ones and every unlabeled one)
     are shuffled and dealt into ``folds`` reference folds whose sizes differ by at most one.
+    Copies of one image (``copies``) are drawn as one case and always share a role; a group
+    with an unlabeled member goes to the reference folds.
 
     Args:
         dataset: the dataset.
@@ -348,6 +376,8 @@ def make_splits(
             Default 0.25 (one quarter, as in the 4-fold NIH protocol); 0 when the test set
             lives in another dataset.
         validation: count, or fraction of the cases that have a label, for model selection.
+        copies: groups of case ids that are the same image
+            (:func:`~atso_med.data.duplicates.copy_groups`); counts are of groups.
 
     Returns:
         The splits (each list sorted), with ``protocol="random"``.
@@ -357,27 +387,28 @@ def make_splits(
             ``labeled`` resolves to 0, or too few cases are left for the folds.
     """
     _check_folds(folds)
+    units = _Copies(copies)
     rng = np.random.default_rng(seed)
-    pool = _shuffled(dataset.labeled_ids, rng)
+    pool = _shuffled(units.units(dataset.labeled_ids), rng)
     n_labeled_cases = len(pool)
     n_test = _count(test, n_labeled_cases, "test")
     n_val = _count(validation, n_labeled_cases, "validation", available=n_labeled_cases - n_test)
     test_ids, val_ids = pool[:n_test], pool[n_test : n_test + n_val]
     rest = pool[n_test + n_val :]
-    training_pool = len(dataset.cases) - n_test - n_val
+    training_pool = len(units.units(dataset.ids)) - n_test - n_val
     n_lab = _count(labeled, training_pool, "labeled", available=len(rest))
     if n_lab == 0:
         raise SplitError(f"labeled: {labeled!r} of {training_pool} training cases is 0 cases; ask for at least 1")
     labeled_ids = rest[:n_lab]
-    chosen = set(test_ids) | set(val_ids) | set(labeled_ids)
-    reference_pool = _shuffled([i for i in dataset.ids if i not in chosen], rng)
+    chosen = set(units.expand(test_ids + val_ids + labeled_ids))
+    reference_pool = _shuffled(units.units([i for i in dataset.ids if i not in chosen]), rng)
     if len(reference_pool) < folds:
         raise SplitError(f"only {len(reference_pool)} case(s) left for {folds} reference folds")
     splits = Splits(
-        labeled=sorted(labeled_ids),
-        reference=_deal_folds(reference_pool, folds),
-        test=sorted(test_ids),
-        validation=sorted(val_ids),
+        labeled=units.expand(labeled_ids),
+        reference=[units.expand(fold) for fold in _deal_folds(reference_pool, folds)],
+        test=units.expand(test_ids),
+        validation=units.expand(val_ids),
         seed=seed,
         protocol="random",
         meta={"dataset": dataset.name, "labeled": str(labeled), "test": str(test), "validation": str(validation)},
@@ -413,6 +444,7 @@ def nih4fold_splits(
     folds: int = 2,
     seed: int = 0,
     validation: Amount | str = 0,
+    copies: Sequence[Sequence[str]] = (),
 ) -> Splits:
     """Split NIH Pancreas-CT by protocol A (RSTN / ATSO): test set fixed by case number.
 
@@ -429,6 +461,8 @@ def nih4fold_splits(
         folds: number of reference folds K (>= 2).
         seed: random seed.
         validation: count, or fraction of the training pool, for model selection.
+        copies: groups of case ids that are the same image: a copy of a test case joins the test
+            set (NIH's cases 25 and 70 repeat case 2), and other copies share a role.
 
     Returns:
         The splits, with ``protocol="nih4fold"`` and the test fold in ``meta``.
@@ -460,25 +494,27 @@ def nih4fold_splits(
         raise SplitError("nih4fold: " + "; ".join(problems))
 
     low, high = NIH_TEST_FOLDS[test_fold]
-    test_ids = sorted(i for i, n in numbers.items() if low <= n <= high)
+    units = _Copies(copies)
+    test_ids = units.expand(sorted({i for i, n in numbers.items() if low <= n <= high}))
+    test_ids = sorted(set(test_ids))
     train = [i for i in dataset.ids if i not in set(test_ids)]
     rng = np.random.default_rng(seed)
-    with_label = _shuffled([i for i in train if dataset.case(i).label is not None], rng)
+    with_label = _shuffled(units.units([i for i in train if dataset.case(i).label is not None]), rng)
     n_val = _count(validation, len(train), "validation", available=len(with_label))
     val_ids = with_label[:n_val]
     n_lab = _count(labeled, len(train) - n_val, "labeled", available=len(with_label) - n_val)
     if n_lab == 0:
         raise SplitError(f"labeled: {labeled!r} of {len(train) - n_val} training cases is 0 cases; ask for at least 1")
     labeled_ids = with_label[n_val : n_val + n_lab]
-    chosen = set(val_ids) | set(labeled_ids)
-    reference_pool = _shuffled([i for i in train if i not in chosen], rng)
+    chosen = set(units.expand(val_ids + labeled_ids))
+    reference_pool = _shuffled(units.units([i for i in train if i not in chosen]), rng)
     if len(reference_pool) < folds:
         raise SplitError(f"only {len(reference_pool)} case(s) left for {folds} reference folds")
     splits = Splits(
-        labeled=sorted(labeled_ids),
-        reference=_deal_folds(reference_pool, folds),
+        labeled=units.expand(labeled_ids),
+        reference=[units.expand(fold) for fold in _deal_folds(reference_pool, folds)],
         test=test_ids,
-        validation=sorted(val_ids),
+        validation=units.expand(val_ids),
         seed=seed,
         protocol="nih4fold",
         meta={

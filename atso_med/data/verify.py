@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from atso_med.data.dataset import Case, Dataset
+from atso_med.data.duplicates import FingerprintCache, copy_groups, copy_role_problems, voxel_fingerprint
 from atso_med.data.labels import label_value_errors
 from atso_med.data.splits import Splits
 from atso_med.errors import AtsoMedError
@@ -205,18 +206,26 @@ def verify_dataset(
 
     roles = splits.roles() if splits is not None else {}
     rows = []
+    cache = FingerprintCache()
+    fingerprints = {}
     total = len(dataset.cases)
     for index, case in enumerate(dataset.cases):
         if progress is not None:
             progress(index + 1, total, case.id)
         row = CaseRow(id=case.id, role=roles.get(case.id, "unused") if splits is not None else "")
-        _check_case(case, dataset, row)
+        image = _check_case(case, dataset, row)
+        if image is not None:
+            fingerprints[case.id] = cache.get(case) or voxel_fingerprint(image.array)
+            cache.put(case, fingerprints[case.id])
         rows.append(row)
+    cache.save()
 
     report = VerifyReport(dataset=dataset.name, rows=rows, with_roles=splits is not None)
-    _check_shared_files(dataset, report)
+    groups = copy_groups(dataset, fingerprints)
+    _warn_copies(dataset, groups, report)
     if splits is not None:
         report.split_errors.extend(splits.problems(dataset))
+        report.split_errors.extend(copy_role_problems(dataset, splits, groups))
         known = set(dataset.ids)
         unlabeled_test = [i for i in splits.test if i in known and dataset.case(i).label is None]
         if unlabeled_test:
@@ -226,8 +235,12 @@ def verify_dataset(
     return report
 
 
-def _check_case(case: Case, dataset: Dataset, row: CaseRow) -> None:
-    """Fill ``row`` with what the case's image and label look like and what is wrong with them."""
+def _check_case(case: Case, dataset: Dataset, row: CaseRow) -> Volume | None:
+    """Fill ``row`` with what the case's image and label look like and what is wrong with them.
+
+    Returns:
+        The image, when it could be read.
+    """
     from atso_med.data.readers import load_image, load_label
 
     row.has_label = case.label is not None
@@ -243,22 +256,23 @@ def _check_case(case: Case, dataset: Dataset, row: CaseRow) -> None:
         _check_image(image, row)
 
     if case.label is None:
-        return
+        return image
     if not case.label.exists():
         row.errors.append(f"label not found: {case.label}")
-        return
+        return image
     if image is None:
         row.warnings.append("label not checked: the image could not be read")
-        return
+        return image
     try:
         label = load_label(case.label, image)
     except Exception as error:  # noqa: BLE001 - same reason as for the image
         row.errors.append(f"label unusable: {_describe(error)}")
-        return
+        return image
     if tuple(label.shape) != tuple(image.shape):  # readers promise this; checked so a bug cannot hide
         row.errors.append(f"label shape {tuple(label.shape)} differs from image shape {image.shape}")
-        return
+        return image
     _check_label(np.asarray(label), dataset.labels, row)
+    return image
 
 
 def _check_image(image: Volume, row: CaseRow) -> None:
@@ -295,18 +309,19 @@ def _check_label(label: np.ndarray, classes: dict[int, str], row: CaseRow) -> No
         row.warnings.append("label is empty (background only); accepted as a case without the organ")
 
 
-def _check_shared_files(dataset: Dataset, report: VerifyReport) -> None:
-    # Two ids on one file is how duplicates (NIH cases 25 and 70 = case 2) leak from training into test.
-    # Two series of one DICOM folder, chosen by series_uid, are different images.
-    users: dict[tuple[str, str | None], list[str]] = defaultdict(list)
-    for case in dataset.cases:
-        users[(str(case.image), case.series_uid)].append(case.id)
+def _warn_copies(dataset: Dataset, groups: list[list[str]], report: VerifyReport) -> None:
+    # Copies are allowed in a data set (NIH ships cases 25 and 70 as copies of case 2); only splits that
+    # put them in two roles are an error (copy_role_problems). Two series of one DICOM folder differ.
     rows = {row.id: row for row in report.rows}
-    for ids in users.values():
-        if len(ids) > 1:
-            for case_id in ids:
-                others = ", ".join(i for i in ids if i != case_id)
-                rows[case_id].warnings.append(f"same image file as {others}")
+    for ids in groups:
+        for case_id in ids:
+            image = Path(dataset.case(case_id).image).resolve()
+            same_file = [i for i in ids if i != case_id and Path(dataset.case(i).image).resolve() == image]
+            same_voxels = [i for i in ids if i != case_id and i not in same_file]
+            if same_file:
+                rows[case_id].warnings.append(f"same image file as {', '.join(same_file)}")
+            if same_voxels:
+                rows[case_id].warnings.append(f"same voxels as {', '.join(same_voxels)} (a copy under another id)")
 
 
 def _describe(error: Exception) -> str:

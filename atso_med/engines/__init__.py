@@ -14,6 +14,7 @@ from atso_med.engines.prediction import PredictionEngine, check_prediction_run
 from atso_med.engines.recipes import RECIPES, TrainingRecipe, build_optimizer, check_initialization, resolve_recipe
 from atso_med.engines.schedule import STAGES, StageSchedule
 from atso_med.engines.training import check_training_args, prepare_rstn_batch
+from atso_med.engines.workflow import install_command_line_errors
 
 __all__ = [
     "RECIPES",
@@ -28,6 +29,7 @@ __all__ = [
     "check_prediction_run",
     "check_state_matches",
     "check_training_args",
+    "install_command_line_errors",
     "latest_checkpoint",
     "load_checkpoint",
     "newest_checkpoint",

@@ -22,7 +22,7 @@ from atso_med.data.inputs import input_paths
 from atso_med.data.readers import is_nifti
 from atso_med.data.writers import require_slicerio, write_prediction
 from atso_med.errors import CaseFailuresError, ConfigError, input_error_cause
-from atso_med.files import check_output_file, read_json_or_none, write_text_atomic
+from atso_med.files import check_output_file, check_output_folder, read_json_or_none, write_text_atomic
 from atso_med.metrics.evaluation import PREDICTION_STATS_FILE
 from atso_med.networks.loading import is_model_set, plane_model_files
 from atso_med.transforms.prediction import PredictionPostprocessing, PredictionPreprocessing
@@ -84,14 +84,15 @@ def check_prediction_run(
         save_seg_nrrd: whether ``.seg.nrrd`` files are asked for.
 
     Raises:
-        ConfigError: no output folder, an output folder equal to an input folder, a model file
-            missing, ``.seg.nrrd`` without ``slicerio``.
+        ConfigError: no output folder, an output folder equal to an input folder or one that cannot
+            be written, a model file missing, ``.seg.nrrd`` without ``slicerio``.
     """
     from atso_med.flags import as_bool
 
     if not output_dir:
         raise ConfigError("no output folder given (output_dir / --out)")
     check_output_dir(Path(output_dir), items)
+    check_output_folder(output_dir)
     sets = [model_dir] if isinstance(model_dir, (str, os.PathLike, Mapping)) or model_dir is None else list(model_dir)
     if not sets:
         raise ConfigError("no model set given")

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
 from atso_med.data.datalist import read_datalist
 from atso_med.engines.checkpoints import latest_checkpoint
 from atso_med.errors import ConfigError
+from atso_med.files import check_output_folder
 from atso_med.flags import as_bool
 
-__all__ = ["check_training_args", "prepare_rstn_batch"]
+__all__ = [
+    "check_finished_training",
+    "check_training_args",
+    "finished_training",
+    "prepare_rstn_batch",
+]
 
 
 def prepare_rstn_batch(
@@ -30,6 +37,34 @@ def prepare_rstn_batch(
     return image, label, (), {"label": label}
 
 
+def finished_training(output_dir: str | os.PathLike) -> Path | None:
+    """The model of a finished training in ``output_dir`` (``model.pt``, or MONAI's final checkpoint), or ``None``."""
+    for name in ("model.pt", "checkpoint_final.pt"):
+        path = Path(output_dir) / name
+        if path.is_file():
+            return path
+    return None
+
+
+def check_finished_training(output_dir: str | os.PathLike, resume: bool, overwrite: bool) -> Path | None:
+    """Refuse to train into (or continue) a finished training unless ``overwrite``.
+
+    Returns:
+        The finished model file, when there is one (and ``overwrite`` is on).
+
+    Raises:
+        ConfigError: ``output_dir`` holds a finished training and ``overwrite`` is off.
+    """
+    finished = finished_training(output_dir)
+    if finished is not None and not overwrite:
+        action = "continue" if resume else "train again"
+        raise ConfigError(
+            f"{output_dir} holds a finished training ({finished.name}); nothing to {action}: choose another output "
+            "folder, or replace it with --overwrite (overwrite=true)"
+        )
+    return finished
+
+
 def check_training_args(
     plane: str,
     settings,
@@ -38,8 +73,14 @@ def check_training_args(
     resume: object,
     init_weights: str | os.PathLike | None = None,
     allow_random_init: object = False,
+    overwrite: object = False,
 ) -> None:
     """Check a training run's main arguments before any data is read or any model is built.
+
+    A finished training (``model.pt`` or ``checkpoint_final.pt`` in ``output_dir``) is a result: a
+    new run there is refused unless ``overwrite``, which removes the old run's checkpoints first;
+    ``resume`` on it is refused too (``atso-med train --continue`` says it is finished and stops
+    before calling this), unless ``overwrite``, which resumes from its newest checkpoint.
 
     Args:
         plane: the slicing plane.
@@ -49,11 +90,13 @@ def check_training_args(
         resume: resume from the newest checkpoint in ``output_dir``.
         init_weights: the local weights file, if any.
         allow_random_init: train the ``paper`` recipe from random weights anyway.
+        overwrite: replace a finished training in ``output_dir``.
 
     Raises:
         ConfigError: naming the bad argument; when the ``paper`` recipe would start from random
-            weights; also when ``output_dir`` already holds checkpoints of another run and ``resume``
-            is off (a new run must not mix with an old one's files).
+            weights; an output folder that cannot be written; ``resume`` with nothing to resume;
+            a finished training in ``output_dir`` without ``overwrite``; checkpoints of another
+            run in ``output_dir`` without ``resume`` (a new run must not mix with an old one's files).
     """
     from atso_med.engines.recipes import check_initialization
     from atso_med.transforms.triview import plane_axis
@@ -61,7 +104,15 @@ def check_training_args(
     plane_axis(plane)
     check_initialization(settings, init_weights, allow_random_init)
     read_datalist(datalist, "training")
-    if not as_bool(resume) and latest_checkpoint(output_dir) is not None:
+    check_output_folder(output_dir)
+    resume, overwrite = as_bool(resume), as_bool(overwrite)
+    finished = check_finished_training(output_dir, resume, overwrite)
+    if resume and latest_checkpoint(output_dir) is None:
+        raise ConfigError(f"nothing to continue in {output_dir}: it holds no checkpoint of an interrupted training")
+    if not resume and finished is not None:
+        for old in Path(output_dir).glob("checkpoint*.pt"):
+            old.unlink()
+    if not resume and latest_checkpoint(output_dir) is not None:
         raise ConfigError(
             f"{output_dir} already holds checkpoints of a training run: resume it (resume=True, "
             "atso-med train --continue) or choose another output folder"

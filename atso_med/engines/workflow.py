@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,40 @@ def bundle_arguments(configs: Sequence[str], overrides: Mapping[str, object]) ->
     return parts
 
 
+def _top_level_keys(config_file: str | os.PathLike) -> set[str]:
+    from atso_med.files import read_json
+
+    content = read_json(Path(config_file), "bundle config")
+    return set(content) if isinstance(content, Mapping) else set()
+
+
+def check_bundle_keys(configs: Sequence[str], overrides: Mapping[str, object]) -> None:
+    """Refuse a key that the bundle's config files do not define (a typo would be ignored silently).
+
+    The keys of every config file outside the bundle's ``configs/`` folder (a settings overlay) and
+    of ``overrides`` must be top-level keys of the bundle's own files among ``configs`` (for a nested
+    id ``a#b``, ``a``).
+
+    Raises:
+        ConfigError: naming the first unknown key, close matches, and the known keys.
+    """
+    import difflib
+
+    own = (bundle_root() / "configs").resolve()
+    bundle_files = [c for c in configs if Path(c).resolve().parent == own] or list(configs[:1])
+    known = set().union(*(_top_level_keys(c) for c in bundle_files))
+    given = [(key, f"{Path(c).name}") for c in configs if c not in bundle_files for key in _top_level_keys(c)]
+    given += [(key, "the overrides") for key in overrides]
+    for key, source in given:
+        if str(key).split("#")[0] not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            workflow = Path(bundle_files[-1]).stem
+            raise ConfigError(
+                f"unknown bundle key {key!r} in {source}{hint}; the {workflow} workflow's keys: {', '.join(sorted(known))}"
+            )
+
+
 def bundle_command(configs: Sequence[str], overrides: Mapping[str, object]) -> str:
     """The shell command that runs the same workflow by hand with ``python -m monai.bundle run``."""
     return shlex.join(["python", "-m", "monai.bundle", "run", *bundle_arguments(configs, overrides)])
@@ -74,6 +109,58 @@ def user_errors():
         if cause is None:
             raise
         raise cause from None
+
+
+def _started_by_monai_bundle() -> bool:
+    parts = Path(sys.argv[0]).parts if sys.argv and sys.argv[0] else ()
+    return parts[-3:] == ("monai", "bundle", "__main__.py")
+
+
+def install_command_line_errors() -> None:
+    """Under ``python -m monai.bundle``: an input error ends the run with its message as one line.
+
+    The bundle's ``initialize`` calls this first. An :class:`~atso_med.errors.AtsoMedError` that
+    nobody catches (also when MONAI wrapped it in "Failed to evaluate ...") is printed as
+    ``atso-med: error: <message>`` on stderr, without the traceback; any other error is a bug and
+    keeps its traceback. Outside MONAI's command line (``atso-med``, Python, notebooks) nothing
+    changes: callers get the exception.
+    """
+    if not _started_by_monai_bundle() or getattr(sys.excepthook, "atso_med", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, error, traceback) -> None:
+        cause = input_error_cause(error)
+        if cause is None:
+            previous(kind, error, traceback)
+        else:
+            print(f"atso-med: error: {cause}", file=sys.stderr)
+
+    hook.atso_med = True
+    sys.excepthook = hook
+    _check_command_line_keys(sys.argv[1:])
+
+
+#: Options of ``python -m monai.bundle run`` itself, not bundle keys.
+_MONAI_RUN_OPTIONS = frozenset(
+    {"run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file"}
+)
+
+
+def _check_command_line_keys(argv: Sequence[str]) -> None:
+    """Refuse a ``--KEY`` of a ``monai.bundle run`` command line that the config files do not define."""
+    keys, configs = [], []
+    for index, token in enumerate(argv):
+        if not token.startswith("--"):
+            continue
+        key, _, inline = token[2:].partition("=")
+        if key == "config_file":
+            value = inline or (argv[index + 1] if index + 1 < len(argv) else "")
+            configs = json.loads(value) if value.startswith("[") else [value]
+        elif key not in _MONAI_RUN_OPTIONS:
+            keys.append(key)
+    if configs:
+        check_bundle_keys(configs, dict.fromkeys(keys))
 
 
 def _not_the_logging_file_notice(record: logging.LogRecord) -> bool:
@@ -97,10 +184,12 @@ def initialize_workflow(configs: Sequence[str], overrides: Mapping[str, object],
 
     Raises:
         AtsoMedError: a bad configuration (unwrapped from MONAI's "Failed to evaluate" errors).
-        ConfigError: when MONAI reports required bundle properties missing.
+        ConfigError: a key the bundle does not define; when MONAI reports required bundle
+            properties missing.
     """
     from monai.bundle import ConfigWorkflow
 
+    check_bundle_keys(configs, overrides)
     monai_logger = logging.getLogger("monai.bundle.workflows")
     monai_logger.addFilter(_not_the_logging_file_notice)
     try:

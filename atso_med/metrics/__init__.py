@@ -1,7 +1,7 @@
 """atso_med.metrics: Dice similarity per case, summarised over cases, pooled over cases."""
 
 from atso_med.metrics.cumulative import GlobalDiceMetric
-from atso_med.metrics.dice import DiceAccumulator, dice_score, dice_summary, global_dice
+from atso_med.metrics.dice import DiceAccumulator, dice_score, dice_summary, global_dice, pool_results
 from atso_med.metrics.evaluation import (
     EvaluationReport,
     EvaluationRun,
@@ -10,5 +10,5 @@ from atso_med.metrics.evaluation import (
     run_evaluation,
 )
 
-__all__ = ["DiceAccumulator", "GlobalDiceMetric", "dice_score", "dice_summary", "global_dice"]
+__all__ = ["DiceAccumulator", "GlobalDiceMetric", "dice_score", "dice_summary", "global_dice", "pool_results"]
 __all__ += ["EvaluationReport", "EvaluationRun", "evaluate_predictions", "evaluation_pairs", "run_evaluation"]

@@ -104,7 +104,7 @@ def read_pair(
     """Read a prediction and its label as organ masks on the prediction's voxel grid.
 
     Both are checked as ``verify`` checks a label (:mod:`atso_med.data.labels`): finite integer
-    values, and for the label only declared classes.
+    values among the declared classes (a prediction may also be an organ mask of 0 and 1).
 
     Args:
         prediction_path: predicted mask NIfTI (non-zero = organ).
@@ -134,7 +134,9 @@ def read_pair(
     affine = np.asarray(header.affine, dtype=np.float64)
     # A zero-strided stand-in: the label readers only need the reference's grid, not its voxels.
     reference = Volume(np.broadcast_to(np.uint8(0), shape), affine, source=str(prediction_path))
-    prediction = load_prediction_mask(prediction_path, reference, threshold)
+    # a prediction is an organ mask (0/1) or a label map in the data set's classes
+    prediction_classes = None if classes is None else {0: "background", 1: "organ", **classes}
+    prediction = load_prediction_mask(prediction_path, reference, threshold, prediction_classes)
     truth = load_label_mask(truth_path, reference, foreground, classes)
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     return prediction, truth, voxel_ml

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 from monai.transforms import MapTransform
 
 from atso_med.errors import ImageReadError
+
+#: The values of the pseudo labels an experiment writes (organ masks), whatever its data set declares.
+PSEUDO_LABEL_CLASSES = {0: "background", 1: "organ"}
 
 
 def load_canonical(path: str, series_uid: str | None = None):
@@ -53,13 +56,21 @@ class LoadCTd(MapTransform):
     ``meta_key``. The label is placed on the image's voxel grid exactly (a label on another grid is
     refused with :class:`~atso_med.errors.GridMismatchError`), reoriented like the image, and
     binarised: voxels whose value is in ``foreground`` become 1. A ``series_uid`` in the data dict
-    picks one series of a DICOM folder that holds several.
+    picks one series of a DICOM folder that holds several. A label holding a value outside
+    ``classes`` is refused, as ``verify`` refuses it. An item whose ``source`` is ``"pseudo"`` (a
+    pseudo label the experiment wrote) is an organ mask: its values must be 0 and 1, and 1 is the
+    organ whatever ``foreground`` says.
 
     Args:
         image_key: key of the image path.
         label_key: key of the label path; skipped when absent from the data dict.
         foreground: label values that count as the organ (``None``: every non-zero value).
         meta_key: key under which the geometry of the image is stored.
+        classes: the declared label values (``dataset.json``'s ``labels``); ``None`` accepts any
+            integer value.
+
+    Raises:
+        LabelValueError: (when called) a label value outside ``classes``, a NaN or a fraction.
     """
 
     def __init__(
@@ -69,10 +80,12 @@ class LoadCTd(MapTransform):
         foreground: Sequence[int] | None = None,
         meta_key: str = "image_meta",
         allow_missing_keys: bool = True,
+        classes: Iterable[int] | None = None,
     ):
         super().__init__(keys=[image_key], allow_missing_keys=allow_missing_keys)
         self.image_key, self.label_key, self.meta_key = image_key, label_key, meta_key
         self.foreground = None if foreground is None else tuple(int(v) for v in foreground)
+        self.classes = None if classes is None else frozenset(int(v) for v in classes)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         from atso_med.data.labels import load_label_mask
@@ -84,10 +97,13 @@ class LoadCTd(MapTransform):
             str(data[self.image_key]), series_uid=data.get("series_uid")
         )
         if data.get(self.label_key):
-            organ = load_label_mask(str(data[self.label_key]), volume, self.foreground)
+            if data.get("source") == "pseudo":
+                organ = load_label_mask(str(data[self.label_key]), volume, None, PSEUDO_LABEL_CLASSES)
+            else:
+                organ = load_label_mask(str(data[self.label_key]), volume, self.foreground, self.classes)
             canonical_label, _ = reorient_to_canonical(Volume(organ.astype(np.uint8), volume.affine))
             result[self.label_key] = np.ascontiguousarray(canonical_label.array)
         return result
 
 
-__all__ = ["LoadCTd", "load_canonical"]
+__all__ = ["PSEUDO_LABEL_CLASSES", "LoadCTd", "load_canonical"]

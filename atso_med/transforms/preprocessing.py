@@ -8,7 +8,7 @@ order matters where ``long_axis_spacing`` is set: the raw HU are resampled, then
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from monai.transforms import Compose, Transform
@@ -50,6 +50,8 @@ class CTPreprocessingd(Transform):
         long_axis_spacing: resample canonical axis 2 to this slice spacing (mm); ``None`` = off.
         foreground: label values counted as organ (``None``: every non-zero value).
         label_key: key of the label (path before loading, canonical mask after).
+        classes: the declared label values (a label holding another is refused); ``None`` accepts
+            any integer value.
 
     Raises:
         ConfigError: a window that is not two numbers, or a bad spacing.
@@ -61,12 +63,13 @@ class CTPreprocessingd(Transform):
         long_axis_spacing: float | None = None,
         foreground: Sequence[int] | None = None,
         label_key: str = "label",
+        classes: Iterable[int] | None = None,
     ) -> None:
         if len(hu_window) != 2:
             raise ConfigError(f"hu_window must be [low, high], got {hu_window!r}")
         self.hu_window = (float(hu_window[0]), float(hu_window[1]))
         self.long_axis_spacing = optional_spacing_mm(long_axis_spacing)
-        self.load = LoadCTd(label_key=label_key, foreground=foreground)
+        self.load = LoadCTd(label_key=label_key, foreground=foreground, classes=classes)
         self.normalize = Compose(
             [
                 LongAxisSpacingd(

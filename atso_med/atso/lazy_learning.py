@@ -1,0 +1,211 @@
+"""Lazy learning, measured: how closely students fit their teachers' labels, and where the labels drift.
+
+The paper's Section 2.2 names *lazy learning*: a student that fits its teacher's pseudo labels keeps
+the teacher's errors on the cases it trained on. Three figures make it visible, all from the files
+and evaluations an experiment already holds (``report.json``'s ``lazy_learning``):
+
+* ``students``: for every model set that trained on pseudo labels and predicted the reference cases
+  it trained on: ``fit``, its prediction of those cases scored against the pseudo labels it trained
+  on (1.0: it reproduces them, errors included); ``truth``, the same prediction against the true
+  labels; ``labels``, the pseudo labels it trained on against the true labels. A student that
+  memorises its teacher has ``fit`` near 1 and ``truth`` near ``labels``; ``truth`` above
+  ``labels`` means the student corrected its teacher.
+* ``atso_own_minus_other``: per ATSO generation, the DSC of fold ``k``'s own model on fold ``k``
+  minus that of the other fold models on fold ``k`` (true labels, mean over folds). The sign
+  convention is the paper's Table 4 read as "own - other": negative means the model that trained
+  on a fold is worse on it, the lazy-learning signature (the paper: -3.3 and -0.2 points on R(1)
+  and R(2) at G1 on NIH).
+* ``pseudo_labels``: per strategy and labelled generation, the true-positive, false-positive and
+  false-negative voxels of every pseudo label against the truth, their sums, precision, recall
+  and volume ratio (pseudo-label volume / true volume), so a drift towards over- or
+  under-segmentation over generations shows.
+
+The ATSO final model (trained on all pseudo labels, never asked to predict the reference set) has
+no ``fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from atso_med.atso.layout import ExperimentLayout, pseudo_label_folder
+from atso_med.atso.strategies import ModelRef
+from atso_med.metrics.dice import pool_results
+
+__all__ = ["lazy_learning_rows", "measure_lazy_learning", "pseudo_label_rows", "student_trainings"]
+
+
+def student_trainings(train_steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The model sets of a plan that trained on pseudo labels, one entry each (not one per plane).
+
+    Args:
+        train_steps: the plan's ``train`` steps as dicts (``Step.to_dict()``).
+
+    Returns:
+        ``{"strategy", "generation", "group", "pseudo_labels": {"fold<k>": folder}}`` per model set,
+        in plan order.
+    """
+    students: dict[str, dict[str, Any]] = {}
+    for step in train_steps:
+        params, tags = step["params"], step["tags"]
+        if not params["pseudo_labels"] or params["model"] in students:
+            continue
+        students[params["model"]] = {
+            "strategy": tags["strategy"],
+            "generation": int(tags["generation"]),
+            "group": tags["model"],
+            "pseudo_labels": {fold: entry["dir"] for fold, entry in params["pseudo_labels"].items()},
+        }
+    return list(students.values())
+
+
+def _fit(layout: ExperimentLayout, prediction_folder: str, label_folder: str) -> dict[str, Any] | None:
+    """A prediction folder scored against the pseudo-label folder it was trained on (every case of it)."""
+    from atso_med.metrics.evaluation import evaluate_predictions
+
+    labels = sorted(layout.path(label_folder).glob("*.nii.gz"))
+    ids = [path.name[: -len(".nii.gz")] for path in labels]
+    if not ids or not all(layout.case_file(prediction_folder, i).is_file() for i in ids):
+        return None
+    report = evaluate_predictions(
+        [(i, layout.case_file(prediction_folder, i), layout.case_file(label_folder, i)) for i in ids]
+    )
+    return {
+        "dsc": {r["id"]: float(r["dsc"]) for r in report.per_case},
+        "counts": {r["id"]: [r["intersection"], r["prediction_voxels"], r["truth_voxels"]] for r in report.per_case},
+    }
+
+
+def _students(layout: ExperimentLayout, trainings: Sequence[Mapping[str, Any]], evaluations: Mapping) -> list[dict]:
+    rows = []
+    for training in trainings:
+        model = ModelRef(training["strategy"], training["generation"], training["group"])
+        folds = sorted(training["pseudo_labels"])
+        fits = [_fit(layout, model.predictions(fold), training["pseudo_labels"][fold]) for fold in folds]
+        if any(fit is None for fit in fits):
+            continue  # the model did not predict the cases it trained on (ATSO's final model)
+        rows.append(
+            {
+                "model": model.key,
+                "strategy": model.strategy,
+                "generation": model.generation,
+                "folds": folds,
+                "fit": pool_results(fits),
+                "truth": pool_results([evaluations.get(model.predictions(fold)) for fold in folds]),
+                "labels": pool_results([evaluations.get(training["pseudo_labels"][fold]) for fold in folds]),
+            }
+        )
+    return rows
+
+
+def _own_minus_other(evaluations: Mapping, folds: int, generations: int) -> dict[str, Any]:
+    out = {}
+    for t in range(1, generations + 1):
+        per_fold = {}
+        for k in range(folds):
+            own = evaluations.get(ModelRef("atso", t, f"fold{k}").predictions(f"fold{k}"))
+            others = [evaluations.get(ModelRef("atso", t, f"fold{j}").predictions(f"fold{k}")) for j in range(folds)]
+            others = [o for j, o in enumerate(others) if j != k and o]
+            if own and others:
+                other = sum(o["mean_dsc"] for o in others) / len(others)
+                per_fold[f"fold{k}"] = {"own": own["mean_dsc"], "other": other, "difference": own["mean_dsc"] - other}
+        if per_fold:
+            differences = [entry["difference"] for entry in per_fold.values()]
+            out[str(t)] = {"folds": per_fold, "mean_difference": sum(differences) / len(differences)}
+    return out
+
+
+def _voxel_errors(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    counts = {case: c for result in results for case, c in result["counts"].items()}
+    if not counts:
+        return None
+    per_case = {case: {"tp": tp, "fp": n_p - tp, "fn": n_t - tp} for case, (tp, n_p, n_t) in counts.items()}
+    tp, fp, fn = (sum(c[key] for c in per_case.values()) for key in ("tp", "fp", "fn"))
+    return {
+        "per_case": per_case,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "volume_ratio": (tp + fp) / (tp + fn) if tp + fn else None,
+    }
+
+
+def _pseudo_label_errors(evaluations: Mapping, strategies: Sequence[str], folds: int, generations: int) -> dict:
+    out: dict[str, dict[str, Any]] = {}
+    for strategy in strategies:
+        for t in range(1, generations + 2):
+            results = [evaluations.get(pseudo_label_folder(strategy, t, k)) for k in range(folds)]
+            errors = _voxel_errors([r for r in results if r])
+            if errors is not None:
+                out.setdefault(strategy, {})[str(t)] = errors
+    return out
+
+
+def measure_lazy_learning(
+    layout: ExperimentLayout,
+    trainings: Sequence[Mapping[str, Any]],
+    evaluations: Mapping[str, Mapping[str, Any]],
+    strategies: Sequence[str],
+    folds: int,
+    generations: int,
+) -> dict[str, Any]:
+    """The lazy-learning figures of an experiment (see the module docstring).
+
+    Args:
+        layout: the experiment folder (its prediction and pseudo-label files are read).
+        trainings: :func:`student_trainings` of its plan.
+        evaluations: evaluated folder -> the journal's result of its evaluation (``dsc``, ``counts``).
+        strategies: the semi-supervised strategies that ran.
+        folds: K.
+        generations: T.
+
+    Returns:
+        ``{"students": [...], "atso_own_minus_other": {t: ...}, "pseudo_labels": {strategy: {t: ...}}}``;
+        ``pseudo_labels`` generation ``t`` is the set generation ``t`` trains on (made by ``t - 1``).
+    """
+    return {
+        "students": _students(layout, trainings, evaluations),
+        "atso_own_minus_other": _own_minus_other(evaluations, folds, generations) if "atso" in strategies else {},
+        "pseudo_labels": _pseudo_label_errors(evaluations, strategies, folds, generations),
+    }
+
+
+def lazy_learning_rows(figures: Mapping[str, Any], metric: str = "mean") -> list[dict[str, Any]]:
+    """One row per student: how closely it fits its training pseudo labels and how good both are.
+
+    Returns:
+        ``{"Student", "fit to its labels", "student vs truth", "its labels vs truth"}`` (fractions).
+    """
+    key = "global_dsc" if metric == "global" else "mean_dsc"
+
+    def value(result: Mapping[str, Any] | None) -> float | None:
+        return None if not result else float(result[key])
+
+    return [
+        {
+            "Student": row["model"],
+            "fit to its labels": value(row["fit"]),
+            "student vs truth": value(row["truth"]),
+            "its labels vs truth": value(row["labels"]),
+        }
+        for row in figures.get("students", [])
+    ]
+
+
+def pseudo_label_rows(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per pseudo-label set: precision, recall and volume ratio of its voxels against the truth."""
+    rows = []
+    for strategy, by_generation in figures.get("pseudo_labels", {}).items():
+        for t, errors in by_generation.items():
+            rows.append(
+                {
+                    "Pseudo labels": f"{strategy} for G{t}",
+                    "precision": errors["precision"],
+                    "recall": errors["recall"],
+                    "volume / truth": "—" if errors["volume_ratio"] is None else f"{errors['volume_ratio']:.2f}x",
+                }
+            )
+    return rows

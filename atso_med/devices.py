@@ -1,0 +1,39 @@
+"""The torch devices a run may use: parsed and checked against this machine before any work."""
+
+from __future__ import annotations
+
+import torch
+
+from atso_med.errors import ConfigError
+
+__all__ = ["available_device"]
+
+
+def available_device(device: str | torch.device) -> torch.device:
+    """A CPU or CUDA device that exists on this machine.
+
+    Args:
+        device: ``cpu``, ``cuda`` or ``cuda:<index>`` (a ``torch.device`` too).
+
+    Returns:
+        The device (``cuda`` becomes ``cuda:0``).
+
+    Raises:
+        ConfigError: text torch does not read as a device, another kind of device, or a CUDA
+            device this machine does not have (the message says which exist).
+    """
+    try:
+        parsed = torch.device(str(device).strip().lower())
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {str(device)!r}; expected cpu or cuda:<index>") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(f"only cpu and cuda devices are supported, got {str(device)!r}")
+    if parsed.type == "cpu":
+        return parsed
+    index = 0 if parsed.index is None else parsed.index
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {str(device)!r} asked for, but this machine has no CUDA device; use cpu")
+    if index >= torch.cuda.device_count():
+        known = ", ".join(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+        raise ConfigError(f"device {str(device)!r} asked for, but this machine has only {known}")
+    return torch.device("cuda", index)

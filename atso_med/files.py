@@ -214,20 +214,20 @@ def dataset_inputs(dataset, splits_path: str | os.PathLike | None = None) -> lis
     return inputs
 
 
-def check_outside_dataset(output_dir: str | os.PathLike, dataset, option: str = "--out") -> None:
-    """Refuse an output folder that is a data set's folder or lies inside it (outputs never mix with inputs).
+def check_outside_data_folder(output_dir: str | os.PathLike, data_file: str | os.PathLike | None, option: str) -> None:
+    """Refuse an output folder that is the folder of a data set (or data list) or lies inside it.
 
     Args:
         output_dir: the folder a command would write.
-        dataset: a :class:`~atso_med.data.Dataset` the command reads.
+        data_file: the ``dataset.json`` or data-list file the command reads (``None``: no check).
         option: the option that named the folder, for the message.
 
     Raises:
-        ConfigError: naming the folder and the data set.
+        ConfigError: naming the folder and the data set's folder.
     """
-    if dataset.path is None:
+    if data_file is None:
         return
-    root = Path(dataset.path).resolve().parent
+    root = Path(data_file).resolve().parent
     folder = Path(output_dir).resolve()
     if folder == root or root in folder.parents:
         raise ConfigError(

@@ -298,6 +298,14 @@ CORPUS = [
         "inside the data set folder",
     ),
     (
+        "output inside the data set",
+        "",
+        ["predict", "--models", "{models}", "--input", "{data}", "--out", "{inside}"],
+        2,
+        "inside the data set folder",
+    ),
+    ("output inside the data set", "", ["run", "--config", "{inside_experiment}"], 2, "inside the data set folder"),
+    (
         "misspelled --set key",
         "",
         ["train", "{data}", "--splits", "{splits}", "--out", "{out}", "--set", "bach_size=2"],
@@ -343,6 +351,8 @@ def test_every_command_refuses_bad_input_with_its_message_first_and_changes_no_i
     }
     (tmp_path / "experiment.yaml").write_text(json.dumps(experiment))
     places["experiment"] = str(tmp_path / "experiment.yaml")
+    (tmp_path / "inside.yaml").write_text(json.dumps({**experiment, "output_dir": places["inside"]}))
+    places["inside_experiment"] = str(tmp_path / "inside.yaml")
     before = digests(dataset.parent)
 
     assert main([part.format(**places) for part in command]) == status

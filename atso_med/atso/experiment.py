@@ -38,7 +38,7 @@ from atso_med.atso.logs import experiment_log, logger, output_to
 from atso_med.atso.strategies import PlanInputs, Step, build_plan
 from atso_med.atso.training import TrainingJob
 from atso_med.errors import ConfigError, DatasetError
-from atso_med.files import atomic_write, write_text_atomic
+from atso_med.files import atomic_write, check_outside_data_folder, write_text_atomic
 
 #: Exit status of a run stopped on purpose by ``stop_after`` (a debugging aid for resume tests).
 STOP_EXIT_STATUS = 75
@@ -275,16 +275,19 @@ class ExperimentRunner:
     def _check_inputs_are_not_outputs(self) -> None:
         # The experiment folder must not contain the input data: outputs are never written
         # among the user's files, and a folder holding them is not mistaken for an experiment.
-        inputs = [self.config.dataset, self.config.splits]
+        data_sets = [self.config.dataset]
         if self.config.transfer is not None:
-            inputs += [self.config.transfer.source, self.config.transfer.target]
-        for given in inputs:
+            data_sets += [self.config.transfer.source, self.config.transfer.target]
+        for given in [*data_sets, self.config.splits]:
             if given is None:
                 continue
             path = Path(given).resolve()
             folder = path.parent if path.is_file() or path.suffix else path
             if folder == self.dir.resolve():
                 raise ConfigError(f"output_dir {self.dir} is the folder of the input {path}; choose another output_dir")
+        for given in data_sets:
+            if given is not None and (Path(given).is_file() or Path(given).suffix):
+                check_outside_data_folder(self.dir, given, "output_dir")
 
     def _write_prediction_datalists(self) -> None:
         splits = self.data.splits

@@ -116,11 +116,14 @@ def parse_models(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from atso_med.data.dataset import dataset_file
     from atso_med.devices import available_device
     from atso_med.engines.workflow import config_files, run_workflow
     from atso_med.errors import CaseFailuresError
+    from atso_med.files import check_outside_data_folder
 
     sets = parse_models(args)
+    check_outside_data_folder(args.out, dataset_file(args.input), "--out")
     overrides = {
         "input": str(Path(args.input)),
         "datalist_key": args.key,

@@ -125,13 +125,13 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.devices import available_device
     from atso_med.engines.training import check_finished_training, finished_training
     from atso_med.engines.workflow import check_bundle_keys, config_files, run_workflow
-    from atso_med.files import check_output_folder, check_outside_dataset, dataset_inputs
+    from atso_med.files import check_output_folder, check_outside_data_folder, dataset_inputs
 
     dataset = Dataset.load(args.dataset)
     splits = Splits.load(args.splits)
     splits.validate(dataset)
     out = Path(args.out)
-    check_outside_dataset(out, dataset, "--out")
+    check_outside_data_folder(out, dataset.path, "--out")
     check_output_folder(out)
     inputs = dataset_inputs(dataset, args.splits) + (
         [("init weights", Path(args.init_weights))] if args.init_weights else []

@@ -214,20 +214,21 @@ def dataset_inputs(dataset, splits_path: str | os.PathLike | None = None) -> lis
     return inputs
 
 
-def check_outside_data_folder(output_dir: str | os.PathLike, data_file: str | os.PathLike | None, option: str) -> None:
-    """Refuse an output folder that is the folder of a data set (or data list) or lies inside it.
+def check_outside_data_folder(output_dir: str | os.PathLike, data_set: str | os.PathLike | None, option: str) -> None:
+    """Refuse an output folder that is the folder of a data set or lies inside it.
 
     Args:
         output_dir: the folder a command would write.
-        data_file: the ``dataset.json`` or data-list file the command reads (``None``: no check).
+        data_set: the ``dataset.json`` the command reads, or its folder (``None``: no check).
         option: the option that named the folder, for the message.
 
     Raises:
         ConfigError: naming the folder and the data set's folder.
     """
-    if data_file is None:
+    if data_set is None:
         return
-    root = Path(data_file).resolve().parent
+    path = Path(data_set).resolve()
+    root = path if path.is_dir() else path.parent
     folder = Path(output_dir).resolve()
     if folder == root or root in folder.parents:
         raise ConfigError(

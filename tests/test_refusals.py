@@ -418,3 +418,12 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(dataset, tmp_pat
         == 2
     )
     assert "this machine has only cuda:0" in capsys.readouterr().err
+
+
+def test_run_refuses_an_output_folder_inside_a_data_set_given_as_its_folder(dataset, tmp_path, capsys):
+    experiment = {"output_dir": str(dataset.parent / "runs"), "dataset": str(dataset.parent), "generations": 1}
+    (tmp_path / "experiment.yaml").write_text(json.dumps(experiment))
+    before = digests(dataset.parent)
+    assert main(["run", "--config", str(tmp_path / "experiment.yaml")]) == 2
+    assert "inside the data set folder" in capsys.readouterr().err
+    assert digests(dataset.parent) == before

@@ -286,8 +286,7 @@ class ExperimentRunner:
             if folder == self.dir.resolve():
                 raise ConfigError(f"output_dir {self.dir} is the folder of the input {path}; choose another output_dir")
         for given in data_sets:
-            if given is not None and (Path(given).is_file() or Path(given).suffix):
-                check_outside_data_folder(self.dir, given, "output_dir")
+            check_outside_data_folder(self.dir, given, "output_dir")
 
     def _write_prediction_datalists(self) -> None:
         splits = self.data.splits

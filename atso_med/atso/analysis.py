@@ -117,14 +117,8 @@ class ExperimentResults:
             for step in plan
             if step["kind"] == "evaluate" and step["id"] in results
         }
-        return measure_lazy_learning(
-            self.layout,
-            student_trainings([step for step in plan if step["kind"] == "train"]),
-            evaluations,
-            [s for s in SEMI_SUPERVISED if s in self.report["strategies"]],
-            self.report["folds"],
-            self.report["generations"],
-        )
+        trainings = student_trainings([step for step in plan if step["kind"] == "train"])
+        return measure_lazy_learning(self.layout, trainings, evaluations, self.report)
 
     @staticmethod
     def markdown(rows: Sequence[Mapping[str, Any]]) -> str:

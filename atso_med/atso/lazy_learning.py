@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import ExperimentLayout, pseudo_label_folder
 from atso_med.atso.strategies import ModelRef
 from atso_med.metrics.dice import pool_results
@@ -148,9 +149,7 @@ def measure_lazy_learning(
     layout: ExperimentLayout,
     trainings: Sequence[Mapping[str, Any]],
     evaluations: Mapping[str, Mapping[str, Any]],
-    strategies: Sequence[str],
-    folds: int,
-    generations: int,
+    report: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The lazy-learning figures of an experiment (see the module docstring).
 
@@ -158,14 +157,14 @@ def measure_lazy_learning(
         layout: the experiment folder (its prediction and pseudo-label files are read).
         trainings: :func:`student_trainings` of its plan.
         evaluations: evaluated folder -> the journal's result of its evaluation (``dsc``, ``counts``).
-        strategies: the semi-supervised strategies that ran.
-        folds: K.
-        generations: T.
+        report: its report (strategies that ran, ``folds``, ``generations``).
 
     Returns:
         ``{"students": [...], "atso_own_minus_other": {t: ...}, "pseudo_labels": {strategy: {t: ...}}}``;
         ``pseudo_labels`` generation ``t`` is the set generation ``t`` trains on (made by ``t - 1``).
     """
+    strategies = [s for s in SEMI_SUPERVISED if s in report["strategies"]]
+    folds, generations = report["folds"], report["generations"]
     return {
         "students": _students(layout, trainings, evaluations),
         "atso_own_minus_other": _own_minus_other(evaluations, folds, generations) if "atso" in strategies else {},

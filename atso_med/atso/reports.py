@@ -554,14 +554,7 @@ def write_reports(inputs: ReportInputs) -> dict[str, Any]:
     out = inputs.layout.reports_dir
     out.mkdir(parents=True, exist_ok=True)
     report = collect(inputs)
-    report["lazy_learning"] = measure_lazy_learning(
-        inputs.layout,
-        inputs.students,
-        inputs.evaluations,
-        [s for s in SEMI_SUPERVISED if s in report["strategies"]],
-        report["folds"],
-        report["generations"],
-    )
+    report["lazy_learning"] = measure_lazy_learning(inputs.layout, inputs.students, inputs.evaluations, report)
     notes = []
     if "fully_supervised" in report["strategies"] and not report["strategies"]["fully_supervised"]["trained"]:
         notes.append("Fully supervised: not trained (some reference cases have no label).")

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from atso_med.data.dataset import parse_labels
+from atso_med.data.labels import ORGAN_MASK_CLASSES
 from atso_med.data.paths import resolve_input_path
 from atso_med.errors import ConfigError
 from atso_med.files import read_json, write_text_atomic
@@ -96,7 +97,9 @@ def datalist_classes(path: str | os.PathLike, foreground: Sequence[int] | None =
         if problems:
             raise ConfigError(f"data list {path}: {problems[0]}")
         return labels
-    return {0: "background", **{int(v): "organ" for v in (foreground if foreground is not None else (1,))}}
+    if foreground is None:
+        return dict(ORGAN_MASK_CLASSES)
+    return {0: "background", **{int(v): "organ" for v in foreground}}
 
 
 def _cases(content: object, path: Path, key: str, required: bool = True, base_dir: Path | None = None) -> list[dict]:

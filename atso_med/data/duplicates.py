@@ -39,6 +39,7 @@ __all__ = [
     "copy_role_problems",
     "find_copies",
     "image_fingerprints",
+    "same_image_file",
     "voxel_fingerprint",
 ]
 
@@ -140,6 +141,16 @@ def image_fingerprints(cases: Iterable[Case], cache: FingerprintCache | None = N
     return out
 
 
+def _file_key(case: Case) -> tuple[str, str | None]:
+    # Two series of one DICOM folder, chosen by series_uid, are different images.
+    return str(Path(case.image).resolve()), case.series_uid
+
+
+def same_image_file(a: Case, b: Case) -> bool:
+    """Whether two cases name the same image file (and, for a DICOM folder, the same series)."""
+    return _file_key(a) == _file_key(b)
+
+
 def copy_groups(dataset: Dataset, fingerprints: Mapping[str, str]) -> list[list[str]]:
     """Groups of two or more case ids that are the same image (same file and series, or same voxels).
 
@@ -160,7 +171,7 @@ def copy_groups(dataset: Dataset, fingerprints: Mapping[str, str]) -> list[list[
 
     first: dict[tuple, str] = {}
     for case in dataset.cases:
-        keys = [("file", str(Path(case.image).resolve()), case.series_uid)]
+        keys = [("file", *_file_key(case))]
         if case.id in fingerprints:
             keys.append(("voxels", fingerprints[case.id]))
         for key in keys:
@@ -184,8 +195,9 @@ def find_copies(
 
 
 def _how_same(dataset: Dataset, a: str, b: str) -> str:
-    same_file = Path(dataset.case(a).image).resolve() == Path(dataset.case(b).image).resolve()
-    return "the same image file" if same_file else "the same image (equal voxels)"
+    return (
+        "the same image file" if same_image_file(dataset.case(a), dataset.case(b)) else "the same image (equal voxels)"
+    )
 
 
 def copy_role_problems(dataset: Dataset, splits: Splits, groups: Sequence[Sequence[str]]) -> list[str]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from atso_med.data.volume import Volume
 
 __all__ = [
+    "ORGAN_MASK_CLASSES",
     "binarize_label",
     "check_label_values",
     "label_value_counts",
@@ -28,6 +29,9 @@ __all__ = [
     "load_label_mask",
     "load_prediction_mask",
 ]
+
+#: The values of an organ mask (predictions and pseudo labels this package writes), whatever a data set declares.
+ORGAN_MASK_CLASSES = {0: "background", 1: "organ"}
 
 # How many distinct offending values a message lists before it says "...".
 _SHOW = 5

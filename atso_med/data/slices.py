@@ -114,17 +114,15 @@ def training_sampler(
     """
     from atso_med.errors import ConfigError
 
+    if labeled_share is not None and not 0.0 < float(labeled_share) < 1.0:
+        raise ConfigError(f"labeled_share must be in (0, 1) or null, got {labeled_share!r}")
     generator = torch.Generator().manual_seed(int(seed))
     sources = [dataset.volumes[v].get("source") for v, _ in dataset.samples]
     labeled = np.array([s == "labeled" for s in sources])
     pseudo = np.array([s == "pseudo" for s in sources])
     if labeled_share is None or not labeled.any() or not pseudo.any():
-        if labeled_share is not None and not 0.0 < float(labeled_share) < 1.0:
-            raise ConfigError(f"labeled_share must be in (0, 1) or null, got {labeled_share!r}")
         return torch.utils.data.RandomSampler(dataset, num_samples=int(num_samples), generator=generator)
     share = float(labeled_share)
-    if not 0.0 < share < 1.0:
-        raise ConfigError(f"labeled_share must be in (0, 1) or null, got {labeled_share!r}")
     weights = np.where(labeled, share / labeled.sum(), 0.0) + np.where(pseudo, (1.0 - share) / pseudo.sum(), 0.0)
     return torch.utils.data.WeightedRandomSampler(
         torch.as_tensor(weights, dtype=torch.double), int(num_samples), replacement=True, generator=generator

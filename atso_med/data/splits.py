@@ -42,7 +42,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -339,8 +339,9 @@ class _Copies:
     def members(self, case_id: str) -> list[str]:
         return self.group.get(case_id, [case_id])
 
-    def expand(self, ids: Sequence[str]) -> list[str]:
-        return sorted(m for i in ids for m in self.members(i))
+    def expand(self, ids: Iterable[str]) -> list[str]:
+        """Every id of the groups of ``ids``, once each, sorted."""
+        return sorted({m for i in ids for m in self.members(i)})
 
 
 def _shuffled(ids: Sequence[str], rng: np.random.Generator) -> list[str]:
@@ -495,8 +496,7 @@ def nih4fold_splits(
 
     low, high = NIH_TEST_FOLDS[test_fold]
     units = _Copies(copies)
-    test_ids = units.expand(sorted({i for i, n in numbers.items() if low <= n <= high}))
-    test_ids = sorted(set(test_ids))
+    test_ids = units.expand(i for i, n in numbers.items() if low <= n <= high)
     train = [i for i in dataset.ids if i not in set(test_ids)]
     rng = np.random.default_rng(seed)
     with_label = _shuffled(units.units([i for i in train if dataset.case(i).label is not None]), rng)

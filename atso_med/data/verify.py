@@ -20,13 +20,18 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from atso_med.data.dataset import Case, Dataset
-from atso_med.data.duplicates import FingerprintCache, copy_groups, copy_role_problems, voxel_fingerprint
+from atso_med.data.duplicates import (
+    FingerprintCache,
+    copy_groups,
+    copy_role_problems,
+    same_image_file,
+    voxel_fingerprint,
+)
 from atso_med.data.labels import label_value_errors
 from atso_med.data.splits import Splits
 from atso_med.errors import AtsoMedError
@@ -315,8 +320,8 @@ def _warn_copies(dataset: Dataset, groups: list[list[str]], report: VerifyReport
     rows = {row.id: row for row in report.rows}
     for ids in groups:
         for case_id in ids:
-            image = Path(dataset.case(case_id).image).resolve()
-            same_file = [i for i in ids if i != case_id and Path(dataset.case(i).image).resolve() == image]
+            case = dataset.case(case_id)
+            same_file = [i for i in ids if i != case_id and same_image_file(dataset.case(i), case)]
             same_voxels = [i for i in ids if i != case_id and i not in same_file]
             if same_file:
                 rows[case_id].warnings.append(f"same image file as {', '.join(same_file)}")

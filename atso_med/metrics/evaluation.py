@@ -123,7 +123,7 @@ def read_pair(
         GridMismatchError: the label does not lie on the prediction's grid (see the module docstring).
         LabelValueError: a label or prediction whose values ``verify`` would refuse.
     """
-    from atso_med.data.labels import load_label_mask, load_prediction_mask
+    from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask, load_prediction_mask
     from atso_med.data.readers import open_nifti
     from atso_med.data.volume import Volume
 
@@ -135,7 +135,7 @@ def read_pair(
     # A zero-strided stand-in: the label readers only need the reference's grid, not its voxels.
     reference = Volume(np.broadcast_to(np.uint8(0), shape), affine, source=str(prediction_path))
     # a prediction is an organ mask (0/1) or a label map in the data set's classes
-    prediction_classes = None if classes is None else {0: "background", 1: "organ", **classes}
+    prediction_classes = None if classes is None else {**ORGAN_MASK_CLASSES, **classes}
     prediction = load_prediction_mask(prediction_path, reference, threshold, prediction_classes)
     truth = load_label_mask(truth_path, reference, foreground, classes)
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0

@@ -9,9 +9,6 @@ from monai.transforms import MapTransform
 
 from atso_med.errors import ImageReadError
 
-#: The values of the pseudo labels an experiment writes (organ masks), whatever its data set declares.
-PSEUDO_LABEL_CLASSES = {0: "background", 1: "organ"}
-
 
 def load_canonical(path: str, series_uid: str | None = None):
     """Read an image and reorient it to canonical axes.
@@ -88,7 +85,7 @@ class LoadCTd(MapTransform):
         self.classes = None if classes is None else frozenset(int(v) for v in classes)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        from atso_med.data.labels import load_label_mask
+        from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask
         from atso_med.data.readers import reorient_to_canonical
         from atso_med.data.volume import Volume
 
@@ -98,7 +95,7 @@ class LoadCTd(MapTransform):
         )
         if data.get(self.label_key):
             if data.get("source") == "pseudo":
-                organ = load_label_mask(str(data[self.label_key]), volume, None, PSEUDO_LABEL_CLASSES)
+                organ = load_label_mask(str(data[self.label_key]), volume, None, ORGAN_MASK_CLASSES)
             else:
                 organ = load_label_mask(str(data[self.label_key]), volume, self.foreground, self.classes)
             canonical_label, _ = reorient_to_canonical(Volume(organ.astype(np.uint8), volume.affine))
@@ -106,4 +103,4 @@ class LoadCTd(MapTransform):
         return result
 
 
-__all__ = ["PSEUDO_LABEL_CLASSES", "LoadCTd", "load_canonical"]
+__all__ = ["LoadCTd", "load_canonical"]

@@ -3,20 +3,20 @@
 The steps of one case, shared by :func:`predict_case`, :func:`predict_datalist`, the
 ``atso-med predict`` command and the bundle's ``configs/inference.json``:
 
-1. :class:`~atso_med.transforms.prediction.PredictionPreprocessing`: read the image (NIfTI file
+1. :class:`~atso_med.transforms.prediction_io.PredictionPreprocessing`: read the image (NIfTI file
    or DICOM series folder) in canonical (RAS) axes, by axis permutation / flips only, optionally
    resample the long axis to a fixed slice spacing, then window [-100, 240] HU -> [0, 1]: the
    same :class:`~atso_med.transforms.CTPreprocessingd` training uses.
 2. :class:`~atso_med.inferers.ensemble.EnsembleInferer`: the coarse-to-fine inferer once per
    model set (a set = the plane models X / Y / Z of one training run or fold), then the vote
    (:func:`~atso_med.inferers.fusion.ensemble_vote`).
-3. :class:`~atso_med.transforms.prediction.PredictionPostprocessing`: undo the spacing
+3. :class:`~atso_med.transforms.prediction_io.PredictionPostprocessing`: undo the spacing
    normalisation and the reorientation, so the mask is indexed exactly like the input's voxels.
 4. :func:`~atso_med.data.writers.write_prediction`: uint8 NIfTI with the input's affine; for a
    DICOM input, the affine the DICOM reader computed. Optionally a float32 probability map and a
    3D Slicer ``.seg.nrrd``.
 
-:class:`~atso_med.engines.prediction.PredictionEngine` runs these steps over many cases.
+:class:`~atso_med.engines.prediction_folder.PredictionEngine` runs these steps over many cases.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from atso_med.data.inputs import check_image_header, resolve_inputs
 from atso_med.data.readers import nifti_stem
 from atso_med.data.writers import require_slicerio
-from atso_med.engines.prediction import (
+from atso_med.engines.prediction_folder import (
     PredictionEngine,
     check_case_output,
     check_nifti_suffix,
@@ -40,7 +40,7 @@ from atso_med.engines.prediction import (
 )
 from atso_med.errors import ConfigError
 from atso_med.inferers.ensemble import EnsembleInferer
-from atso_med.transforms.prediction import PredictionPostprocessing, PredictionPreprocessing
+from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 
 __all__ = ["predict_case", "predict_datalist"]
 
@@ -65,7 +65,7 @@ def predict_case(
         image_path: NIfTI file or DICOM series folder.
         models: one model set or a list of them (see :func:`load_model_sets`).
         output_path: mask NIfTI to write (``.nii.gz`` / ``.nii``).
-        config: :class:`~atso_med.inferers.volume.InferenceConfig` (default: the reference's).
+        config: :class:`~atso_med.inferers.coarse_to_fine.InferenceConfig` (default: the reference's).
         device: torch device (default: ``cuda:0`` if available, else CPU).
         probability_path: also write the float32 probability map here.
         truth_path: a label of the image: its DSC is reported per round and for the final mask
@@ -148,7 +148,7 @@ def predict_datalist(
             a dataset.json, a folder of NIfTI files, one file, one DICOM folder).
         models: one model set or a list of them (an ensemble).
         output_dir: output folder; never an input folder.
-        config: :class:`~atso_med.inferers.volume.InferenceConfig`.
+        config: :class:`~atso_med.inferers.coarse_to_fine.InferenceConfig`.
         device: torch device.
         save_probability: also write ``<id>_probability.nii.gz``.
         save_seg_nrrd: also write ``<id>.seg.nrrd``.

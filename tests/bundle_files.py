@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from atso_med.engines.workflow import bundle_arguments, config_files
+from atso_med.engines.bundle_runner import bundle_arguments, config_files
 
 META, TRAIN, MULTI_GPU_TRAIN, INFERENCE, EVALUATE, ATSO = config_files(
     "metadata", "train", "multi_gpu_train", "inference", "evaluate", "atso"

@@ -24,7 +24,7 @@ import yaml
 from bundle_files import ATSO, INFERENCE, bundle_argv
 
 from atso_med.atso.experiment import STOP_EXIT_STATUS
-from atso_med.atso.training import model_file_sha256, state_dict_sha256
+from atso_med.atso.training_runs import model_file_sha256, state_dict_sha256
 from atso_med.cli.main import main
 from atso_med.data import PhantomConfig, write_phantom_dataset
 
@@ -404,7 +404,7 @@ def test_run_started_on_ray_resumes_on_one_machine_and_back_to_the_same_models(p
 
 def test_a_training_that_fails_on_ray_is_reported_with_its_log(tmp_path):
     from atso_med.atso.distributed import RayExecutor, RaySettings
-    from atso_med.atso.training import TrainingJob
+    from atso_med.atso.training_runs import TrainingJob
 
     job = TrainingJob(
         "train/supervised/gen0/all/plane_Z",

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from atso_med.atso import ExperimentConfig, ExperimentResults, ExperimentRunner
-from atso_med.atso.training import state_dict_sha256
+from atso_med.atso.training_runs import state_dict_sha256
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError
 from atso_med.inferers.fusion import vote_files
@@ -72,7 +72,7 @@ class FakePredictor:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt("simulated kill")
-        from atso_med.atso.training import model_file_sha256
+        from atso_med.atso.training_runs import model_file_sha256
 
         model_hash = "".join(model_file_sha256(p) for p in sorted(Path(model_dir).glob("plane_*/model.pt")))
         stats = []
@@ -430,7 +430,7 @@ def test_with_one_generation_atso_final_is_stso_generation_one_and_the_report_sa
 def test_bad_reference_and_test_cases_are_refused_before_the_first_training(dataset_file, tmp_path):
     import shutil
 
-    from atso_med.atso.data import load_experiment_data
+    from atso_med.atso.cases import load_experiment_data
     from atso_med.errors import DatasetError
 
     data_dir = tmp_path / "data"

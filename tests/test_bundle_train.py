@@ -18,7 +18,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 from atso_med.data import Dataset, write_datalist
-from atso_med.engines.workflow import bundle_command, config_files, run_workflow, user_errors
+from atso_med.engines.bundle_runner import bundle_command, config_files, run_workflow, user_errors
 from atso_med.errors import AtsoMedError, ConfigError
 
 # CPU-sized settings for the workflow's mechanics (resume, validation, export, DDP): the tiny
@@ -293,7 +293,7 @@ def test_long_axis_spacing_key_resamples_image_and_label_before_slicing(phantom_
 def test_initialize_workflow_keeps_monai_logging_notice_out_of_the_callers_output(phantom_datalist, tmp_path):
     import logging
 
-    from atso_med.engines.workflow import initialize_workflow
+    from atso_med.engines.bundle_runner import initialize_workflow
 
     seen: list[str] = []
     handler = logging.Handler()

@@ -19,7 +19,7 @@ import pytest
 from bundle_files import TRAIN, bundle_argv
 
 from atso_med.data import Dataset, PhantomConfig, write_datalist, write_phantom_dataset
-from atso_med.inferers.volume import InferenceConfig
+from atso_med.inferers.coarse_to_fine import InferenceConfig
 from atso_med.metrics import dice_score
 from atso_med.prediction import predict_datalist
 

@@ -19,7 +19,7 @@ from monai.bundle import ConfigParser
 from pydicom.uid import generate_uid
 
 from atso_med.data.readers import load_image
-from atso_med.transforms.prediction import PredictionPreprocessing
+from atso_med.transforms.prediction_io import PredictionPreprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "data" / "real"

@@ -157,7 +157,7 @@ def test_a_data_set_without_copies_is_split_as_before(phantom_dataset):
 
 
 def test_a_misspelled_set_key_or_bundle_override_is_refused_before_any_work(dataset, tmp_path, capsys):
-    from atso_med.engines.workflow import config_files, run_workflow
+    from atso_med.engines.bundle_runner import config_files, run_workflow
     from atso_med.errors import ConfigError
 
     splits = write_splits(dataset, tmp_path / "splits.json", ["case_000", "case_001"], ["case_005"])

@@ -20,11 +20,11 @@ from atso_med.data.dataset import Dataset
 from atso_med.data.nifti import save_nifti
 from atso_med.data.readers import load_image, load_label, reorient_to_canonical
 from atso_med.data.volume import Volume
-from atso_med.engines.prediction import PredictionEngine
-from atso_med.inferers.volume import InferenceConfig
+from atso_med.engines.prediction_folder import PredictionEngine
+from atso_med.inferers.coarse_to_fine import InferenceConfig
 from atso_med.networks import build_rstn
 from atso_med.prediction import predict_case
-from atso_med.transforms.prediction import PredictionPreprocessing
+from atso_med.transforms.prediction_io import PredictionPreprocessing
 
 REAL = Path(__file__).resolve().parent / "data" / "real"
 CT3MM = REAL / "totalseg_ct3mm" / "ct_3mm_upperabd_30sl.nii.gz"

@@ -212,8 +212,8 @@ class ExperimentResults:
             DatasetError: the case is not in the experiment's data set.
             ConfigError: the case has no label.
         """
+        from atso_med.atso.cases import load_experiment_data
         from atso_med.atso.config import ExperimentConfig
-        from atso_med.atso.data import load_experiment_data
         from atso_med.data.labels import load_label_mask
         from atso_med.data.readers import load_image, load_label
 

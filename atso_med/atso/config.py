@@ -21,7 +21,7 @@ from typing import Any
 from atso_med.atso.distributed import RaySettings
 from atso_med.atso.tracking import MLflowSettings
 from atso_med.errors import ConfigError
-from atso_med.inferers.volume import InferenceConfig
+from atso_med.inferers.coarse_to_fine import InferenceConfig
 from atso_med.transforms.triview import PLANES
 
 #: Strategies in report order. ``supervised`` is generation 0 (M0, labeled cases only) and is

@@ -7,7 +7,7 @@ Predictions, votes and evaluations run in the runner's process. Every node must 
 experiment folder and the data at the same paths (shared storage) and have atso-med installed.
 
 Ray re-runs a task whose worker process or node died (``retries``); the task then resumes from
-its training folder's checkpoint or starts it afresh (:func:`~atso_med.atso.training.run_job`).
+its training folder's checkpoint or starts it afresh (:func:`~atso_med.atso.training_runs.run_job`).
 A training that fails with an error is reported with its log file and stops the experiment; the
 journal keeps every finished step, so ``atso-med run --resume`` (on the cluster or on one machine)
 continues from there.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atso_med.atso.executors import Finished, TrainingExecutor
-from atso_med.atso.training import TrainingJob, run_job
+from atso_med.atso.training_runs import TrainingJob, run_job
 from atso_med.errors import ConfigError
 from atso_med.extras import require_extra
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from atso_med.atso.layout import TRAINING_RESULT_SUFFIX
-from atso_med.atso.training import TrainingJob, run_job
+from atso_med.atso.training_runs import TrainingJob, run_job
 from atso_med.files import read_json_or_none
 
 __all__ = ["Finished", "InProcessExecutor", "TrainingExecutor", "WorkerPoolExecutor"]
@@ -107,7 +107,7 @@ class InProcessExecutor(TrainingExecutor):
 
 
 class WorkerPoolExecutor(TrainingExecutor):
-    """One serving worker process per device (``python -m atso_med.atso.training --serve``).
+    """One serving worker process per device (``python -m atso_med.atso.training_runs --serve``).
 
     A worker sees only its device (``CUDA_VISIBLE_DEVICES``; CPU workers share the cores) and
     lives for the whole experiment, so torch and MONAI are imported once per device.
@@ -155,7 +155,7 @@ class WorkerPoolExecutor(TrainingExecutor):
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.devices)))
         with open(self.log_file, "ab") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "atso_med.atso.training", "--serve"],
+                [sys.executable, "-m", "atso_med.atso.training_runs", "--serve"],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -27,16 +27,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from atso_med.atso.cases import ExperimentData, load_experiment_data
 from atso_med.atso.config import ExperimentConfig
 from atso_med.atso.console import eta_text, progress_bar
-from atso_med.atso.data import ExperimentData, load_experiment_data
 from atso_med.atso.executors import InProcessExecutor, TrainingExecutor, WorkerPoolExecutor
 from atso_med.atso.journal import Journal
 from atso_med.atso.layout import JOURNAL_FILE, LOCK_FILE, TRAINING_RECORD_FILE, ExperimentLayout
 from atso_med.atso.lock import FolderLock
 from atso_med.atso.logs import experiment_log, logger, output_to
 from atso_med.atso.strategies import PlanInputs, Step, build_plan
-from atso_med.atso.training import TrainingJob
+from atso_med.atso.training_runs import TrainingJob
 from atso_med.errors import ConfigError, DatasetError
 from atso_med.files import atomic_write, check_outside_data_folder, write_text_atomic
 
@@ -128,7 +128,7 @@ class ExperimentRunner:
         stop_after: debugging aid: exit the process abruptly (``os._exit``) once this many steps
             have finished in this run, as a kill would; for resume tests.
         predictor: replaces the whole-volume predictor (tests inject a fake).
-        training_runner: replaces the bundle training (:func:`~atso_med.atso.training.run_training`)
+        training_runner: replaces the bundle training (:func:`~atso_med.atso.training_runs.run_training`)
             in this process (tests inject a fake; not used by worker processes or Ray).
         progress: show a progress bar with an estimate of the time left.
         console: where progress and summaries go (default: standard error).
@@ -474,7 +474,7 @@ class ExperimentRunner:
 
     def _training_job(self, step: Step) -> TrainingJob:
         """The job of a training step (its data list written), for any executor to run."""
-        from atso_med.engines.workflow import config_files
+        from atso_med.engines.bundle_runner import config_files
 
         self._write_training_datalist(step)
         settings = self._training_settings(step)
@@ -504,8 +504,8 @@ class ExperimentRunner:
 
     def _submit_training(self, step: Step) -> None:
         """Hand a training to the executor, logging the equivalent ``monai.bundle run`` command."""
-        from atso_med.atso.training import job_overrides
-        from atso_med.engines.workflow import bundle_command
+        from atso_med.atso.training_runs import job_overrides
+        from atso_med.engines.bundle_runner import bundle_command
 
         executor = self._executor
         job = self._training_job(step)
@@ -552,7 +552,7 @@ class ExperimentRunner:
         return self.predictor
 
     def _predict(self, step: Step) -> dict[str, Any]:
-        from atso_med.engines.workflow import bundle_command, config_files
+        from atso_med.engines.bundle_runner import bundle_command, config_files
 
         params = step.params
         datalist = self.layout.prediction_datalist(params["set"])

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     from atso_med.data.dataset import dataset_file
     from atso_med.devices import available_device
-    from atso_med.engines.workflow import config_files, run_workflow
+    from atso_med.engines.bundle_runner import config_files, run_workflow
     from atso_med.errors import CaseFailuresError
     from atso_med.files import check_outside_data_folder
 

@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.data.duplicates import check_copies_in_one_role
     from atso_med.data.splits import Splits
     from atso_med.devices import available_device
-    from atso_med.engines.training import check_finished_training, finished_training
-    from atso_med.engines.workflow import check_bundle_keys, config_files, run_workflow
+    from atso_med.engines.bundle_runner import check_bundle_keys, config_files, run_workflow
+    from atso_med.engines.rstn_training import check_finished_training, finished_training
     from atso_med.files import check_output_folder, check_outside_data_folder, dataset_inputs
 
     dataset = Dataset.load(args.dataset)

@@ -1,6 +1,7 @@
 """Engines: the RSTN training workflow (recipes, stage schedule, batch preparation, argument checks,
 checkpoints and run state) and the prediction engine."""
 
+from atso_med.engines.bundle_runner import install_command_line_errors
 from atso_med.engines.checkpoints import (
     RunState,
     attach_resume,
@@ -10,11 +11,10 @@ from atso_med.engines.checkpoints import (
     newest_checkpoint,
     save_model_atomic,
 )
-from atso_med.engines.prediction import PredictionEngine, check_prediction_run
+from atso_med.engines.prediction_folder import PredictionEngine, check_prediction_run
 from atso_med.engines.recipes import RECIPES, TrainingRecipe, build_optimizer, check_initialization, resolve_recipe
+from atso_med.engines.rstn_training import check_training_args, prepare_rstn_batch
 from atso_med.engines.schedule import STAGES, StageSchedule
-from atso_med.engines.training import check_training_args, prepare_rstn_batch
-from atso_med.engines.workflow import install_command_line_errors
 
 __all__ = [
     "RECIPES",

@@ -1,15 +1,15 @@
 """Inferers: how an RSTN is called (training modes, slices, whole volumes, ensembles) and how predictions are fused."""
 
-from atso_med.inferers.ensemble import EnsembleInferer
-from atso_med.inferers.fusion import FUSIONS, PlaneFusion, VoteAccumulator, ensemble_vote, fuse_planes, vote_files
-from atso_med.inferers.rstn import RSTNSliceInferer, RSTNTrainingInferer
-from atso_med.inferers.volume import (
+from atso_med.inferers.coarse_to_fine import (
     CoarseToFineInferer,
     InferenceConfig,
     VolumePrediction,
     estimate_peak_host_bytes,
     keep_large_components,
 )
+from atso_med.inferers.ensemble import EnsembleInferer
+from atso_med.inferers.fusion import FUSIONS, PlaneFusion, VoteAccumulator, ensemble_vote, fuse_planes, vote_files
+from atso_med.inferers.slice_inferers import RSTNSliceInferer, RSTNTrainingInferer
 
 __all__ = [
     "FUSIONS",

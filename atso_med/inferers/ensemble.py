@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from atso_med.inferers.fusion import VoteAccumulator
-from atso_med.networks.loading import load_model_sets, resolve_device
+from atso_med.networks.plane_models import load_model_sets, resolve_device
 
 __all__ = ["EnsembleInferer"]
 
@@ -19,12 +19,12 @@ class EnsembleInferer:
     Args:
         model_sets: ``[{plane: RSTN}, ...]`` (or one set, or anything :func:`load_model_sets`
             accepts).
-        config: :class:`~atso_med.inferers.volume.InferenceConfig` (default: the reference's).
+        config: :class:`~atso_med.inferers.coarse_to_fine.InferenceConfig` (default: the reference's).
         device: where the networks run.
     """
 
     def __init__(self, model_sets: Any, config: Any = None, device: str | torch.device | None = None) -> None:
-        from atso_med.inferers.volume import CoarseToFineInferer, InferenceConfig
+        from atso_med.inferers.coarse_to_fine import CoarseToFineInferer, InferenceConfig
 
         self.device = resolve_device(device)
         self.config = InferenceConfig() if config is None else config

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from atso_med.losses.dice import RSTNLoss, SoftDiceLoss, probability_bce
+from atso_med.losses.rstn_loss import RSTNLoss, SoftDiceLoss, probability_bce
 
 __all__ = ["RSTNLoss", "SoftDiceLoss", "probability_bce"]

@@ -11,10 +11,15 @@ import inspect
 from typing import Any
 
 from atso_med.errors import ConfigError
-from atso_med.networks.export import PARTS, RSTNPart, ScriptableRSTN
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
-from atso_med.networks.init import initialize_rstn, load_state_file, parameter_groups
-from atso_med.networks.loading import MODEL_FILE, load_model_sets, load_plane_models, plane_model_files, resolve_device
+from atso_med.networks.initialization import initialize_rstn, load_state_file, parameter_groups
+from atso_med.networks.plane_models import (
+    MODEL_FILE,
+    load_model_sets,
+    load_plane_models,
+    plane_model_files,
+    resolve_device,
+)
 from atso_med.networks.rstn import (
     BACKBONES,
     DEFAULT_MARGIN,
@@ -27,6 +32,7 @@ from atso_med.networks.rstn import (
     equalize_boxes,
     sample_training_margins,
 )
+from atso_med.networks.scriptable import PARTS, RSTNPart, ScriptableRSTN
 from atso_med.networks.unet import UNet2d
 
 __all__ = [
@@ -86,7 +92,7 @@ def build_rstn(preset: str = "full", **overrides: Any) -> RSTN:
 
     Returns:
         A randomly initialised (global RNG) RSTN; call
-        :func:`~atso_med.networks.init.initialize_rstn` for a seeded one or for weights.
+        :func:`~atso_med.networks.initialization.initialize_rstn` for a seeded one or for weights.
 
     Raises:
         ConfigError: on an unknown preset or override key, or an invalid value.

@@ -9,7 +9,7 @@ The padding trick makes the output come back at exactly the input size for any i
 Module names (``conv1_1`` ... ``conv5_3``, ``fc6``, ``fc7``, ``score_fr``, ``score_pool4``,
 ``score_pool3``, ``upscore2``, ``upscore_pool4``, ``upscore8``) are the customary FCN-8s
 names, so a state dict converted from the Caffe FCN-8s model by the usual converters loads
-key for key (see :mod:`atso_med.networks.init`).
+key for key (see :mod:`atso_med.networks.initialization`).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ class FCN8s(nn.Module):
 
         Biases start at zero; the decoder gets its bilinear kernels. The reference starts
         from pretrained weights with zero score layers instead (see
-        :func:`atso_med.networks.init.initialize_rstn`); from scratch the score layers need
+        :func:`atso_med.networks.initialization.initialize_rstn`); from scratch the score layers need
         non-zero weights for the trunk to receive any gradient.
 
         Args:

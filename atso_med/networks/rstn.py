@@ -265,7 +265,7 @@ class RSTN(nn.Module):
     which learns only from pretrained weights; or ``"unet"``, a normalised 2D U-Net
     (:class:`~atso_med.networks.unet.UNet2d`) that trains from random weights. Construction gives
     a random initialisation from the global RNG; use
-    :func:`atso_med.networks.init.initialize_rstn` for a seeded one or for weights from a local file.
+    :func:`atso_med.networks.initialization.initialize_rstn` for a seeded one or for weights from a local file.
 
     Args:
         width: FCN-8s trunk width multiplier (1.0 = VGG16).
@@ -325,10 +325,10 @@ class RSTN(nn.Module):
         """What ``torch.jit.script`` compiles in place of this module (and MONAI's ``ckpt_export`` saves).
 
         Returns:
-            A :class:`~atso_med.networks.export.ScriptableRSTN` sharing this network's modules: the
+            A :class:`~atso_med.networks.scriptable.ScriptableRSTN` sharing this network's modules: the
             inference passes (``forward(image)``, ``coarse_probability``, ``fine_probability``).
         """
-        from atso_med.networks.export import ScriptableRSTN
+        from atso_med.networks.scriptable import ScriptableRSTN
 
         return ScriptableRSTN(self)
 

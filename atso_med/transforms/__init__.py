@@ -1,9 +1,9 @@
 """atso_med.transforms: CT loading, HU windowing, tri-view (3-slice stack) sampling and stack augmentation."""
 
 from atso_med.transforms.augment import stack_augmentation
+from atso_med.transforms.case_loading import LoadCTd, load_canonical
 from atso_med.transforms.intensity import HUWindow, HUWindowD, HUWindowd, HUWindowDict
-from atso_med.transforms.io import LoadCTd, load_canonical
-from atso_med.transforms.prediction import PredictionPostprocessing, PredictionPreprocessing
+from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 from atso_med.transforms.preprocessing import CTPreprocessingd, optional_spacing_mm
 from atso_med.transforms.spacing import (
     LongAxisSpacing,

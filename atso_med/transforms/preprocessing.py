@@ -1,6 +1,6 @@
 """The CT preprocessing, one definition for training and inference: load -> long-axis spacing -> HU window.
 
-Training (the bundle's ``train.json``) and inference (:class:`~atso_med.transforms.prediction.PredictionPreprocessing`)
+Training (the bundle's ``train.json``) and inference (:class:`~atso_med.transforms.prediction_io.PredictionPreprocessing`)
 both build this transform, so a network is tested on exactly the signal it was trained on. The
 order matters where ``long_axis_spacing`` is set: the raw HU are resampled, then windowed.
 """
@@ -14,8 +14,8 @@ from typing import Any
 from monai.transforms import Compose, Transform
 
 from atso_med.errors import ConfigError
+from atso_med.transforms.case_loading import LoadCTd
 from atso_med.transforms.intensity import HUWindowd
-from atso_med.transforms.io import LoadCTd
 from atso_med.transforms.spacing import LongAxisSpacingd
 
 __all__ = ["CTPreprocessingd", "optional_spacing_mm"]

@@ -31,7 +31,7 @@ each structure), :mod:`.render` (one case: geometry, anatomy, intensities, noise
 :mod:`.writing` (a resumable data set on disk).
 """
 
-from atso_med.data.phantom.config import DOMAINS, PHANTOM_VERSION, TISSUES, PhantomCase, PhantomConfig, case_rng
+from atso_med.data.phantom.parameters import DOMAINS, PHANTOM_VERSION, TISSUES, PhantomCase, PhantomConfig, case_rng
 from atso_med.data.phantom.render import best_window_dice, make_phantom_case, render_phantom_case
 from atso_med.data.phantom.writing import phantom_status, write_phantom_dataset
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from atso_med.data.phantom.config import CAVITY_A, CAVITY_B, PORTAL_VENOUS, TISSUES, VERTEBRA_PERIOD
 from atso_med.data.phantom.geometry import (
     ALL,
     Canvas,
@@ -21,6 +20,7 @@ from atso_med.data.phantom.geometry import (
     smooth_noise,
     tube_field,
 )
+from atso_med.data.phantom.parameters import CAVITY_A, CAVITY_B, PORTAL_VENOUS, TISSUES, VERTEBRA_PERIOD
 
 _T = TISSUES  # short for the many lookups below
 

@@ -8,7 +8,8 @@ import numpy as np
 from scipy import ndimage
 
 from atso_med.data.phantom.anatomy import draw_anatomy, paint_anatomy
-from atso_med.data.phantom.config import (
+from atso_med.data.phantom.geometry import Canvas, Grid, smooth_noise
+from atso_med.data.phantom.parameters import (
     BODY_FILL,
     BODY_WIDTH,
     MIN_SHAPE,
@@ -18,7 +19,6 @@ from atso_med.data.phantom.config import (
     PhantomConfig,
     case_rng,
 )
-from atso_med.data.phantom.geometry import Canvas, Grid, smooth_noise
 
 _T = TISSUES  # short for the many lookups below
 

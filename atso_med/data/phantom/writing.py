@@ -12,7 +12,7 @@ import numpy as np
 
 from atso_med.data.dataset import DATASET_FILE
 from atso_med.data.nifti import save_nifti
-from atso_med.data.phantom.config import PhantomConfig, case_rng
+from atso_med.data.phantom.parameters import PhantomConfig, case_rng
 from atso_med.data.phantom.render import make_phantom_case
 from atso_med.errors import ConfigError
 from atso_med.files import read_json_or_none, write_text_atomic

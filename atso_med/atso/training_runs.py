@@ -16,7 +16,7 @@ or machine died gives the model an uninterrupted run would have given.
 
 Worker mode, used when several devices train concurrently::
 
-    python -m atso_med.atso.training --serve     # one job per line read from stdin
+    python -m atso_med.atso.training_runs --serve     # one job per line read from stdin
 
 reads one JSON line per job, ``{"job": {...}, "device": "cpu", "result": "path.json"}``, runs it
 and writes the result JSON atomically (its existence tells the parent the training finished). A
@@ -83,7 +83,7 @@ def run_training(configs: Sequence[str], overrides: Mapping[str, Any]) -> dict[s
         AtsoMedError: a bad configuration (unwrapped from MONAI's "Failed to evaluate" errors).
         ConfigError: missing bundle properties or no ``model.pt`` written.
     """
-    from atso_med.engines.workflow import initialize_workflow, user_errors
+    from atso_med.engines.bundle_runner import initialize_workflow, user_errors
 
     start = time.perf_counter()
     workflow = initialize_workflow(configs, overrides, "train")
@@ -154,7 +154,7 @@ class TrainingJob:
 def job_overrides(job: TrainingJob, device: str) -> dict[str, Any]:
     """The command-line keys of ``job`` on ``device``: the device, and ``resume`` when a checkpoint is there to resume."""
     from atso_med.engines.checkpoints import latest_checkpoint
-    from atso_med.engines.training import finished_training
+    from atso_med.engines.rstn_training import finished_training
 
     overrides: dict[str, Any] = {"device": device}
     if job.resume and latest_checkpoint(job.output_dir) is not None:
@@ -176,7 +176,7 @@ def run_job(job: TrainingJob, device: str, train: Callable[..., Mapping[str, Any
     Returns:
         :func:`run_training`'s result, plus the equivalent ``monai.bundle run`` command.
     """
-    from atso_med.engines.workflow import bundle_command
+    from atso_med.engines.bundle_runner import bundle_command
 
     overrides = job_overrides(job, device)
     if not overrides.get("resume") and job.output_dir.exists():
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Worker entry point: ``--serve`` runs one job per JSON line read from stdin."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args != ["--serve"]:
-        print("usage: python -m atso_med.atso.training --serve", file=sys.stderr)
+        print("usage: python -m atso_med.atso.training_runs --serve", file=sys.stderr)
         return 2
     _exit_with_parent()
     for line in sys.stdin:

@@ -6,7 +6,7 @@ from ignite.engine import Engine, Events
 from torch.optim import Optimizer
 
 from atso_med.engines.schedule import StageSchedule
-from atso_med.inferers.rstn import RSTNTrainingInferer
+from atso_med.inferers.slice_inferers import RSTNTrainingInferer
 
 
 class StageScheduleHandler:

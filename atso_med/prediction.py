@@ -40,6 +40,7 @@ from atso_med.engines.prediction_folder import (
 )
 from atso_med.errors import ConfigError
 from atso_med.inferers.ensemble import EnsembleInferer
+from atso_med.transforms.intensity import HU_WINDOW
 from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 
 __all__ = ["predict_case", "predict_datalist"]
@@ -56,7 +57,7 @@ def predict_case(
     long_axis_spacing: float | None = None,
     seg_nrrd_path: str | os.PathLike | None = None,
     series_uid: str | None = None,
-    hu_window: Sequence[float] = (-100.0, 240.0),
+    hu_window: Sequence[float] = HU_WINDOW,
     foreground: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Segment one CT and write the mask on its own grid.
@@ -135,7 +136,7 @@ def predict_datalist(
     long_axis_spacing: float | None = None,
     overwrite: bool = False,
     round_dsc: bool = False,
-    hu_window: Sequence[float] = (-100.0, 240.0),
+    hu_window: Sequence[float] = HU_WINDOW,
     foreground: Sequence[int] | None = None,
     datalist_key: str | None = None,
     ids: Sequence[str] | None = None,

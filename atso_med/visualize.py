@@ -13,6 +13,7 @@ import numpy as np
 
 from atso_med.errors import ConfigError
 from atso_med.files import atomic_write
+from atso_med.transforms.intensity import HU_WINDOW
 
 #: Size of a case preview in pixels (width, height) at the default dpi.
 PREVIEW_SIZE = (1200, 450)
@@ -23,7 +24,7 @@ _PRED = np.array([0.0, 1.0, 0.0])
 _BOTH = np.array([1.0, 1.0, 0.0])
 
 
-def window_image(image2d: np.ndarray, window: tuple[float, float] = (-100.0, 240.0)) -> np.ndarray:
+def window_image(image2d: np.ndarray, window: tuple[float, float] = HU_WINDOW) -> np.ndarray:
     """Map HU to [0, 1] through a display window.
 
     Args:
@@ -46,7 +47,7 @@ def overlay_rgb(
     image2d: np.ndarray,
     truth2d: np.ndarray | None,
     pred2d: np.ndarray | None = None,
-    window: tuple[float, float] = (-100.0, 240.0),
+    window: tuple[float, float] = HU_WINDOW,
     alpha: float = 0.45,
 ) -> np.ndarray:
     """Grey-scale slice with masks blended in: truth red, prediction green, overlap yellow.
@@ -117,7 +118,7 @@ def save_case_preview(
     label: np.ndarray | None,
     affine: np.ndarray | None,
     path: str | os.PathLike,
-    window: tuple[float, float] = (-100.0, 240.0),
+    window: tuple[float, float] = HU_WINDOW,
     title: str | None = None,
 ) -> Path:
     """Save a PNG with the axial, coronal and sagittal planes through a case, label overlaid.

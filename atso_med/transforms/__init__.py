@@ -2,7 +2,7 @@
 
 from atso_med.transforms.augment import stack_augmentation
 from atso_med.transforms.case_loading import LoadCTd, load_canonical
-from atso_med.transforms.intensity import HUWindow, HUWindowD, HUWindowd, HUWindowDict
+from atso_med.transforms.intensity import HU_WINDOW, HUWindow, HUWindowD, HUWindowd, HUWindowDict
 from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 from atso_med.transforms.preprocessing import CTPreprocessingd, optional_spacing_mm
 from atso_med.transforms.spacing import (
@@ -29,6 +29,7 @@ from atso_med.transforms.triview import (
 )
 
 __all__ = [
+    "HU_WINDOW",
     "PLANES",
     "CTPreprocessingd",
     "HUWindow",

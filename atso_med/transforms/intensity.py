@@ -1,6 +1,7 @@
 """CT intensity windowing: clip Hounsfield units to a window and map it linearly to a range.
 
-RSTN feeds its network HU clipped to [-100, 240] and scaled to [0, 1]; these are the defaults.
+RSTN feeds its network HU clipped to [-100, 240] and scaled to [0, 1]: :data:`HU_WINDOW`, defined
+here once, is the default of every transform, prediction, bundle and experiment setting.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from monai.utils import convert_to_dst_type
 
 from atso_med.errors import ConfigError
 
-__all__ = ["HUWindow", "HUWindowD", "HUWindowDict", "HUWindowd"]
+__all__ = ["HU_WINDOW", "HUWindow", "HUWindowD", "HUWindowDict", "HUWindowd"]
+
+HU_WINDOW: tuple[float, float] = (-100.0, 240.0)
+"""RSTN's HU window ``(low, high)``, mapped to [0, 1]: the pancreas and its neighbours in contrast CT."""
 
 
 class HUWindow(ScaleIntensityRange):
@@ -41,8 +45,8 @@ class HUWindow(ScaleIntensityRange):
 
     def __init__(
         self,
-        a_min: float = -100.0,
-        a_max: float = 240.0,
+        a_min: float = HU_WINDOW[0],
+        a_max: float = HU_WINDOW[1],
         b_min: float = 0.0,
         b_max: float = 1.0,
     ) -> None:
@@ -106,8 +110,8 @@ class HUWindowd(MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        a_min: float = -100.0,
-        a_max: float = 240.0,
+        a_min: float = HU_WINDOW[0],
+        a_max: float = HU_WINDOW[1],
         b_min: float = 0.0,
         b_max: float = 1.0,
         allow_missing_keys: bool = False,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from atso_med.errors import GridMismatchError
+from atso_med.transforms.intensity import HU_WINDOW
 
 __all__ = ["PredictionPostprocessing", "PredictionPreprocessing"]
 
@@ -37,7 +38,7 @@ class PredictionPreprocessing:
 
     def __init__(
         self,
-        hu_window: Sequence[float] = (-100.0, 240.0),
+        hu_window: Sequence[float] = HU_WINDOW,
         long_axis_spacing: float | None = None,
         with_truth: bool = False,
         foreground: Sequence[int] | None = None,

@@ -15,7 +15,7 @@ from monai.transforms import Compose, Transform
 
 from atso_med.errors import ConfigError
 from atso_med.transforms.case_loading import LoadCTd
-from atso_med.transforms.intensity import HUWindowd
+from atso_med.transforms.intensity import HU_WINDOW, HUWindowd
 from atso_med.transforms.spacing import LongAxisSpacingd
 
 __all__ = ["CTPreprocessingd", "optional_spacing_mm"]
@@ -59,7 +59,7 @@ class CTPreprocessingd(Transform):
 
     def __init__(
         self,
-        hu_window: Sequence[float] = (-100.0, 240.0),
+        hu_window: Sequence[float] = HU_WINDOW,
         long_axis_spacing: float | None = None,
         foreground: Sequence[int] | None = None,
         label_key: str = "label",

@@ -32,9 +32,9 @@ from functools import partial
 import numpy as np
 import torch
 
+from atso_med.data.slices import PLANES, plane_axis, slice_stack
 from atso_med.inferers import CoarseToFineInferer, InferenceConfig, estimate_peak_host_bytes
 from atso_med.networks import RSTN_PRESETS, box_from_mask, build_rstn, initialize_rstn
-from atso_med.transforms.triview import PLANES, plane_axis, slice_stack
 
 #: Semi-axes of the forced organ, as fractions of the volume's sizes.
 ORGAN_FRACTIONS = (0.15, 0.10, 0.15)

@@ -20,9 +20,9 @@ from typing import Any
 
 from atso_med.atso.distributed import RaySettings
 from atso_med.atso.tracking import MLflowSettings
+from atso_med.data.slices import PLANES
 from atso_med.errors import ConfigError
 from atso_med.inferers.coarse_to_fine import InferenceConfig
-from atso_med.transforms.triview import PLANES
 
 #: Strategies in report order. ``supervised`` is generation 0 (M0, labeled cases only) and is
 #: always trained, since every other semi-supervised strategy starts from it.

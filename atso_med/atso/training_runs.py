@@ -61,7 +61,7 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
 
 def model_file_sha256(path: str | Path) -> str:
     """:func:`state_dict_sha256` of the ``"network"`` weights in a ``model.pt``."""
-    from atso_med.engines.checkpoints import load_checkpoint
+    from atso_med.networks.weight_files import load_checkpoint
 
     content = load_checkpoint(path)
     if not isinstance(content, Mapping) or not isinstance(content.get("network"), Mapping):
@@ -154,7 +154,7 @@ class TrainingJob:
 def job_overrides(job: TrainingJob, device: str) -> dict[str, Any]:
     """The command-line keys of ``job`` on ``device``: the device, and ``resume`` when a checkpoint is there to resume."""
     from atso_med.engines.checkpoints import latest_checkpoint
-    from atso_med.engines.rstn_training import finished_training
+    from atso_med.engines.training_checks import finished_training
 
     overrides: dict[str, Any] = {"device": device}
     if job.resume and latest_checkpoint(job.output_dir) is not None:

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.data.splits import Splits
     from atso_med.devices import available_device
     from atso_med.engines.bundle_runner import check_bundle_keys, config_files, run_workflow
-    from atso_med.engines.rstn_training import check_finished_training, finished_training
+    from atso_med.engines.training_checks import check_finished_training, finished_training
     from atso_med.files import check_output_folder, check_outside_data_folder, dataset_inputs
 
     dataset = Dataset.load(args.dataset)

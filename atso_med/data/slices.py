@@ -1,14 +1,231 @@
-"""2D training samples cut from cached CT volumes along one plane."""
+"""Slices: the tri-view geometry of RSTN, its positive-slice filter, and the training samples.
+
+Conventions (shared by the whole package):
+
+* A volume is indexed ``(i, j, k) = (X, Y, Z)``, optionally with a leading channel dimension of
+  size 1 (MONAI style ``(1, I, J, K)``). Plane ``"X"``, ``"Y"``, ``"Z"`` is array axis 0, 1, 2 of
+  the spatial part.
+* The 2D sample of plane ``P`` at position ``j`` is the stack of slices ``j - 1, j, j + 1`` along
+  that axis, channels first, shape ``(3, H, W)`` where ``(H, W)`` are the two other axes in their
+  original order (X -> ``(J, K)``, Y -> ``(I, K)``, Z -> ``(I, J)``). At an edge the missing
+  neighbour repeats slice ``j``; a size-1 axis gives three copies of its only slice.
+
+Training cuts stacks where the label has organ (:func:`positive_slice_filter`) from cached volumes
+(:class:`SliceStackDataset`) and draws them with :func:`training_sampler`. The MONAI transforms
+around stacks, and their inverse, are in :mod:`atso_med.transforms.triview`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
+from monai.config import NdarrayOrTensor
 from torch.utils.data import Dataset as TorchDataset
 
-from atso_med.errors import DatasetError
+from atso_med.errors import ConfigError, DatasetError, GridMismatchError
+
+PLANES: tuple[str, str, str] = ("X", "Y", "Z")
+
+
+def plane_axis(plane: str) -> int:
+    """The spatial array axis of a plane.
+
+    Args:
+        plane: ``"X"``, ``"Y"`` or ``"Z"`` (any case).
+
+    Returns:
+        0, 1 or 2.
+
+    Raises:
+        ConfigError: if ``plane`` is not one of the three planes.
+    """
+    if isinstance(plane, str) and plane.upper() in PLANES:
+        return PLANES.index(plane.upper())
+    raise ConfigError(f"unknown plane {plane!r}: expected one of {', '.join(PLANES)}")
+
+
+def split_shape(shape: Sequence[int]) -> tuple[int, tuple[int, int, int]]:
+    """Offset of the spatial axes (0 or 1) and the spatial part of a volume shape.
+
+    Raises:
+        GridMismatchError: if the shape is neither ``(I, J, K)`` nor ``(1, I, J, K)``, or empty.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        offset = 0
+    elif len(shape) == 4 and shape[0] == 1:
+        offset = 1
+    else:
+        raise GridMismatchError(f"expected a volume of shape (I, J, K) or (1, I, J, K), got {shape}")
+    spatial = shape[offset:]
+    if min(spatial) < 1:
+        raise GridMismatchError(f"volume of shape {shape} is empty")
+    return offset, spatial  # type: ignore[return-value]
+
+
+def _spatial(volume: NdarrayOrTensor) -> tuple[int, tuple[int, int, int]]:
+    """:func:`split_shape` of a volume's shape."""
+    return split_shape(volume.shape)
+
+
+def _stack_indices(positions: np.ndarray, size: int) -> np.ndarray:
+    """Slice indices ``(B, 3)`` of the stacks at ``positions``, edges repeating the centre."""
+    return np.stack([np.maximum(positions - 1, 0), positions, np.minimum(positions + 1, size - 1)], axis=1)
+
+
+def check_positions(positions: np.ndarray, size: int, plane: str) -> None:
+    if positions.size and (positions.min() < 0 or positions.max() >= size):
+        bad = positions[(positions < 0) | (positions >= size)][0]
+        raise ConfigError(f"slice index {int(bad)} out of range for plane {plane} of size {size}")
+
+
+def as_positions(indices: Any) -> np.ndarray:
+    """Any int, sequence, array or tensor of indices as a 1D int64 numpy array."""
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    arr = np.asarray(indices)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+        raise ConfigError(f"slice indices must be integers, got {indices!r}")
+    return arr.astype(np.int64).reshape(-1)
+
+
+def _gather(volume: NdarrayOrTensor, plane: str, positions: np.ndarray) -> NdarrayOrTensor:
+    """Stacks at ``positions`` as one array ``(B, 3, H, W)`` of the volume's type."""
+    offset, spatial = _spatial(volume)
+    axis = plane_axis(plane)
+    size = spatial[axis]
+    check_positions(positions, size, plane)
+    flat = _stack_indices(positions, size).reshape(-1)
+    if isinstance(volume, torch.Tensor):
+        vol = volume[0] if offset else volume
+        picked = vol.index_select(axis, torch.as_tensor(flat, device=vol.device))
+        picked = picked.movedim(axis, 0).contiguous()
+    else:
+        vol = np.asarray(volume)
+        vol = vol[0] if offset else vol
+        picked = np.ascontiguousarray(np.moveaxis(np.take(vol, flat, axis=axis), axis, 0))
+    other = [s for a, s in enumerate(spatial) if a != axis]
+    return picked.reshape(len(positions), 3, other[0], other[1])
+
+
+def slice_stack(volume: NdarrayOrTensor, plane: str, index: int) -> NdarrayOrTensor:
+    """The 3-slice stack of ``volume`` at position ``index`` along ``plane``.
+
+    Args:
+        volume: array or tensor ``(I, J, K)`` or ``(1, I, J, K)``.
+        plane: ``"X"``, ``"Y"`` or ``"Z"``.
+        index: slice position along the plane's axis.
+
+    Returns:
+        Slices ``index - 1, index, index + 1`` as ``(3, H, W)``, same type, dtype and device as
+        ``volume``; at an edge the missing neighbour repeats slice ``index``.
+
+    Raises:
+        ConfigError: for an unknown plane or an index outside the axis.
+        GridMismatchError: if ``volume`` does not have one of the accepted shapes.
+    """
+    positions = as_positions(index)
+    if positions.size != 1:
+        raise ConfigError(f"slice_stack takes one index, got {index!r}")
+    return _gather(volume, plane, positions)[0]
+
+
+def iter_stacks(volume: NdarrayOrTensor, plane: str, batch_size: int) -> Iterator[tuple[np.ndarray, NdarrayOrTensor]]:
+    """All stacks of a plane in order, in batches, for inference.
+
+    Args:
+        volume: array or tensor ``(I, J, K)`` or ``(1, I, J, K)``.
+        plane: ``"X"``, ``"Y"`` or ``"Z"``.
+        batch_size: number of stacks per batch (the last batch may be smaller).
+
+    Yields:
+        ``(indices, batch)``: the int64 positions of the batch and the stacks ``(B, 3, H, W)``,
+        same type, dtype and device as ``volume``.
+
+    Raises:
+        ConfigError: for an unknown plane or a batch size below 1.
+        GridMismatchError: if ``volume`` does not have one of the accepted shapes.
+    """
+    is_int = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+    if not is_int or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _, spatial = _spatial(volume)
+    size = spatial[plane_axis(plane)]
+    for start in range(0, size, int(batch_size)):
+        positions = np.arange(start, min(start + int(batch_size), size), dtype=np.int64)
+        yield positions, _gather(volume, plane, positions)
+
+
+def slice_pixel_counts(label: NdarrayOrTensor, plane: str) -> np.ndarray:
+    """Number of non-zero voxels of every slice of a plane.
+
+    Args:
+        label: array or tensor ``(I, J, K)`` or ``(1, I, J, K)``; non-zero = organ.
+        plane: ``"X"``, ``"Y"`` or ``"Z"``.
+
+    Returns:
+        int64 array with one count per position along the plane's axis.
+
+    Raises:
+        ConfigError: for an unknown plane.
+        GridMismatchError: if ``label`` does not have one of the accepted shapes.
+    """
+    offset, _ = _spatial(label)
+    axis = plane_axis(plane)
+    others = tuple(a + offset for a in range(3) if a != axis)
+    if offset:
+        others = (0, *others)
+    if isinstance(label, torch.Tensor):
+        return torch.count_nonzero(label, dim=others).cpu().numpy().astype(np.int64)
+    return np.count_nonzero(np.asarray(label), axis=others).astype(np.int64)
+
+
+def positive_slice_filter(
+    label_volumes: Iterable[NdarrayOrTensor], plane: str, drop_fraction: float = 0.02
+) -> tuple[list[tuple[int, int]], int]:
+    """Training slices of a plane, as RSTN picks them: organ slices minus the smallest few.
+
+    A slice is positive if its centre slice has at least one organ voxel. Over all ``N_pos``
+    positive slices of the whole training set, ``n_keep = floor((1 - drop_fraction) * N_pos)``
+    (at least 1); the threshold is the organ pixel count of the ``n_keep``-th largest positive
+    slice, and every slice with a count ``>= threshold`` is kept. So about ``drop_fraction`` of
+    the positive slices are dropped (fewer when counts tie at the threshold), and no empty slice
+    is ever kept. ``drop_fraction=0`` keeps every positive slice.
+
+    Args:
+        label_volumes: label volumes ``(I, J, K)`` or ``(1, I, J, K)`` (arrays or tensors; may
+            be a lazy iterable, each volume is only counted and released).
+        plane: ``"X"``, ``"Y"`` or ``"Z"``.
+        drop_fraction: fraction of the positive slices to drop, in ``[0, 1)``.
+
+    Returns:
+        ``(selected, threshold)``: the kept ``(volume_index, slice_index)`` pairs in volume then
+        slice order, and the pixel-count threshold.
+
+    Raises:
+        ConfigError: for an unknown plane or ``drop_fraction`` outside ``[0, 1)``.
+        DatasetError: if no slice of any volume contains the organ.
+        GridMismatchError: if a volume does not have one of the accepted shapes.
+    """
+    plane_axis(plane)
+    try:
+        frac = Fraction(repr(float(drop_fraction)))  # exact decimal: floor(0.98 * 50) must be 49
+    except (TypeError, ValueError):
+        raise ConfigError(f"drop_fraction must be a number, got {drop_fraction!r}") from None
+    if not 0 <= frac < 1:
+        raise ConfigError(f"drop_fraction must be in [0, 1), got {drop_fraction!r}")
+    counts = [slice_pixel_counts(label, plane) for label in label_volumes]
+    positive = np.concatenate([c[c > 0] for c in counts]) if counts else np.zeros(0, np.int64)
+    if positive.size == 0:
+        raise DatasetError(f"no slice of plane {plane.upper()} contains the organ in any label")
+    n_keep = max(1, int((1 - frac) * positive.size))  # int() floors a non-negative Fraction
+    threshold = int(np.sort(positive)[::-1][n_keep - 1])
+    selected = [(v, int(s)) for v, c in enumerate(counts) for s in np.flatnonzero(c >= threshold)]
+    return selected, threshold
 
 
 class SliceStackDataset(TorchDataset):
@@ -46,8 +263,6 @@ class SliceStackDataset(TorchDataset):
     ):
         from monai.data import CacheDataset
 
-        from atso_med.transforms.triview import plane_axis, positive_slice_filter
-
         if len(data) == 0 and drop_fraction is not None:
             raise DatasetError("the training data list holds no case")
         self.axis = plane_axis(plane)
@@ -70,8 +285,6 @@ class SliceStackDataset(TorchDataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict:
-        from atso_med.transforms.triview import slice_stack
-
         volume_index, slice_index = self.samples[index]
         item = self.volumes[volume_index]
         sample = {

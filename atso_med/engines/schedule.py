@@ -10,10 +10,6 @@ import math
 from dataclasses import dataclass
 
 from atso_med.errors import ConfigError
-from atso_med.networks.rstn import MODES
-
-#: Training stages, in order: RSTN's modes S, I, J.
-STAGES = MODES
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from ignite.engine import Engine, Events
 
-from atso_med.engines.checkpoints import load_checkpoint, save_model_atomic
+from atso_med.networks.weight_files import load_checkpoint, save_model_atomic
 
 
 def _is_main_process() -> bool:

@@ -1,17 +1,21 @@
-"""Resuming a training run from a checkpoint that has been read already (once, memory-mapped)."""
+"""Resuming a training run from its newest complete checkpoint, read once (memory-mapped)."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
+import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
+from atso_med.engines.checkpoints import newest_checkpoint
 from atso_med.errors import ConfigError
+from atso_med.networks.weight_files import check_state_matches
 
-__all__ = ["ResumeHandler"]
+__all__ = ["ResumeHandler", "attach_resume"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,3 +54,23 @@ class ResumeHandler:
             )
         engine.state.max_epochs = max_epochs
         logger.info("Restored all variables from %s", self.source)
+
+
+def attach_resume(trainer, output_dir: str | os.PathLike, load_dict: Mapping, network: torch.nn.Module) -> Path | None:
+    """Resume ``trainer`` from the newest complete checkpoint in ``output_dir``, if there is one.
+
+    The checkpoint's network weights are checked against ``network`` first (unwrapped from DDP,
+    as the checkpoint saver stores it), so a checkpoint of another width is refused with a message
+    instead of a shape error deep inside torch.
+
+    Returns:
+        The checkpoint resumed from, or ``None`` when the run starts fresh.
+    """
+    found = newest_checkpoint(output_dir)
+    if found is None:
+        return None
+    path, content = found
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    check_state_matches(content["network"], network.module if isinstance(network, parallel) else network, str(path))
+    ResumeHandler(content, load_dict, path).attach(trainer)
+    return path

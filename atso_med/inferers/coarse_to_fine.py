@@ -48,10 +48,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from atso_med.data.slices import PLANES, iter_stacks, plane_axis, slice_stack
 from atso_med.errors import ConfigError, GridMismatchError, ImageReadError
 from atso_med.inferers.fusion import FUSIONS, PlaneFusion
 from atso_med.metrics.dice import dice_score
-from atso_med.transforms.triview import PLANES, StackAccumulator, iter_stacks, plane_axis, slice_stack
+from atso_med.transforms.triview import StackAccumulator
 
 __all__ = [
     "CoarseToFineInferer",

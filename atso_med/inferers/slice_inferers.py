@@ -9,14 +9,14 @@ from __future__ import annotations
 import torch
 from monai.inferers import Inferer
 
-from atso_med.engines.schedule import STAGES
 from atso_med.errors import ConfigError
+from atso_med.networks.rstn import MODES
 
 
 class RSTNTrainingInferer(Inferer):
     """Training forward pass: mode S, I or J, with RSTN's random box margins and equal-sized boxes.
 
-    The mode is set from outside (by :class:`~atso_med.handlers.StageScheduleHandler`) at every
+    The mode is set from outside (by :class:`~atso_med.engines.RSTNTrainer`) at every
     iteration. Margins are drawn from a generator seeded by ``(seed, iteration)``, so a resumed run
     draws the same margins as an uninterrupted one.
 
@@ -38,12 +38,12 @@ class RSTNTrainingInferer(Inferer):
 
     def set_step(self, mode: str, iteration: int) -> None:
         """Set the mode and the 0-based iteration of the next forward pass."""
-        if mode not in STAGES:
-            raise ConfigError(f"unknown RSTN training mode {mode!r}; expected one of {STAGES}")
+        if mode not in MODES:
+            raise ConfigError(f"unknown RSTN training mode {mode!r}; expected one of {MODES}")
         self.mode, self.iteration = mode, int(iteration)
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, label: torch.Tensor):  # type: ignore[override]
-        from atso_med.networks.rstn import sample_training_margins
+        from atso_med.networks.boxes import sample_training_margins
 
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.iteration)
         margins = sample_training_margins(

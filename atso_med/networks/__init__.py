@@ -7,10 +7,7 @@ fc6/fc7 for CPU demos and tests.
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
-from atso_med.errors import ConfigError
+from atso_med.networks.boxes import DEFAULT_MARGIN, box_from_mask, equalize_boxes, sample_training_margins
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
 from atso_med.networks.initialization import initialize_rstn, load_state_file, parameter_groups
 from atso_med.networks.plane_models import (
@@ -20,20 +17,11 @@ from atso_med.networks.plane_models import (
     plane_model_files,
     resolve_device,
 )
-from atso_med.networks.rstn import (
-    BACKBONES,
-    DEFAULT_MARGIN,
-    FILL_LOGIT,
-    MODES,
-    RSTN,
-    RSTNOutput,
-    SaliencyTransform,
-    box_from_mask,
-    equalize_boxes,
-    sample_training_margins,
-)
+from atso_med.networks.presets import RSTN_PRESETS, build_rstn
+from atso_med.networks.rstn import BACKBONES, FILL_LOGIT, MODES, RSTN, RSTNOutput, SaliencyTransform
 from atso_med.networks.scriptable import PARTS, RSTNPart, ScriptableRSTN
 from atso_med.networks.unet import UNet2d
+from atso_med.networks.weight_files import check_state_matches, load_checkpoint, save_model_atomic
 
 __all__ = [
     "BACKBONES",
@@ -53,8 +41,10 @@ __all__ = [
     "bilinear_kernel",
     "box_from_mask",
     "build_rstn",
+    "check_state_matches",
     "equalize_boxes",
     "initialize_rstn",
+    "load_checkpoint",
     "load_model_sets",
     "load_plane_models",
     "load_state_file",
@@ -62,46 +52,5 @@ __all__ = [
     "plane_model_files",
     "resolve_device",
     "sample_training_margins",
+    "save_model_atomic",
 ]
-
-#: Named networks. FCN-8s halves (the paper's; they learn from pretrained weights): ``full`` is
-#: the published network (about 268.6 M parameters), ``small`` (about 5.2 M) and ``tiny`` (about
-#: 0.67 M) shrink it for CPU tests. U-Net halves (train from random weights): ``unet`` for GPUs
-#: (about 6.5 M per half, widths from 32 as nnU-Net), ``unet_small`` (0.84 M) for CPUs and ``unet_tiny`` (0.16 M) for
-#: CPU tests and the demo. Their first level keeps the full resolution (stride 1): a pancreas a few
-#: pixels thick is lost to a network that halves the slice before its first features.
-RSTN_PRESETS: dict[str, dict[str, Any]] = {
-    "full": dict(backbone="fcn8s", width=1.0, fc_channels=4096),
-    "small": dict(backbone="fcn8s", width=0.25, fc_channels=256),
-    "tiny": dict(backbone="fcn8s", width=0.125, fc_channels=32),
-    "unet": dict(backbone="unet", channels=(32, 64, 128, 256, 512), strides=(1, 2, 2, 2), num_res_units=2, dropout=0.0),
-    "unet_small": dict(
-        backbone="unet", channels=(16, 32, 64, 128, 256), strides=(1, 2, 2, 2), num_res_units=1, dropout=0.0
-    ),
-    "unet_tiny": dict(backbone="unet", channels=(16, 32, 64, 128), strides=(1, 2, 2), num_res_units=0, dropout=0.0),
-}
-
-
-def build_rstn(preset: str = "full", **overrides: Any) -> RSTN:
-    """Constructs an RSTN from a named preset.
-
-    Args:
-        preset: one of :data:`RSTN_PRESETS` (``"full"`` = the paper's network).
-        **overrides: RSTN constructor arguments replacing the preset's (``width``,
-            ``fc_channels``, ``dropout``, ``in_channels``, ``backbone``, ``channels``, ``strides``, ``num_res_units``, ``norm``).
-
-    Returns:
-        A randomly initialised (global RNG) RSTN; call
-        :func:`~atso_med.networks.initialization.initialize_rstn` for a seeded one or for weights.
-
-    Raises:
-        ConfigError: on an unknown preset or override key, or an invalid value.
-    """
-    if preset not in RSTN_PRESETS:
-        raise ConfigError(f"unknown RSTN preset {preset!r}; expected one of {', '.join(RSTN_PRESETS)}")
-    allowed = [p for p in inspect.signature(RSTN.__init__).parameters if p != "self"]
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown RSTN option(s) {', '.join(unknown)}; expected among {', '.join(allowed)}")
-    kwargs = {**RSTN_PRESETS[preset], **overrides}
-    return RSTN(**kwargs)

@@ -49,7 +49,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def _plane_key(key: Any) -> str:
-    from atso_med.transforms.triview import PLANES, plane_axis
+    from atso_med.data.slices import PLANES, plane_axis
 
     try:
         return PLANES[plane_axis(str(key))]
@@ -75,7 +75,7 @@ def plane_model_files(source: str | os.PathLike | Mapping[str, str | os.PathLike
         ConfigError: no plane model found, a file missing (all are named), a plane given twice
             or unknown.
     """
-    from atso_med.transforms.triview import PLANES
+    from atso_med.data.slices import PLANES
 
     if isinstance(source, Mapping):
         if not source:
@@ -139,8 +139,8 @@ def load_plane_models(
             stored plane differs from the plane it is given for; weights that do not fit the
             preset's network.
     """
-    from atso_med.engines.checkpoints import check_state_matches, load_checkpoint
-    from atso_med.networks import build_rstn
+    from atso_med.networks.presets import build_rstn
+    from atso_med.networks.weight_files import check_state_matches, load_checkpoint
 
     files = plane_model_files(source)
     device = resolve_device(device)
@@ -175,7 +175,7 @@ def load_plane_models(
         network.load_state_dict(content["network"], assign=True)
         models[plane] = network.eval().to(device)
         logger.info("loaded plane %s model %s (preset %s)", plane, path, chosen)
-    from atso_med.transforms.triview import PLANES
+    from atso_med.data.slices import PLANES
 
     return {p: models[p] for p in PLANES if p in models}
 
@@ -227,7 +227,7 @@ def network_definition(preset: str = "full") -> torch.nn.Module:
     The bundle loads one trained network per plane from ``model_dir``; this definition only
     describes the architecture for tools that inspect a bundle.
     """
-    from atso_med.networks import build_rstn
+    from atso_med.networks.presets import build_rstn
 
     with torch.device("meta"):
         return build_rstn(str(preset))

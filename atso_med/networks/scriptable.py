@@ -26,24 +26,12 @@ import torch
 from torch import nn
 
 from atso_med.errors import ConfigError
-from atso_med.networks.rstn import DEFAULT_MARGIN, RSTN
+from atso_med.networks.boxes import DEFAULT_MARGIN, mask_boxes
 
 __all__ = ["PARTS", "RSTNPart", "ScriptableRSTN"]
 
 #: The parts of an RSTN that export on their own, as :class:`RSTNPart` names them.
 PARTS = ("coarse", "saliency", "fine")
-
-
-def _box(mask: torch.Tensor, margin: int) -> list[int]:
-    """``(top, bottom, left, right)`` of one sample's non-empty (C, H, W) mask plus a margin, clipped."""
-    height, width = mask.shape[-2], mask.shape[-1]
-    rows = torch.nonzero(mask.any(dim=2).any(dim=0)).flatten()
-    cols = torch.nonzero(mask.any(dim=1).any(dim=0)).flatten()
-    top = max(int(rows.min()) - margin, 0)
-    bottom = min(int(rows.max()) + 1 + margin, height)
-    left = max(int(cols.min()) - margin, 0)
-    right = min(int(cols.max()) + 1 + margin, width)
-    return [top, bottom, left, right]
 
 
 class ScriptableRSTN(nn.Module):
@@ -53,7 +41,7 @@ class ScriptableRSTN(nn.Module):
         rstn: the network whose ``coarse``, ``fine`` and ``saliency`` modules are used (not copied).
     """
 
-    def __init__(self, rstn: RSTN) -> None:
+    def __init__(self, rstn: nn.Module) -> None:
         super().__init__()
         self.coarse = rstn.coarse
         self.fine = rstn.fine
@@ -66,12 +54,12 @@ class ScriptableRSTN(nn.Module):
     ) -> torch.Tensor:
         """Fine probabilities of each sample's box, 0 outside; an empty mask gives the whole image or zeros."""
         out = torch.zeros(fine_input.shape, dtype=torch.float32, device=fine_input.device)
-        height, width = fine_input.shape[-2], fine_input.shape[-1]
         for i in range(fine_input.shape[0]):
             empty = not bool(inside[i].any())
             if empty and skip_empty:
                 continue
-            box = [0, height, 0, width] if empty else _box(inside[i], margin)
+            margins = torch.full((1, 4), margin, dtype=torch.int64)
+            box: list[int] = mask_boxes(inside[i : i + 1], margins)[0].tolist()  # empty: the whole image
             top, bottom, left, right = box[0], box[1], box[2], box[3]
             logits = self.fine(fine_input[i : i + 1, :, top:bottom, left:right])
             out[i : i + 1, :, top:bottom, left:right] = torch.sigmoid(logits.float())
@@ -137,7 +125,7 @@ class RSTNPart(nn.Module):
         ConfigError: on an unknown part.
     """
 
-    def __init__(self, rstn: RSTN, part: str) -> None:
+    def __init__(self, rstn: nn.Module, part: str) -> None:
         super().__init__()
         if part not in PARTS:
             raise ConfigError(f"unknown RSTN part {part!r}; expected one of {', '.join(PARTS)}")

@@ -1,5 +1,6 @@
 """atso_med.transforms: CT loading, HU windowing, tri-view (3-slice stack) sampling and stack augmentation."""
 
+from atso_med.data.slices import PLANES, iter_stacks, plane_axis, positive_slice_filter, slice_pixel_counts, slice_stack
 from atso_med.transforms.augment import stack_augmentation
 from atso_med.transforms.case_loading import LoadCTd, load_canonical
 from atso_med.transforms.intensity import HU_WINDOW, HUWindow, HUWindowD, HUWindowd, HUWindowDict
@@ -14,17 +15,11 @@ from atso_med.transforms.spacing import (
     resample_long_axis,
 )
 from atso_med.transforms.triview import (
-    PLANES,
     SliceStack,
     SliceStackD,
     SliceStackd,
     SliceStackDict,
     StackAccumulator,
-    iter_stacks,
-    plane_axis,
-    positive_slice_filter,
-    slice_pixel_counts,
-    slice_stack,
     stacks_to_volume,
 )
 

@@ -1,13 +1,10 @@
-"""Pieces of the RSTN training workflow that the bundle configs call: batch preparation and the
-checks of a run's arguments before any work."""
+"""The checks of a training run before any work: its arguments, its output folder, and whether it
+is finished already."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-
-import torch
 
 from atso_med.data.datalist import read_datalist
 from atso_med.engines.checkpoints import latest_checkpoint
@@ -19,22 +16,7 @@ __all__ = [
     "check_finished_training",
     "check_training_args",
     "finished_training",
-    "prepare_rstn_batch",
 ]
-
-
-def prepare_rstn_batch(
-    batchdata: Mapping, device: torch.device | str | None = None, non_blocking: bool = False, **kwargs
-):
-    """Batch preparation for MONAI engines: the label also goes to the network (RSTN's boxes in modes S and I).
-
-    Returns:
-        ``(image, label, (), {"label": label})`` as MONAI's ``SupervisedTrainer`` expects from a
-        ``prepare_batch`` callable.
-    """
-    image = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)
-    label = batchdata["label"].to(device=device, non_blocking=non_blocking, **kwargs)
-    return image, label, (), {"label": label}
 
 
 def finished_training(output_dir: str | os.PathLike) -> Path | None:
@@ -98,8 +80,8 @@ def check_training_args(
             a finished training in ``output_dir`` without ``overwrite``; checkpoints of another
             run in ``output_dir`` without ``resume`` (a new run must not mix with an old one's files).
     """
+    from atso_med.data.slices import plane_axis
     from atso_med.engines.recipes import check_initialization
-    from atso_med.transforms.triview import plane_axis
 
     plane_axis(plane)
     check_initialization(settings, init_weights, allow_random_init)

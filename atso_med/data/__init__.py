@@ -11,7 +11,8 @@ from atso_med.data.nih_pancreas import import_nih_pancreas
 from atso_med.data.phantom import PhantomConfig, make_phantom_case, write_phantom_dataset
 from atso_med.data.readers import load_image, load_label, reorient_from_canonical, reorient_to_canonical
 from atso_med.data.slices import SliceStackDataset, training_sampler
-from atso_med.data.splits import Splits, make_splits, nih4fold_splits
+from atso_med.data.split_protocols import make_splits, nih4fold_splits
+from atso_med.data.splits import Splits
 from atso_med.data.verify import VerifyReport, verify_dataset
 from atso_med.data.volume import Volume
 from atso_med.data.writers import write_prediction, write_seg_nrrd

@@ -125,8 +125,9 @@ def evaluate_predictions(
     Args:
         pairs: ``(case_id, prediction_path, truth_path)`` triples; ids unique.
         foreground: label values counted as organ (``None``: every non-zero value).
-        stats: per-case prediction statistics (see :func:`read_prediction_stats`) for per-round
-            DSC and stopping rounds; optional.
+        stats: per-case prediction statistics (see
+            :func:`~atso_med.metrics.prediction_stats.read_prediction_stats`) for per-round DSC and
+            stopping rounds; optional.
         output_dir: when given, ``summary.json`` and ``per_case.csv`` are written there.
         classes: the labels' declared class values (``dataset.json``'s ``labels``); ``None``
             accepts any integer label value.

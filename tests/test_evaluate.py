@@ -16,7 +16,8 @@ from atso_med.cli.main import main
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
 from atso_med.metrics import evaluate_predictions, run_evaluation
-from atso_med.metrics.evaluation import CSV_COLUMNS, PREDICTION_STATS_FILE, per_round_summary
+from atso_med.metrics.evaluation_report import CSV_COLUMNS
+from atso_med.metrics.prediction_stats import PREDICTION_STATS_FILE, per_round_summary
 
 SHAPE = (6, 5, 4)
 AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, -0.8, 0, 30.0], [0, 0, 2.0, -100.0], [0, 0, 0, 1]])

@@ -16,7 +16,7 @@ from atso_med.data.datalist import datalist_items, read_datalist
 from atso_med.data.splits import Splits
 from atso_med.errors import AtsoMedError, ConfigError, DatasetError, SplitError
 from atso_med.files import atomic_write, read_json, read_json_or_none, write_text_atomic
-from atso_med.metrics.evaluation import read_prediction_stats
+from atso_med.metrics.prediction_stats import read_prediction_stats
 
 
 @pytest.fixture

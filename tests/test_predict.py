@@ -26,7 +26,7 @@ from atso_med.data.nifti import save_nifti
 from atso_med.errors import CaseFailuresError, ConfigError, DatasetError, ImageReadError
 from atso_med.inferers.coarse_to_fine import InferenceConfig
 from atso_med.inferers.fusion import ensemble_vote
-from atso_med.metrics.evaluation import PREDICTION_STATS_FILE
+from atso_med.metrics.prediction_stats import PREDICTION_STATS_FILE
 from atso_med.networks import build_rstn
 from atso_med.networks.plane_models import load_model_sets, load_plane_models
 from atso_med.prediction import predict_case, predict_datalist

@@ -82,7 +82,7 @@ def test_atso_med_train_refuses_the_paper_recipe_without_weights(tmp_path, capsy
     from atso_med.cli.main import main
     from atso_med.data import PhantomConfig, write_phantom_dataset
     from atso_med.data.dataset import Dataset
-    from atso_med.data.splits import make_splits
+    from atso_med.data.split_protocols import make_splits
 
     data = write_phantom_dataset(tmp_path / "data", PhantomConfig(cases=5, seed=1, shape=(40, 40, 20)))
     make_splits(Dataset.load(data), labeled=1, folds=2, seed=0, test=1).write(tmp_path / "splits.json")

@@ -141,7 +141,7 @@ def test_split_keeps_copies_of_one_image_in_one_role(dataset, tmp_path, seed, ca
 
 def test_a_data_set_without_copies_is_split_as_before(phantom_dataset):
     from atso_med.data import Dataset
-    from atso_med.data.splits import make_splits
+    from atso_med.data.split_protocols import make_splits
 
     dataset = Dataset.load(phantom_dataset(cases=12, seed=3))
     # the draw of seed 5 before copies were kept together (benchmarks stay comparable across versions)

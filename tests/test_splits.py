@@ -10,7 +10,8 @@ import pytest
 
 from atso_med.cli.main import main
 from atso_med.data.dataset import Dataset
-from atso_med.data.splits import NIH_TEST_FOLDS, Splits, case_number, make_splits, nih4fold_splits, parse_amount
+from atso_med.data.split_protocols import NIH_TEST_FOLDS, case_number, make_splits, nih4fold_splits, parse_amount
+from atso_med.data.splits import Splits
 from atso_med.errors import SplitError
 
 

@@ -1,7 +1,7 @@
 """The cases of an experiment: its data set and splits, for the semi-supervised and the transfer setting.
 
 Semi-supervised: one ``dataset.json``; ``splits.json`` given, or drawn with
-:func:`atso_med.data.splits.make_splits` from the experiment's ``split`` settings and ``seed``.
+:func:`atso_med.data.split_protocols.make_splits` from the experiment's ``split`` settings and ``seed``.
 
 Transfer: a labeled source data set and a target data set are merged into one ``dataset.json``
 written in the experiment folder (ids prefixed ``source_`` / ``target_``, image and label paths
@@ -20,7 +20,8 @@ import numpy as np
 from atso_med.atso.config import ExperimentConfig
 from atso_med.data.dataset import Case, Dataset
 from atso_med.data.duplicates import find_copies
-from atso_med.data.splits import Splits, make_splits
+from atso_med.data.split_protocols import make_splits
+from atso_med.data.splits import Splits
 from atso_med.errors import ConfigError, DatasetError, SplitError
 
 SOURCE_PREFIX = "source_"
@@ -103,7 +104,7 @@ def _transfer_data(config: ExperimentConfig, experiment_dir: Path) -> Experiment
     rng = np.random.default_rng(config.seed)
     with_label = sorted(TARGET_PREFIX + i for i in target.labeled_ids)
     with_label = [with_label[i] for i in rng.permutation(len(with_label))]
-    from atso_med.data.splits import parse_amount
+    from atso_med.data.split_protocols import parse_amount
 
     amount = parse_amount(transfer.target_test, "transfer.target_test")
     n_test = amount if isinstance(amount, int) else int(np.floor(amount * len(with_label) + 0.5))

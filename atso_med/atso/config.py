@@ -89,7 +89,7 @@ def _bool(value: Any, where: str) -> bool:
 
 def _amount(value: Any, where: str) -> int | float:
     """A count (int) or a fraction (float in [0, 1]), as splits take them."""
-    from atso_med.data.splits import parse_amount
+    from atso_med.data.split_protocols import parse_amount
     from atso_med.errors import SplitError
 
     try:
@@ -309,7 +309,7 @@ class TransferConfig:
 
 @dataclass
 class SplitSettings:
-    """How splits are drawn when no ``splits`` file is given (see :func:`atso_med.data.splits.make_splits`)."""
+    """How splits are drawn when no ``splits`` file is given (see :func:`atso_med.data.split_protocols.make_splits`)."""
 
     labeled: int | float = 0.1
     test: int | float = 0.25

@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.cli.run import print_summary
     from atso_med.data.dataset import Dataset
     from atso_med.data.phantom import PhantomConfig, write_phantom_dataset
-    from atso_med.data.splits import Splits, make_splits
+    from atso_med.data.split_protocols import make_splits
+    from atso_med.data.splits import Splits
     from atso_med.errors import ConfigError
     from atso_med.files import write_text_atomic
 

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     from atso_med.data.dataset import Dataset
     from atso_med.data.duplicates import find_copies
-    from atso_med.data.splits import SPLITS_FILE, make_splits, nih4fold_splits, parse_amount
+    from atso_med.data.split_protocols import make_splits, nih4fold_splits, parse_amount
+    from atso_med.data.splits import SPLITS_FILE
     from atso_med.errors import SplitError
     from atso_med.files import check_output_file, dataset_inputs, json_with_keys
 

@@ -12,24 +12,24 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from atso_med.data.readers import is_nifti, nifti_stem
+from atso_med.data.readers import check_image_path, is_nifti, nifti_stem, open_nifti
 from atso_med.errors import ConfigError, DatasetError, ImageReadError
 
 __all__ = ["check_image_header", "input_paths", "resolve_inputs"]
 
 
 def check_image_header(path: Path) -> None:
-    """Cheap checks of an input before any work: existence, format, NIfTI header (3D, affine)."""
-    from atso_med.data.readers import open_nifti
+    """Cheap checks of an input before any work: existence, format, NIfTI header (3D, affine).
 
-    if not path.exists():
-        raise ImageReadError(f"{path}: image does not exist")
+    Args:
+        path: a NIfTI file or a DICOM series folder.
+
+    Raises:
+        ImageReadError: a missing or unsupported path, or an unreadable / not-3D NIfTI header.
+    """
+    check_image_path(path)
     if path.is_dir():
         return  # DICOM series: read in full when the case is predicted
-    if not is_nifti(path):
-        if path.suffix.lower() == ".dcm":
-            raise ImageReadError(f"{path}: a single DICOM file; pass the folder that holds the whole series")
-        raise ImageReadError(f"{path}: unsupported image format; expected .nii, .nii.gz or a DICOM series folder")
     image, _ = open_nifti(path, "image")
     image.uncache()
 

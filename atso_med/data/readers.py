@@ -35,6 +35,7 @@ REL_TOL = 1e-4
 ABS_TOL_MM = 1e-3
 
 __all__ = [
+    "check_image_path",
     "is_nifti",
     "load_image",
     "load_label",
@@ -58,6 +59,25 @@ def nifti_stem(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def check_image_path(path: Path) -> None:
+    """Refuse an image path that is missing or of a kind no reader takes, before anything is read.
+
+    Args:
+        path: a ``.nii`` / ``.nii.gz`` file or a DICOM series folder.
+
+    Raises:
+        ImageReadError: the path does not exist, is a single DICOM file, or is neither a NIfTI
+            file nor a folder.
+    """
+    if not path.exists():
+        raise ImageReadError(f"{path}: image does not exist")
+    if path.is_dir() or is_nifti(path):
+        return
+    if path.suffix.lower() == ".dcm":
+        raise ImageReadError(f"{path}: a single DICOM file; pass the folder that holds the whole series")
+    raise ImageReadError(f"{path}: unsupported image format; expected .nii, .nii.gz or a DICOM series folder")
 
 
 def _read_failure_reason(error: BaseException) -> str:
@@ -208,14 +228,9 @@ def load_image(path: str | os.PathLike, series_uid: str | None = None) -> Volume
             :func:`atso_med.data.dicom.read_dicom_series`; DicomSeriesError is a subclass).
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: image does not exist")
+    check_image_path(path)
     if path.is_dir():
         return read_dicom_series(path, series_uid=series_uid)
-    if not is_nifti(path):
-        if path.suffix.lower() == ".dcm":
-            raise ImageReadError(f"{path}: a single DICOM file; pass the folder that holds the whole series")
-        raise ImageReadError(f"{path}: unsupported image format; expected .nii, .nii.gz or a DICOM series folder")
     image, shape = open_nifti(path, "image")
     array = _read_voxels(image, path, "image", shape, as_float=True)
     return Volume(

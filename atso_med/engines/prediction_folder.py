@@ -23,7 +23,7 @@ from atso_med.data.readers import is_nifti
 from atso_med.data.writers import require_slicerio, write_prediction
 from atso_med.errors import CaseFailuresError, ConfigError, input_error_cause
 from atso_med.files import check_output_file, check_output_folder, read_json_or_none, write_text_atomic
-from atso_med.metrics.evaluation import PREDICTION_STATS_FILE
+from atso_med.metrics.prediction_stats import PREDICTION_STATS_FILE
 from atso_med.networks.plane_models import is_model_set, plane_model_files
 from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 

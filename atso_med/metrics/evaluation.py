@@ -8,62 +8,29 @@ labels of DICOM images often are) is read in the prediction's order by axis perm
 shifted origin, a mirrored (flipped-axis) header - is a
 :class:`~atso_med.errors.GridMismatchError` that says how the grids differ.
 
-Outputs (written atomically): ``summary.json`` and ``per_case.csv``.
+Outputs (written atomically): ``summary.json`` and ``per_case.csv``
+(:mod:`atso_med.metrics.evaluation_report`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
-from atso_med.files import read_json, write_text_atomic
 from atso_med.metrics.dice import DiceAccumulator
+from atso_med.metrics.evaluation_report import EvaluationReport, check_report_paths
+from atso_med.metrics.prediction_stats import PREDICTION_STATS_FILE, per_round_summary, read_prediction_stats
 
-__all__ = [
-    "CSV_COLUMNS",
-    "PER_CASE_FILE",
-    "PREDICTION_STATS_FILE",
-    "SUMMARY_FILE",
-    "EvaluationReport",
-    "EvaluationRun",
-    "evaluate_predictions",
-    "evaluation_pairs",
-    "per_round_summary",
-    "read_pair",
-    "read_prediction_stats",
-    "run_evaluation",
-]
+__all__ = ["EvaluationRun", "evaluate_predictions", "evaluation_pairs", "read_pair", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
-
-#: File a prediction run writes its per-case statistics (rounds, timings) to, in its output folder.
-PREDICTION_STATS_FILE = "prediction_stats.json"
-SUMMARY_FILE = "summary.json"
-PER_CASE_FILE = "per_case.csv"
-#: Columns of ``per_case.csv``, in order.
-CSV_COLUMNS = (
-    "id",
-    "dsc",
-    "intersection",
-    "prediction_voxels",
-    "truth_voxels",
-    "prediction_ml",
-    "truth_ml",
-    "stopped_round",
-    "prediction",
-    "truth",
-)
 
 
 def _check_foreground(
@@ -142,132 +109,6 @@ def read_pair(
     return prediction, truth, voxel_ml
 
 
-def read_prediction_stats(source: str | os.PathLike | Mapping | Sequence | None) -> dict[str, dict]:
-    """Per-case prediction statistics by case id.
-
-    Args:
-        source: a ``prediction_stats.json`` file (``{"cases": {id: stats}}``), such a dict, a
-            ``{id: stats}`` mapping, a list of stats dicts with ``"id"``, or ``None``.
-
-    Returns:
-        ``{id: stats}`` (empty for ``None``).
-
-    Raises:
-        ConfigError: an unreadable file or an unexpected structure.
-    """
-    if source is None:
-        return {}
-    if isinstance(source, (str, os.PathLike)):
-        source = read_json(source, "prediction statistics file")
-    if isinstance(source, Mapping):
-        cases = source.get("cases", source)
-        if isinstance(cases, Mapping):
-            return {str(k): dict(v) for k, v in cases.items() if isinstance(v, Mapping)}
-        source = cases
-    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
-        out = {}
-        for entry in source:
-            if not isinstance(entry, Mapping) or "id" not in entry:
-                raise ConfigError(f"prediction statistics: every entry needs an 'id', got {entry!r}")
-            out[str(entry["id"])] = dict(entry)
-        return out
-    raise ConfigError(f"prediction statistics: unexpected structure {type(source).__name__}")
-
-
-def per_round_summary(stats: Mapping[str, Mapping], ids: Iterable[str] | None = None) -> list[dict] | None:
-    """Mean DSC after each coarse-to-fine round, from the rounds the inferer recorded.
-
-    Two means are given per round: over the cases that ran that round (``mean_dsc``), and over every
-    case with its DSC carried forward from the round it stopped at (``mean_dsc_carried``: the same
-    case set at every round, so rounds can be compared).
-
-    Args:
-        stats: ``{id: {"rounds": [{"round", "dsc", "inter_round_dsc", ...}, ...]}}``.
-        ids: cases to include (default: all in ``stats``).
-
-    Returns:
-        ``[{"round", "cases", "mean_dsc", "mean_dsc_carried", "mean_inter_round_dsc"}, ...]``, or
-        ``None`` when no case recorded a per-round DSC (prediction ran without the labels).
-    """
-    wanted = list(stats) if ids is None else [i for i in ids if i in stats]
-    series: dict[str, dict[int, Mapping]] = {}
-    for case_id in wanted:
-        rounds = stats[case_id].get("rounds") or []
-        by_round = {int(r["round"]): r for r in rounds if isinstance(r, Mapping) and r.get("dsc") is not None}
-        if by_round:
-            series[case_id] = by_round
-    if not series:
-        return None
-    last = max(max(r) for r in series.values())
-    first = min(min(r) for r in series.values())
-    table = []
-    for n in range(first, last + 1):
-        ran = [float(r[n]["dsc"]) for r in series.values() if n in r]
-        carried = []
-        for r in series.values():
-            done = [k for k in r if k <= n]
-            if done:
-                carried.append(float(r[max(done)]["dsc"]))
-        inter = [
-            float(r[n]["inter_round_dsc"])
-            for r in series.values()
-            if n in r and r[n].get("inter_round_dsc") is not None and math.isfinite(float(r[n]["inter_round_dsc"]))
-        ]
-        table.append(
-            {
-                "round": n,
-                "cases": len(ran),
-                "mean_dsc": float(np.mean(ran)) if ran else None,
-                "mean_dsc_carried": float(np.mean(carried)) if carried else None,
-                "mean_inter_round_dsc": float(np.mean(inter)) if inter else None,
-            }
-        )
-    return table
-
-
-@dataclass
-class EvaluationReport:
-    """Result of :func:`evaluate_predictions`.
-
-    Attributes:
-        per_case: one row per case (the :data:`CSV_COLUMNS`), in evaluation order.
-        summary: ``cases``, ``mean_dsc``, ``std_dsc`` (population, ddof 0), ``min_dsc``,
-            ``max_dsc``, ``global_dsc`` (all cases pooled), ``foreground``, and ``per_round``
-            (``None`` without per-round statistics).
-    """
-
-    per_case: list[dict[str, Any]]
-    summary: dict[str, Any]
-    files: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def dsc(self) -> dict[str, float]:
-        """DSC by case id."""
-        return {row["id"]: row["dsc"] for row in self.per_case}
-
-    def to_dict(self) -> dict[str, Any]:
-        """``summary.json`` content: the summary plus the per-case rows."""
-        return {**self.summary, "per_case": self.per_case}
-
-    def write(self, output_dir: str | os.PathLike) -> dict[str, Path]:
-        """Write ``summary.json`` and ``per_case.csv`` into ``output_dir`` atomically.
-
-        Returns:
-            ``{"summary": path, "per_case": path}``.
-        """
-        out = Path(output_dir)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for row in self.per_case:
-            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in CSV_COLUMNS})
-        self.files = {
-            "summary": write_text_atomic(json.dumps(self.to_dict(), indent=2) + "\n", out / SUMMARY_FILE),
-            "per_case": write_text_atomic(text.getvalue(), out / PER_CASE_FILE),
-        }
-        return self.files
-
-
 def evaluate_predictions(
     pairs: Sequence[tuple[str, str | os.PathLike, str | os.PathLike]],
     foreground: Sequence[int] | None = None,
@@ -284,8 +125,9 @@ def evaluate_predictions(
     Args:
         pairs: ``(case_id, prediction_path, truth_path)`` triples; ids unique.
         foreground: label values counted as organ (``None``: every non-zero value).
-        stats: per-case prediction statistics (see :func:`read_prediction_stats`) for per-round
-            DSC and stopping rounds; optional.
+        stats: per-case prediction statistics (see
+            :func:`~atso_med.metrics.prediction_stats.read_prediction_stats`) for per-round DSC and
+            stopping rounds; optional.
         output_dir: when given, ``summary.json`` and ``per_case.csv`` are written there.
         classes: the labels' declared class values (``dataset.json``'s ``labels``); ``None``
             accepts any integer label value.
@@ -468,7 +310,7 @@ class EvaluationRun:
         default_stats = Path(predictions_dir) / PREDICTION_STATS_FILE
         self.stats = stats if stats else (default_stats if default_stats.is_file() else None)
         self.output_dir = Path(output_dir) if output_dir else Path(predictions_dir)
-        _check_report_paths(self.output_dir, self.pairs, datalist, self.stats)
+        check_report_paths(self.output_dir, self.pairs, datalist, self.stats)
         self.report: EvaluationReport | None = None
 
     def run(self) -> EvaluationReport:
@@ -488,54 +330,21 @@ class EvaluationRun:
         return self.report
 
 
-def _is_per_case_csv(path: Path) -> bool:
-    try:
-        with path.open(newline="") as file:
-            return next(csv.reader(file), None) == list(CSV_COLUMNS)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
+def run_evaluation(*args: Any, **kwargs: Any) -> EvaluationReport:
+    """Evaluate a prediction folder against the labels of a dataset.json or data list, and write the report.
 
+    The function form of :class:`EvaluationRun` (which the evaluate bundle builds): it checks the
+    inputs and runs at once.
 
-def _check_report_paths(output_dir: Path, pairs: Sequence[tuple[str, Path, Path]], datalist: Any, stats: Any) -> None:
-    """Refuse, before any reading, report files that would replace an input or a foreign file.
-
-    A rerun replaces its own earlier ``summary.json`` / ``per_case.csv``; a data list, a label or
-    any other file of those names is never overwritten.
-    """
-    from atso_med.files import check_output_file, json_with_keys
-
-    inputs = [("data list / dataset", Path(datalist))] + ([("prediction statistics", Path(stats))] if stats else [])
-    for case_id, prediction, truth in pairs:
-        inputs += [(f"prediction of case {case_id!r}", prediction), (f"label of case {case_id!r}", truth)]
-    kinds = {
-        SUMMARY_FILE: ("evaluation summary", json_with_keys("mean_dsc", "per_case")),
-        PER_CASE_FILE: ("per-case table", _is_per_case_csv),
-    }
-    for name, (kind, is_kind) in kinds.items():
-        check_output_file(
-            output_dir / name,
-            inputs,
-            kind=kind,
-            force=True,
-            is_kind=is_kind,
-            option="the evaluation output",
-            force_option=None,
-        )
-
-
-def run_evaluation(
-    predictions_dir: str | os.PathLike,
-    datalist: str | os.PathLike,
-    output_dir: str | os.PathLike | None = None,
-    ids: Sequence[str] | None = None,
-    foreground: Sequence[int] | None = None,
-    stats: str | os.PathLike | None = None,
-    datalist_key: str | None = None,
-    threshold: float | None = None,
-) -> EvaluationReport:
-    """Evaluate a prediction folder against the labels of a dataset.json or data list (see :class:`EvaluationRun`).
+    Args:
+        *args: the arguments of :class:`EvaluationRun`, in its order.
+        **kwargs: the same, by name.
 
     Returns:
         The written report.
+
+    Raises:
+        ConfigError / DatasetError / ImageReadError: as :class:`EvaluationRun`; GridMismatchError and
+            LabelValueError as :func:`evaluate_predictions`.
     """
-    return EvaluationRun(predictions_dir, datalist, output_dir, ids, foreground, stats, datalist_key, threshold).run()
+    return EvaluationRun(*args, **kwargs).run()

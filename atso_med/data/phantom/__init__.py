@@ -25,7 +25,7 @@ pancreas for evaluation).
 Every case comes from its own random stream, ``numpy.random.default_rng([seed, domain number, index])``,
 so that case ``k`` is the same whatever the number of cases asked for.
 
-The package: :mod:`.config` (tissues, intensities, scanner presets, :class:`PhantomConfig`),
+The package: :mod:`.parameters` (tissues, intensities, scanner presets, :class:`PhantomConfig`),
 :mod:`.geometry` (grid, canvas, analytic shapes), :mod:`.anatomy` (the parameters and painting of
 each structure), :mod:`.render` (one case: geometry, anatomy, intensities, noise) and
 :mod:`.writing` (a resumable data set on disk).

@@ -1,5 +1,10 @@
 """The anatomy of one phantom case: drawing its parameters and painting every structure, back to
-front, onto the tissue canvas."""
+front, onto the tissue canvas.
+
+Drawing and painting stay in one module although it is long: the parameters :func:`draw_anatomy`
+draws for a structure (keys of one dict) are read only by that structure's painter, so a change
+to one organ touches both halves; split, each would be read only against the other.
+"""
 
 from __future__ import annotations
 

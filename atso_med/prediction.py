@@ -40,7 +40,7 @@ from atso_med.engines.prediction_folder import (
 )
 from atso_med.errors import ConfigError
 from atso_med.inferers.ensemble import EnsembleInferer
-from atso_med.transforms.intensity import HU_WINDOW
+from atso_med.networks.plane_models import trained_hu_window
 from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 
 __all__ = ["predict_case", "predict_datalist"]
@@ -57,7 +57,7 @@ def predict_case(
     long_axis_spacing: float | None = None,
     seg_nrrd_path: str | os.PathLike | None = None,
     series_uid: str | None = None,
-    hu_window: Sequence[float] = HU_WINDOW,
+    hu_window: Sequence[float] | None = None,
     foreground: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Segment one CT and write the mask on its own grid.
@@ -74,7 +74,8 @@ def predict_case(
         long_axis_spacing: resample the long axis to this slice spacing (mm) for inference.
         seg_nrrd_path: also write a 3D Slicer ``.seg.nrrd`` here (needs ``slicerio``).
         series_uid: series to read from a DICOM folder holding several.
-        hu_window: HU window mapped to [0, 1].
+        hu_window: HU window mapped to [0, 1]; ``None`` (default) takes the models' own (see
+            :func:`~atso_med.networks.plane_models.trained_hu_window`), which a given window must equal.
         foreground: label values counted as organ in ``truth_path``.
 
     Returns:
@@ -110,7 +111,7 @@ def predict_case(
         if not str(seg_nrrd_path).endswith(".seg.nrrd"):
             raise ConfigError(f"a 3D Slicer segmentation file must end in .seg.nrrd, got {seg_nrrd_path}")
     preprocessing = PredictionPreprocessing(
-        hu_window=hu_window,
+        hu_window=trained_hu_window(models, hu_window),
         long_axis_spacing=long_axis_spacing,
         with_truth=truth_path is not None,
         foreground=foreground,
@@ -136,7 +137,7 @@ def predict_datalist(
     long_axis_spacing: float | None = None,
     overwrite: bool = False,
     round_dsc: bool = False,
-    hu_window: Sequence[float] = HU_WINDOW,
+    hu_window: Sequence[float] | None = None,
     foreground: Sequence[int] | None = None,
     datalist_key: str | None = None,
     ids: Sequence[str] | None = None,
@@ -156,7 +157,8 @@ def predict_datalist(
         long_axis_spacing: long-axis slice spacing (mm) for inference.
         overwrite: predict again cases whose output exists (default: skip them).
         round_dsc: pass each item's label to the inferer to record per-round DSC (statistics only).
-        hu_window: HU window mapped to [0, 1].
+        hu_window: HU window mapped to [0, 1]; ``None`` (default) takes the models' own (see
+            :func:`~atso_med.networks.plane_models.trained_hu_window`), which a given window must equal.
         foreground: label values counted as organ (with ``round_dsc``).
         datalist_key: list to read from a data-list JSON.
         ids: only these case ids.
@@ -172,7 +174,10 @@ def predict_datalist(
     """
     items = resolve_inputs(items, datalist_key=datalist_key, ids=ids)
     preprocessing = PredictionPreprocessing(
-        hu_window=hu_window, long_axis_spacing=long_axis_spacing, with_truth=round_dsc, foreground=foreground
+        hu_window=trained_hu_window(models, hu_window),
+        long_axis_spacing=long_axis_spacing,
+        with_truth=round_dsc,
+        foreground=foreground,
     )
     # Output checks come before the (possibly slow) model loading.
     engine_args = dict(

@@ -161,6 +161,36 @@ def test_ensemble_prediction_is_the_vote_of_the_single_set_predictions(phantom, 
     assert np.any(single["set_a"][0] != single["set_b"][0])
 
 
+def test_prediction_windows_the_ct_as_the_models_were_trained_and_refuses_another_window(phantom, tmp_path):
+    image = phantom.cases[0].image
+    trained = save_model(tmp_path / "trained" / "plane_Z" / "model.pt", "Z", seed=4)
+    content = torch.load(trained, weights_only=True)
+    content["config"]["hu_window"] = [-160, 240]
+    torch.save(content, trained)
+    unstated = save_model(tmp_path / "unstated" / "plane_Z" / "model.pt", "Z", seed=4)  # same weights, no window
+
+    def probability(model: Path, name: str, **window) -> np.ndarray:
+        out = tmp_path / f"{name}_p.nii.gz"
+        predict_case(
+            image, model.parent.parent, tmp_path / f"{name}.nii.gz", FAST, "cpu", probability_path=out, **window
+        )
+        return _voxels(out)
+
+    from_file = probability(trained, "from_file")
+    np.testing.assert_array_equal(from_file, probability(unstated, "given", hu_window=(-160, 240)))
+    assert np.any(from_file != probability(unstated, "default"))  # the window read from the file mattered
+    with pytest.raises(ConfigError, match=r"differs from the window the models were trained with, \[-160.0, 240.0\]"):
+        predict_case(image, trained.parent.parent, tmp_path / "x.nii.gz", FAST, "cpu", hu_window=(-100, 240))
+    other = save_model(tmp_path / "other" / "plane_Z" / "model.pt", "Z", seed=4)
+    content["config"]["hu_window"] = [-100, 240]
+    torch.save(content, other)
+    with pytest.raises(ConfigError, match="trained with different HU windows"):
+        predict_datalist(
+            [{"id": "a", "image": str(image)}], [trained.parent.parent, other.parent.parent], tmp_path / "o"
+        )
+    assert not (tmp_path / "x.nii.gz").exists() and not (tmp_path / "o").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # data lists, resuming
 # ---------------------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from atso_med.errors import ConfigError
+from atso_med.transforms.intensity import HU_WINDOW
 
 __all__ = [
     "MODEL_FILE",
@@ -26,6 +27,7 @@ __all__ = [
     "plane_model_files",
     "resolve_device",
     "stored_preset",
+    "trained_hu_window",
 ]
 
 logger = logging.getLogger(__name__)
@@ -243,3 +245,48 @@ def stored_preset(model_dir: Any, default: str = "full") -> str:
         return str(config.get("preset") or default)
     except Exception:  # noqa: BLE001 - the real loading reports the problem with its own message
         return default
+
+
+def trained_hu_window(models: Any, requested: Sequence[float] | None = None) -> tuple[float, float]:
+    """The HU window the plane models were trained with: the only window they can be used with.
+
+    Every training stores its window in its model file (``config.hu_window``). A prediction that
+    windows its CT otherwise feeds the network intensities it never saw, a silent wrong answer;
+    so the window is read from the files, and a window asked for is only checked against them.
+
+    Args:
+        models: as :func:`load_model_sets` takes them (sets of built networks store no window).
+        requested: the window the caller asks for; ``None`` takes the models'.
+
+    Returns:
+        ``(low, high)``: the models' window; the requested one, or :data:`HU_WINDOW`, where no
+        file stores one (networks given as objects, files of older versions).
+
+    Raises:
+        ConfigError: model files trained with different windows; a requested window that differs
+            from the models'.
+    """
+    items = [models] if isinstance(models, (str, os.PathLike, Mapping)) or models is None else list(models)
+    stored: dict[tuple[float, float], str] = {}
+    for item in items:
+        if is_model_set(item):
+            continue
+        for path in plane_model_files(item).values():
+            # mmap: only the small config is read, not the weights.
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            window = (content.get("config") or {}).get("hu_window") if isinstance(content, Mapping) else None
+            if window is not None:
+                stored.setdefault((float(window[0]), float(window[1])), str(path))
+    if len(stored) > 1:
+        found = "; ".join(f"{list(window)} in {path}" for window, path in stored.items())
+        raise ConfigError(f"the models were trained with different HU windows ({found}): they cannot predict together")
+    asked = None if requested is None else (float(requested[0]), float(requested[1]))
+    if stored:
+        window, path = next(iter(stored.items()))
+        if asked is not None and asked != window:
+            raise ConfigError(
+                f"hu_window {list(asked)} differs from the window the models were trained with, {list(window)} "
+                f"({path}): leave hu_window unset to use the models' window"
+            )
+        return window
+    return asked if asked is not None else HU_WINDOW

@@ -15,10 +15,26 @@ from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError
 from atso_med.files import atomic_write
 
-__all__ = ["PANCREAS_COLOR", "require_slicerio", "write_prediction", "write_seg_nrrd"]
+__all__ = [
+    "PANCREAS_COLOR",
+    "PREDICTION_FILES",
+    "prediction_file",
+    "require_slicerio",
+    "write_prediction",
+    "write_seg_nrrd",
+]
 
 #: Display colour of the pancreas segment (3D Slicer's General Anatomy colour for the pancreas).
 PANCREAS_COLOR = (249 / 255, 180 / 255, 111 / 255)
+
+#: The files of one case's prediction in a prediction folder, by kind: every reader and writer of
+#: a prediction folder (engines, fusion, experiments) names them through :func:`prediction_file`.
+PREDICTION_FILES = {"mask": "{}.nii.gz", "probability": "{}_probability.nii.gz", "seg_nrrd": "{}.seg.nrrd"}
+
+
+def prediction_file(folder: str | os.PathLike, case_id: str, kind: str = "mask") -> Path:
+    """The path of one case's prediction file of a kind (see :data:`PREDICTION_FILES`) in ``folder``."""
+    return Path(folder) / PREDICTION_FILES[kind].format(case_id)
 
 
 # SNOMED CT codes of 3D Slicer's terminology, so Slicer shows the segment as "Pancreas".

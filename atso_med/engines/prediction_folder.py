@@ -20,7 +20,7 @@ import numpy as np
 
 from atso_med.data.inputs import input_paths
 from atso_med.data.readers import is_nifti
-from atso_med.data.writers import require_slicerio, write_prediction
+from atso_med.data.writers import prediction_file, require_slicerio, write_prediction
 from atso_med.errors import CaseFailuresError, ConfigError, input_error_cause
 from atso_med.files import check_output_file, check_output_folder, read_json_or_none, write_text_atomic
 from atso_med.metrics.prediction_stats import PREDICTION_STATS_FILE
@@ -250,9 +250,9 @@ class PredictionEngine:
     def paths(self, case_id: str) -> dict[str, Path | None]:
         """Output paths of one case."""
         return {
-            "output": self.output_dir / f"{case_id}.nii.gz",
-            "probability": self.output_dir / f"{case_id}_probability.nii.gz" if self.save_probability else None,
-            "seg_nrrd": self.output_dir / f"{case_id}.seg.nrrd" if self.save_seg_nrrd else None,
+            "output": prediction_file(self.output_dir, case_id),
+            "probability": prediction_file(self.output_dir, case_id, "probability") if self.save_probability else None,
+            "seg_nrrd": prediction_file(self.output_dir, case_id, "seg_nrrd") if self.save_seg_nrrd else None,
         }
 
     def _prepared(self, index: int) -> dict[str, Any]:

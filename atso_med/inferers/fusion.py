@@ -176,14 +176,15 @@ def vote_files(sources: Sequence[Path], case_id: str, target: Path) -> Path:
     import nibabel as nib
 
     from atso_med.data.nifti import save_nifti
+    from atso_med.data.writers import prediction_file
 
     masks, probabilities, affine = [], [], None
     for source in sources:
-        image = nib.load(str(source / f"{case_id}.nii.gz"))
+        image = nib.load(str(prediction_file(source, case_id)))
         affine = image.affine if affine is None else affine
         mask = np.asarray(image.dataobj) != 0
         masks.append(mask)
-        probability_file = source / f"{case_id}_probability.nii.gz"
+        probability_file = prediction_file(source, case_id, "probability")
         if len(sources) % 2 == 0:
             if not probability_file.is_file():
                 raise ConfigError(f"{probability_file} is missing: an even vote breaks ties with the probabilities")

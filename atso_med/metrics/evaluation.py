@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from atso_med.data.writers import prediction_file
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
 from atso_med.metrics.dice import DiceAccumulator
 from atso_med.metrics.evaluation_report import EvaluationReport, check_report_paths
@@ -229,7 +230,7 @@ def evaluation_pairs(
             continue
         if not item.get("id"):
             raise ConfigError(f"data-list item without an 'id': {dict(item)!r}")
-        pairs.append((str(item["id"]), folder / f"{item['id']}.nii.gz", Path(item["label"])))
+        pairs.append((str(item["id"]), prediction_file(folder, str(item["id"])), Path(item["label"])))
     if not pairs:
         raise ConfigError("no labeled cases to evaluate")
     return pairs

@@ -15,8 +15,9 @@ from atso_med.atso.analysis import CaseScore, ExperimentResults
 from atso_med.atso.config import STRATEGIES, ExperimentConfig, TrainingConfig
 from atso_med.atso.distributed import RaySettings
 from atso_med.atso.experiment import ExperimentRunner
+from atso_med.atso.generations import build_plan, check_plan
 from atso_med.atso.layout import ExperimentLayout
-from atso_med.atso.strategies import ModelRef, PlanInputs, Step, build_plan, check_plan
+from atso_med.atso.steps import ModelRef, PlanInputs, Step
 
 __all__ = [
     "STRATEGIES",

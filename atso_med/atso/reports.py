@@ -35,14 +35,17 @@ import numpy as np
 
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
-from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows
-from atso_med.atso.strategies import ModelRef
+from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows, student_trainings
+from atso_med.atso.steps import ModelRef
 from atso_med.data.labels import load_label_mask
 from atso_med.files import atomic_write, write_text_atomic
 from atso_med.metrics.dice import pool_results
 
 if TYPE_CHECKING:
+    from atso_med.atso.cases import ExperimentData
     from atso_med.atso.config import ExperimentConfig
+    from atso_med.atso.journal import Journal
+    from atso_med.atso.steps import Step
     from atso_med.data.dataset import Dataset
     from atso_med.data.splits import Splits
 
@@ -547,6 +550,29 @@ def draw_overlays(inputs: ReportInputs, out_dir: Path) -> list[Path]:
         if panels:
             written.append(_save_figure(overlay_figure(volume, truth, panels, case_id), out_dir / f"{case_id}.png"))
     return written
+
+
+def write_experiment_reports(
+    layout: ExperimentLayout, config: ExperimentConfig, data: ExperimentData, plan: Sequence[Step], journal: Journal
+) -> dict[str, Any]:
+    """Run the ``report`` step: every report file, from the plan and the journal's evaluations.
+
+    Args:
+        layout: the experiment folder.
+        config: the experiment.
+        data: its data set and splits.
+        plan: its steps.
+        journal: its journal (the results of the evaluations done).
+
+    Returns:
+        The report (also ``reports/report.json`` and the journal's result of the step).
+    """
+    evaluations = {
+        s.params["target"]: journal.result(s.id) for s in plan if s.kind == "evaluate" and journal.is_done(s.id)
+    }
+    trained = frozenset(s.tags["strategy"] for s in plan if s.kind == "train")
+    students = student_trainings([s.to_dict() for s in plan if s.kind == "train"])
+    return write_reports(ReportInputs(layout, config, data.dataset, data.splits, evaluations, trained, students))
 
 
 def write_reports(inputs: ReportInputs) -> dict[str, Any]:

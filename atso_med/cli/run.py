@@ -91,9 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from atso_med.atso import ExperimentRunner, RaySettings
-    from atso_med.atso.config import ExperimentConfig
+    from atso_med.atso.config import ExperimentConfig, MLflowSettings, require_mlflow
     from atso_med.atso.distributed import require_ray
-    from atso_med.atso.tracking import MLflowSettings, require_mlflow
     from atso_med.errors import ConfigError
 
     config = ExperimentConfig.load(args.config)

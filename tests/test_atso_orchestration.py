@@ -578,7 +578,7 @@ def test_resuming_a_finished_experiment_says_so_and_changes_nothing(finished, da
 
 
 def test_overlays_show_a_slice_where_every_model_predicts_something():
-    from atso_med.atso.reports import overlay_figure
+    from atso_med.atso.report_figures import overlay_figure
     from atso_med.data.volume import Volume
 
     truth = np.zeros((16, 16, 10), np.uint8)

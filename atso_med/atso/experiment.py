@@ -202,7 +202,7 @@ class ExperimentRunner:
             if not pending:
                 print(
                     f"{self.dir}: the experiment is finished (all {len(self.plan)} steps done); nothing to run. "
-                    f"Its report: {self.layout.reports_dir / 'report.md'}",
+                    f"Its report: {self.layout.report_markdown}",
                     file=self.console or sys.stderr,
                 )
             self._executor = executor = self._make_executor()

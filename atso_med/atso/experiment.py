@@ -74,7 +74,8 @@ class ExperimentRunner:
             existing experiment folder is refused.
         stop_after: debugging aid: exit the process abruptly (``os._exit``) once this many steps
             have finished in this run, as a kill would; for resume tests.
-        predictor: replaces the whole-volume predictor (tests inject a fake).
+        predictor: replaces :class:`~atso_med.atso.predictions.BundlePredictor` (the bundle's
+            inference workflow; tests inject a fake).
         training_runner: replaces the bundle training (:func:`~atso_med.atso.training_runs.run_training`)
             in this process (tests inject a fake; not used by worker processes or Ray).
         progress: show a progress bar with an estimate of the time left.

@@ -98,11 +98,31 @@ def test_resolved_config_round_trips(tmp_path):
         (minimal(transfer={"source": "a", "target": "b"}), "exactly one of 'dataset'"),
         ({"output_dir": "o", "transfer": {"source": "a"}}, "missing key"),
         ({"output_dir": "o", "transfer": {"source": "a", "target": "b"}, "splits": "s.json"}, "cannot be combined"),
+        (minimal(training={"hu_window": [240, -100]}), r"training.hu_window: the lower bound must be below"),
+        (minimal(training={"hu_window": [-100]}), r"training.hu_window: expected two numbers"),
+        (minimal(training={"hu_window": [-100, ".inf"]}), r"training.hu_window: expected a finite number"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(tmp_path, settings, message):
     with pytest.raises(ConfigError, match=message):
         ExperimentConfig.from_dict(settings, base=tmp_path)
+
+
+def test_hu_window_defaults_to_the_package_window_and_reaches_the_training_bundle(tmp_path):
+    from atso_med.atso.layout import ExperimentLayout
+    from atso_med.atso.steps import Step
+    from atso_med.atso.training_steps import training_settings
+    from atso_med.transforms.intensity import HU_WINDOW
+
+    step = Step(
+        "train/x", "train", params={"datalist": "d.json", "output_dir": "m", "plane": "Z", "init": {"kind": "scratch"}}
+    )
+    config = ExperimentConfig.from_dict(minimal(training={"preset": "tiny"}), base=tmp_path)
+    assert config.training.hu_window == list(HU_WINDOW)
+    assert training_settings(config, ExperimentLayout(tmp_path), step)["hu_window"] == list(HU_WINDOW)
+    config = ExperimentConfig.from_dict(minimal(training={"preset": "tiny", "hu_window": [-160, 240]}), base=tmp_path)
+    assert config.resolved()["training"]["hu_window"] == [-160.0, 240.0]
+    assert training_settings(config, ExperimentLayout(tmp_path), step)["hu_window"] == [-160.0, 240.0]
 
 
 def test_cuda_devices_are_refused_without_cuda(tmp_path):

@@ -577,8 +577,22 @@ def test_resuming_a_finished_experiment_says_so_and_changes_nothing(finished, da
     assert json.loads((finished.dir / "state.json").read_text())["steps"] == json.loads(before)["steps"]
 
 
+def test_an_experiment_started_before_the_hu_window_setting_resumes(finished, dataset_file):
+    import yaml
+
+    report = json.loads((finished.dir / "reports" / "report.json").read_text())
+    saved = yaml.safe_load((finished.dir / "config.yaml").read_text())
+    del saved["training"]["hu_window"]  # as written before training.hu_window existed
+    (finished.dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    config = ExperimentConfig.from_dict(settings(dataset_file, finished.dir), base=finished.dir.parent)
+    runner = ExperimentRunner(
+        config, resume=True, predictor=FakePredictor(), training_runner=FakeTraining(), progress=False
+    )
+    assert numbers(runner.run()) == numbers(report)
+
+
 def test_overlays_show_a_slice_where_every_model_predicts_something():
-    from atso_med.atso.reports import overlay_figure
+    from atso_med.atso.report_figures import overlay_figure
     from atso_med.data.volume import Volume
 
     truth = np.zeros((16, 16, 10), np.uint8)

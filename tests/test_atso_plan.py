@@ -1,7 +1,7 @@
 """The experiment plan: ATSO never labels a fold with a model that saw it; the baselines are what the paper says.
 
 These checks read the plan (what every step trains on, initialises from and labels) with their own
-logic, independent of :func:`atso_med.atso.strategies.check_plan`.
+logic, independent of :func:`atso_med.atso.generations.check_plan`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import copy
 
 import pytest
 
-from atso_med.atso.strategies import PlanInputs, build_plan, check_plan, model_training_ids
+from atso_med.atso.generations import build_plan, check_plan, model_training_ids
+from atso_med.atso.steps import PlanInputs
 from atso_med.errors import ConfigError
 
 LABELED = ["L0", "L1"]

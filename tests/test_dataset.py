@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
+from atso_med.atso.generations import training_items
+from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case
 from atso_med.data.nifti import save_nifti
 from atso_med.data.splits import Splits
 from atso_med.errors import DatasetError, SplitError
@@ -139,7 +140,7 @@ def test_training_list_has_labeled_truth_and_reference_pseudo_labels_only(tmp_pa
     dataset = Dataset.load(small_dataset(tmp_path, n=6))  # every case has a truth label
     splits = splits_for(["case00", "case01"], [["case02", "case03"], ["case04"]], test=["case05"])
     pseudo = {"case02": tmp_path / "pl" / "case02.nii.gz", "case04": tmp_path / "pl" / "case04.nii.gz"}
-    items = training_datalist(dataset, splits, pseudo)
+    items = training_items(dataset, splits, pseudo)
     assert [(i["id"], i["source"]) for i in items] == [
         ("case00", "labeled"),
         ("case01", "labeled"),
@@ -151,13 +152,13 @@ def test_training_list_has_labeled_truth_and_reference_pseudo_labels_only(tmp_pa
     reference_truth = {str(dataset.case(i).label) for i in splits.reference_ids + splits.test}
     assert not reference_truth & {i["label"] for i in items}
     # Without pseudo labels the reference cases are simply absent.
-    assert [i["id"] for i in training_datalist(dataset, splits)] == ["case00", "case01"]
+    assert [i["id"] for i in training_items(dataset, splits)] == ["case00", "case01"]
 
 
 def test_only_the_named_reference_cases_train_on_their_truth_for_the_fully_supervised_bound(tmp_path):
     dataset = Dataset.load(small_dataset(tmp_path, n=6))
     splits = splits_for(["case00"], [["case01", "case02"], ["case03"]], test=["case04"])
-    items = training_datalist(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case02", "case03"])
+    items = training_items(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case02", "case03"])
     assert [(i["id"], i["source"]) for i in items] == [
         ("case00", "labeled"),
         ("case01", "pseudo"),
@@ -166,9 +167,9 @@ def test_only_the_named_reference_cases_train_on_their_truth_for_the_fully_super
     ]
     assert items[3]["label"] == str(dataset.case("case03").label)
     with pytest.raises(SplitError, match="not unlabeled reference cases: 'case04'"):
-        training_datalist(dataset, splits, reference_truth=["case04"])  # a test case's truth never trains
+        training_items(dataset, splits, reference_truth=["case04"])  # a test case's truth never trains
     with pytest.raises(SplitError, match="not unlabeled reference cases: 'case01'"):
-        training_datalist(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case01"])
+        training_items(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case01"])
 
 
 class _TrapCase:
@@ -179,7 +180,7 @@ class _TrapCase:
 
     @property
     def label(self):
-        raise AssertionError(f"training_datalist read the ground truth of reference case {self.id}")
+        raise AssertionError(f"training_items read the ground truth of reference case {self.id}")
 
 
 def test_training_list_never_reads_a_reference_cases_label(tmp_path):
@@ -188,7 +189,7 @@ def test_training_list_never_reads_a_reference_cases_label(tmp_path):
     real_labels = {c.id: c.label for c in dataset.cases}
     dataset.cases = [c if c.id == "case00" else _TrapCase(c) for c in dataset.cases]
     # validate() may check only labeled/validation labels; it must not touch reference labels either.
-    items = training_datalist(dataset, splits, {"case01": "p1.nii.gz", "case03": "p3.nii.gz"})
+    items = training_items(dataset, splits, {"case01": "p1.nii.gz", "case03": "p3.nii.gz"})
     assert [i["source"] for i in items] == ["labeled", "pseudo", "pseudo"]
     assert all(i["label"] != str(real_labels[i["id"]]) for i in items[1:])
 
@@ -197,15 +198,15 @@ def test_training_list_refuses_pseudo_labels_for_test_or_labeled_cases(tmp_path)
     dataset = Dataset.load(small_dataset(tmp_path, n=5))
     splits = splits_for(["case00"], [["case01"], ["case02"]], test=["case03"])
     with pytest.raises(SplitError, match="'case03' \\(test\\)"):
-        training_datalist(dataset, splits, {"case03": "leak.nii.gz"})
+        training_items(dataset, splits, {"case03": "leak.nii.gz"})
     with pytest.raises(SplitError, match="'case00' \\(labeled\\)"):
-        training_datalist(dataset, splits, {"case00": "x.nii.gz"})
+        training_items(dataset, splits, {"case00": "x.nii.gz"})
 
 
 def test_training_list_validates_the_splits(tmp_path):
     dataset = Dataset.load(small_dataset(tmp_path, n=4, unlabeled=(0,)))
     with pytest.raises(SplitError, match=r"labeled ids without a label in dataset.json: 'case00'"):
-        training_datalist(dataset, splits_for(["case00"], [["case01"], ["case02"]]))
+        training_items(dataset, splits_for(["case00"], [["case01"], ["case02"]]))
 
 
 def test_evaluation_list_uses_truth_and_names_unusable_ids(tmp_path):

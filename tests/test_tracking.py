@@ -12,8 +12,7 @@ from monai.bundle import ConfigWorkflow
 from test_atso_orchestration import FakePredictor, FakeTraining, settings
 
 from atso_med.atso import ExperimentRunner
-from atso_med.atso.config import ExperimentConfig
-from atso_med.atso.tracking import MLflowSettings
+from atso_med.atso.config import ExperimentConfig, MLflowSettings
 from atso_med.data import Dataset, PhantomConfig, write_datalist, write_phantom_dataset
 from atso_med.errors import ConfigError
 

@@ -24,7 +24,8 @@ from typing import Any
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import CONFIG_FILE, JOURNAL_FILE, ExperimentLayout, evaluation_folder, pseudo_label_folder
 from atso_med.atso.lazy_learning import measure_lazy_learning, student_trainings
-from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, overlay_figure, strategy_rows
+from atso_med.atso.report_figures import overlay_figure
+from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, strategy_rows
 from atso_med.errors import ConfigError
 from atso_med.files import read_json
 
@@ -206,7 +207,7 @@ class ExperimentResults:
             masks: panel title -> mask file (a prediction or pseudo label on the case's grid).
 
         Returns:
-            A matplotlib ``Figure`` (see :func:`~atso_med.atso.reports.overlay_figure`).
+            A matplotlib ``Figure`` (see :func:`~atso_med.atso.report_figures.overlay_figure`).
 
         Raises:
             DatasetError: the case is not in the experiment's data set.

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from atso_med.atso.strategies import Step
+from atso_med.atso.steps import Step
 
 __all__ = ["eta_text", "format_seconds", "progress_bar"]
 

@@ -35,6 +35,7 @@ __all__ = [
     "JOURNAL_FILE",
     "LOCK_FILE",
     "LOG_FILE",
+    "MASK_SUFFIX",
     "PLAN_FILE",
     "REPORTS_DIR",
     "REPORT_FILE",
@@ -44,6 +45,7 @@ __all__ = [
     "TRAINING_SETTINGS_FILE",
     "ExperimentLayout",
     "evaluation_folder",
+    "folder_patterns",
     "fused_predictions_folder",
     "model_folder",
     "plane_folder",
@@ -59,6 +61,13 @@ LOG_FILE = "log.txt"
 REPORTS_DIR = "reports"
 #: In the reports folder: the machine-readable report that :class:`ExperimentResults` reads.
 REPORT_FILE = "report.json"
+#: In the reports folder: the tables as Markdown and CSV, the DSC-per-generation plot, the overlays.
+REPORT_MARKDOWN = "report.md"
+REPORT_CSV = "report.csv"
+PROGRESS_PLOT = "progress.png"
+OVERLAYS_DIR = "overlays"
+#: The file name ending of a case's mask (``<case_id>.nii.gz``) in a prediction or pseudo-label folder.
+MASK_SUFFIX = ".nii.gz"
 #: In a plane's training folder: the config overlay the bundle ran with (the runner's keys).
 TRAINING_SETTINGS_FILE = "settings.json"
 #: In a plane's training folder: what the runner recorded (init, weight hashes, command).
@@ -93,9 +102,30 @@ def fused_predictions_folder(generation: int, case_set: str) -> str:
     return f"predictions/atso/gen{generation}/fused/{case_set}"
 
 
-def pseudo_label_folder(strategy: str, generation: int, fold: int) -> str:
-    """The pseudo labels of reference fold ``fold`` that ``generation`` of ``strategy`` trains on."""
+def pseudo_label_folder(strategy: str, generation: int | str, fold: int | str) -> str:
+    """The pseudo labels of reference fold ``fold`` that ``generation`` of ``strategy`` trains on.
+
+    ``generation`` and ``fold`` may be placeholders (``"<t>"``) for a pattern in a message.
+    """
     return f"pseudo_labels/{strategy}/gen{generation}/fold{fold}"
+
+
+def folder_patterns() -> dict[str, str]:
+    """Where each kind of output lies, as patterns with placeholders, for messages to the user.
+
+    Returns:
+        What (``reports``, ``models``, ``pseudo labels``, ``predictions``, ``journal``) -> its path
+        relative to the experiment folder.
+    """
+    group = "<strategy>/gen<t>/<all|fold<k>>"
+    reports = ", ".join((REPORT_MARKDOWN, REPORT_FILE, REPORT_CSV, PROGRESS_PLOT, f"{OVERLAYS_DIR}/"))
+    return {
+        "reports": f"{REPORTS_DIR}/ ({reports})",
+        "models": f"{plane_folder(group, '<P>')}/model.pt",
+        "pseudo labels": f"{pseudo_label_folder('<strategy>', '<t>', '<k>')}/<case>{MASK_SUFFIX}",
+        "predictions": f"{predictions_folder('<strategy>/gen<t>/<model>', '<test|fold<k>>')}/<case>{MASK_SUFFIX}",
+        "journal": f"{JOURNAL_FILE} (resume with --resume), {LOG_FILE} (every stage's bundle command)",
+    }
 
 
 def evaluation_folder(target: str) -> str:
@@ -153,6 +183,22 @@ class ExperimentLayout:
     def report_file(self) -> Path:
         return self.reports_dir / REPORT_FILE
 
+    @property
+    def report_markdown(self) -> Path:
+        return self.reports_dir / REPORT_MARKDOWN
+
+    @property
+    def report_csv(self) -> Path:
+        return self.reports_dir / REPORT_CSV
+
+    @property
+    def progress_plot(self) -> Path:
+        return self.reports_dir / PROGRESS_PLOT
+
+    @property
+    def overlays_dir(self) -> Path:
+        return self.reports_dir / OVERLAYS_DIR
+
     def prediction_datalist(self, case_set: str) -> Path:
         """The image-only data list of ``case_set`` (``test`` or ``fold<k>``) that predictions read."""
         return self.root / "datalists" / f"{case_set}.json"
@@ -163,7 +209,7 @@ class ExperimentLayout:
 
     def case_file(self, folder: str, case_id: str) -> Path:
         """One case's mask in a prediction or pseudo-label folder of the plan."""
-        return self.root / folder / f"{case_id}.nii.gz"
+        return self.root / folder / f"{case_id}{MASK_SUFFIX}"
 
     def is_experiment(self) -> bool:
         """Whether the folder holds an experiment that has started (its configuration and journal)."""

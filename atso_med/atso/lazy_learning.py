@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from atso_med.atso.config import SEMI_SUPERVISED
-from atso_med.atso.layout import ExperimentLayout, pseudo_label_folder
-from atso_med.atso.strategies import ModelRef
+from atso_med.atso.layout import MASK_SUFFIX, ExperimentLayout, pseudo_label_folder
+from atso_med.atso.steps import ModelRef
 from atso_med.metrics.dice import pool_results
 
 __all__ = ["lazy_learning_rows", "measure_lazy_learning", "pseudo_label_rows", "student_trainings"]
@@ -65,8 +65,8 @@ def _fit(layout: ExperimentLayout, prediction_folder: str, label_folder: str) ->
     """A prediction folder scored against the pseudo-label folder it was trained on (every case of it)."""
     from atso_med.metrics.evaluation import evaluate_predictions
 
-    labels = sorted(layout.path(label_folder).glob("*.nii.gz"))
-    ids = [path.name[: -len(".nii.gz")] for path in labels]
+    labels = sorted(layout.path(label_folder).glob(f"*{MASK_SUFFIX}"))
+    ids = [path.name[: -len(MASK_SUFFIX)] for path in labels]
     if not ids or not all(layout.case_file(prediction_folder, i).is_file() for i in ids):
         return None
     report = evaluate_predictions(

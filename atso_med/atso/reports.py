@@ -1,4 +1,4 @@
-"""Reports of an experiment: the paper's tables from the journal's evaluations, a plot, overlays.
+"""Reports of an experiment: the paper's tables from the journal's evaluations, as JSON, CSV and Markdown.
 
 Written to ``<experiment>/reports/``:
 
@@ -8,9 +8,8 @@ Written to ``<experiment>/reports/``:
   made by that generation) and ``@E`` (the test set), like the paper's Table 1; ATSO's fold models
   on each reference fold and on the test set, like its Table 4; the fully supervised upper bound
   and the share of the supervised -> fully supervised gap each strategy closes.
-* ``progress.png``: DSC per generation per strategy, reference and test.
-* ``overlays/<case_id>.png``: test cases with truth (red), prediction (green) and overlap (yellow)
-  for M0, each strategy's final model and the upper bound.
+* ``progress.png`` and ``overlays/<case_id>.png`` (:mod:`atso_med.atso.report_figures`): DSC per
+  generation per strategy; test cases drawn for M0, each strategy's final model and the upper bound.
 
 What each measure is:
 
@@ -31,18 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
-from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows
-from atso_med.atso.strategies import ModelRef
-from atso_med.data.labels import load_label_mask
-from atso_med.files import atomic_write, write_text_atomic
+from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows, student_trainings
+from atso_med.atso.report_figures import draw_overlays, plot_progress
+from atso_med.atso.steps import ModelRef
+from atso_med.files import write_text_atomic
 from atso_med.metrics.dice import pool_results
 
 if TYPE_CHECKING:
+    from atso_med.atso.cases import ExperimentData
     from atso_med.atso.config import ExperimentConfig
+    from atso_med.atso.journal import Journal
+    from atso_med.atso.steps import Step
     from atso_med.data.dataset import Dataset
     from atso_med.data.splits import Splits
 
@@ -52,13 +52,6 @@ NAMES = {
     "self_learning": "Self-learning",
     "stso": "STSO",
     "atso": "ATSO",
-}
-_COLOURS = {
-    "supervised": "#555555",
-    "fully_supervised": "#000000",
-    "self_learning": "#1f77b4",
-    "stso": "#ff7f0e",
-    "atso": "#2ca02c",
 }
 
 
@@ -408,53 +401,6 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return write_text_atomic(text.getvalue(), path)
 
 
-def _save_figure(figure: Any, path: Path) -> Path:
-    with atomic_write(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    return path
-
-
-def plot_progress(report: Mapping[str, Any], path: Path) -> Path:
-    """``progress.png``: DSC per generation per strategy, on the reference set and on the test set."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    metric = report["metric"]
-    strategies = report["strategies"]
-    T = report["generations"]
-    figure = Figure(figsize=(11, 4.2))
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 2)
-    for ax, measure, title in (
-        (axes[0], "reference", "reference set (@R, pseudo labels)"),
-        (axes[1], "test", "test set (@E)"),
-    ):
-        for strategy in SEMI_SUPERVISED:
-            if strategy not in strategies:
-                continue
-            values = [_value(strategies[strategy]["generations"][str(t)][measure], metric) for t in range(T + 1)]
-            xs = [t for t, v in enumerate(values) if v is not None]
-            ax.plot(xs, [100 * values[t] for t in xs], marker="o", color=_COLOURS[strategy], label=NAMES[strategy])
-            final = _value(strategies[strategy]["final"]["test"], metric)
-            if measure == "test" and final is not None:
-                ax.plot(
-                    [T + 0.25], [100 * final], marker="*", markersize=11, color=_COLOURS[strategy], linestyle="none"
-                )
-        for strategy, style in (("supervised", ":"), ("fully_supervised", "--")):
-            value = _value(strategies.get(strategy, {}).get("final", {}).get("test"), metric)
-            if measure == "test" and value is not None:
-                ax.axhline(100 * value, color=_COLOURS[strategy], linestyle=style, label=NAMES[strategy])
-        ax.set_title(title)
-        ax.set_xlabel("generation (star: final model)")
-        ax.set_ylabel(f"DSC % ({'global' if metric == 'global' else 'mean'})")
-        ax.set_xticks(range(T + 1))
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    figure.tight_layout()
-    return _save_figure(figure, path)
-
-
 def _overlay_models(inputs: ReportInputs) -> list[tuple[str, str]]:
     """(title, prediction folder of the test set) for M0, each final model and the upper bound."""
     config, T = inputs.config, inputs.config.generations
@@ -466,95 +412,70 @@ def _overlay_models(inputs: ReportInputs) -> list[tuple[str, str]]:
     return [(title, folder) for title, folder in models if inputs.layout.path(folder).is_dir()]
 
 
-def _overlay_slice(truth: np.ndarray, masks: Sequence[np.ndarray]) -> int:
-    """The axial index :func:`overlay_figure` shows (canonical arrays)."""
-    truth_area = truth.sum(axis=(0, 1)).astype(np.int64)
-    if masks:
-        predicted = np.min([m.sum(axis=(0, 1)) for m in masks], axis=0).astype(np.int64)
-        if predicted.any():
-            return int(np.argmax(np.where(predicted > 0, truth_area + predicted, -1)))
-    return int(np.argmax(truth_area)) if truth.any() else truth.shape[2] // 2
-
-
-def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[str, np.ndarray]], title: str) -> Any:
-    """An axial slice where every model predicts something: truth red, each prediction green, overlap yellow.
-
-    The slice is the one with the largest truth plus smallest predicted area among the slices where
-    every prediction has organ; without such a slice, the truth's largest cross-section.
+def progress_curves(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers ``progress.png`` shows (:func:`~atso_med.atso.report_figures.plot_progress`).
 
     Args:
-        image: the case's :class:`~atso_med.data.volume.Volume` (HU, with its affine).
-        truth: the truth mask on the image's grid.
-        predictions: ``(title, mask)`` pairs on the image's grid, one panel each; the panel title
-            gets the mask's DSC.
-        title: the figure's title (the slice is added).
+        report: a report (``reports/report.json``).
 
     Returns:
-        A matplotlib ``Figure`` (Agg canvas; no display needed), in radiological view.
+        ``{"metric", "generations", "strategies": {strategy: {"name", "reference", "test", "final"}},
+        "baselines": {"supervised" | "fully_supervised": {"name", "test"}}}``: per semi-supervised
+        strategy its DSC per generation (``None`` where not measured) and its final model's test
+        DSC; M0's and the upper bound's test DSC. DSCs as fractions in the report's metric.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from atso_med.data.readers import reorient_to_canonical
-    from atso_med.data.volume import Volume
-    from atso_med.metrics.dice import dice_score
-    from atso_med.visualize import overlay_rgb
-
-    def canonical(array: np.ndarray) -> np.ndarray:
-        return reorient_to_canonical(Volume(array, image.affine))[0].array
-
-    image_c, truth_c = canonical(image.array), canonical(np.asarray(truth != 0, dtype=np.uint8))
-    masks_c = [canonical(np.asarray(prediction != 0, dtype=np.uint8)) for _, prediction in predictions]
-    k = _overlay_slice(truth_c, masks_c)
-
-    def axial(volume: np.ndarray) -> np.ndarray:
-        # canonical (RAS) slice in radiological view: anterior up, the patient's right on the left
-        return np.rot90(volume[:, :, k])[:, ::-1]
-
-    figure = Figure(figsize=(2.6 * max(1, len(predictions)), 3.0), facecolor="black")
-    FigureCanvasAgg(figure)
-    axes = np.atleast_1d(figure.subplots(1, max(1, len(predictions))))
-    # With no prediction there is still one (empty) panel, so axes may outnumber predictions.
-    for ax, (name, prediction), mask_c in zip(axes, predictions, masks_c, strict=False):
-        mask = np.asarray(prediction != 0)
-        rgb = overlay_rgb(axial(image_c), axial(truth_c), axial(mask_c))
-        ax.imshow(rgb, interpolation="nearest")
-        ax.set_title(f"{name}\nDSC {100 * dice_score(mask, truth != 0):.1f}%", color="white", fontsize=8)
-        ax.axis("off")
-    figure.suptitle(f"{title}, axial slice {k}: truth red, prediction green, overlap yellow", color="white", fontsize=9)
-    figure.tight_layout(rect=(0, 0, 1, 0.88))
-    return figure
+    metric, strategies, T = report["metric"], report["strategies"], report["generations"]
+    curves = {
+        strategy: {
+            "name": NAMES[strategy],
+            **{
+                measure: [_value(strategies[strategy]["generations"][str(t)][measure], metric) for t in range(T + 1)]
+                for measure in ("reference", "test")
+            },
+            "final": _value(strategies[strategy]["final"]["test"], metric),
+        }
+        for strategy in SEMI_SUPERVISED
+        if strategy in strategies
+    }
+    baselines = {
+        strategy: {
+            "name": NAMES[strategy],
+            "test": _value(strategies.get(strategy, {}).get("final", {}).get("test"), metric),
+        }
+        for strategy in ("supervised", "fully_supervised")
+    }
+    return {"metric": metric, "generations": T, "strategies": curves, "baselines": baselines}
 
 
-def draw_overlays(inputs: ReportInputs, out_dir: Path) -> list[Path]:
-    """One PNG per test case (the first ``report.overlay_cases`` with a label), by :func:`overlay_figure`,
-    for M0, each strategy's final model and the upper bound."""
-    from atso_med.data.readers import load_image, load_label
+def write_experiment_reports(
+    layout: ExperimentLayout, config: ExperimentConfig, data: ExperimentData, plan: Sequence[Step], journal: Journal
+) -> dict[str, Any]:
+    """Run the ``report`` step: every report file, from the plan and the journal's evaluations.
 
-    dataset, splits, layout = inputs.dataset, inputs.splits, inputs.layout
-    cases = [i for i in splits.test if dataset.case(i).label is not None][: inputs.config.report.overlay_cases]
-    models = _overlay_models(inputs)
-    written = []
-    for case_id in cases:
-        case = dataset.case(case_id)
-        volume = load_image(case.image, series_uid=case.series_uid)
-        truth = load_label_mask(case.label, volume, inputs.config.foreground)
-        panels = [
-            (title, load_label(layout.case_file(folder, case_id), volume) != 0)
-            for title, folder in models
-            if layout.case_file(folder, case_id).is_file()
-        ]
-        if panels:
-            written.append(_save_figure(overlay_figure(volume, truth, panels, case_id), out_dir / f"{case_id}.png"))
-    return written
+    Args:
+        layout: the experiment folder.
+        config: the experiment.
+        data: its data set and splits.
+        plan: its steps.
+        journal: its journal (the results of the evaluations done).
+
+    Returns:
+        The report (also ``reports/report.json`` and the journal's result of the step).
+    """
+    evaluations = {
+        s.params["target"]: journal.result(s.id) for s in plan if s.kind == "evaluate" and journal.is_done(s.id)
+    }
+    trained = frozenset(s.tags["strategy"] for s in plan if s.kind == "train")
+    students = student_trainings([s.to_dict() for s in plan if s.kind == "train"])
+    return write_reports(ReportInputs(layout, config, data.dataset, data.splits, evaluations, trained, students))
 
 
 def write_reports(inputs: ReportInputs) -> dict[str, Any]:
     """Write every report file; returns the report (also the journal's result of the report step)."""
-    out = inputs.layout.reports_dir
-    out.mkdir(parents=True, exist_ok=True)
+    layout = inputs.layout
+    layout.reports_dir.mkdir(parents=True, exist_ok=True)
     report = collect(inputs)
-    report["lazy_learning"] = measure_lazy_learning(inputs.layout, inputs.students, inputs.evaluations, report)
+    report["lazy_learning"] = measure_lazy_learning(layout, inputs.students, inputs.evaluations, report)
     notes = []
     if "fully_supervised" in report["strategies"] and not report["strategies"]["fully_supervised"]["trained"]:
         notes.append("Fully supervised: not trained (some reference cases have no label).")
@@ -565,16 +486,20 @@ def write_reports(inputs: ReportInputs) -> dict[str, Any]:
             "Run two generations or more to compare them."
         )
     report["files"] = {
-        "json": str(inputs.layout.report_file),
-        "csv": str(out / "report.csv"),
-        "markdown": str(out / "report.md"),
-        "progress": str(out / "progress.png"),
+        "json": str(layout.report_file),
+        "csv": str(layout.report_csv),
+        "markdown": str(layout.report_markdown),
+        "progress": str(layout.progress_plot),
     }
-    write_csv(csv_rows(report), out / "report.csv")
+    write_csv(csv_rows(report), layout.report_csv)
     table = markdown(report, notes)
-    write_text_atomic(table, out / "report.md")
-    plot_progress(report, out / "progress.png")
-    overlays = draw_overlays(inputs, out / "overlays")
+    write_text_atomic(table, layout.report_markdown)
+    plot_progress(progress_curves(report), layout.progress_plot)
+    dataset = inputs.dataset
+    cases = [i for i in inputs.splits.test if dataset.case(i).label is not None][: inputs.config.report.overlay_cases]
+    overlays = draw_overlays(
+        layout, dataset, cases, _overlay_models(inputs), inputs.config.foreground, layout.overlays_dir
+    )
     report["files"]["overlays"] = [str(p) for p in overlays]
-    write_text_atomic(json.dumps(report, indent=2) + "\n", inputs.layout.report_file)
+    write_text_atomic(json.dumps(report, indent=2) + "\n", layout.report_file)
     return report

@@ -9,76 +9,18 @@ did each step. ``mlflow`` (the ``tracking`` extra) is imported only then.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atso_med.errors import ConfigError
-from atso_med.extras import require_extra
+from atso_med.atso.config import ExperimentConfig, MLflowSettings
 
 if TYPE_CHECKING:
-    from atso_med.atso.config import ExperimentConfig
-    from atso_med.atso.strategies import Step
+    from atso_med.atso.steps import Step
 
-__all__ = ["MLflowSettings", "log_experiment", "require_mlflow"]
+__all__ = ["log_experiment"]
 
 #: Where the table's DSC of a set lies in the report: ``@R`` pseudo labels of the reference set, ``@E`` test set.
 _SETS = {"R": "reference", "E": "test"}
-
-
-def require_mlflow(what: str) -> None:
-    """Refuses before any work when MLflow is not installed (``what``: the option that needs it)."""
-    require_extra("mlflow", "MLflow", "tracking", what)
-
-
-@dataclass
-class MLflowSettings:
-    """Where an experiment's MLflow runs go.
-
-    Attributes:
-        tracking_uri: an MLflow tracking URI (``sqlite:///path/mlflow.db``, ``http://host:5000``).
-        experiment_name: the MLflow experiment; ``None``: the experiment folder's name.
-    """
-
-    tracking_uri: str
-    experiment_name: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "tracking") -> MLflowSettings | None:
-        """Reads the ``tracking`` section of an experiment.
-
-        Args:
-            data: ``None`` (no tracking) or ``{"mlflow": {"tracking_uri": ..., "experiment_name": ...}}``.
-            where: the key named in errors.
-
-        Returns:
-            The settings, or ``None`` without tracking.
-
-        Raises:
-            ConfigError: a malformed section, or MLflow not installed.
-        """
-        if data is None:
-            return None
-        if not isinstance(data, Mapping) or set(data) != {"mlflow"} or not isinstance(data["mlflow"], Mapping):
-            raise ConfigError(
-                f"{where}: expected {{mlflow: {{tracking_uri: URI, experiment_name: NAME}}}}, got {data!r}"
-            )
-        mlflow = dict(data["mlflow"])
-        unknown = sorted(set(mlflow) - {"tracking_uri", "experiment_name"})
-        if unknown:
-            raise ConfigError(
-                f"{where}.mlflow: unknown key(s) {', '.join(unknown)}; expected tracking_uri, experiment_name"
-            )
-        uri = mlflow.get("tracking_uri")
-        if not isinstance(uri, str) or not uri.strip():
-            raise ConfigError(
-                f"{where}.mlflow.tracking_uri: expected a tracking URI such as sqlite:///mlflow.db, got {uri!r}"
-            )
-        name = mlflow.get("experiment_name")
-        if name is not None and not isinstance(name, str):
-            raise ConfigError(f"{where}.mlflow.experiment_name: expected a string, got {name!r}")
-        require_mlflow(f"{where}.mlflow")
-        return cls(tracking_uri=uri, experiment_name=name)
 
 
 def _preset(config: ExperimentConfig) -> str:

@@ -58,21 +58,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def print_summary(report: dict, experiment_dir, stream) -> None:
     """Print the report's tables and where the files are."""
-    from pathlib import Path
+    from atso_med.atso.layout import ExperimentLayout, folder_patterns
 
-    from atso_med.atso.layout import ExperimentLayout
-
-    experiment_dir = Path(experiment_dir)
-    print((ExperimentLayout(experiment_dir).reports_dir / "report.md").read_text(), file=stream)
+    layout = ExperimentLayout(experiment_dir)
+    print(layout.report_markdown.read_text(), file=stream)
     print("Files:", file=stream)
-    for what, where in (
-        ("reports", "reports/ (report.md, report.json, report.csv, progress.png, overlays/)"),
-        ("models", "models/<strategy>/gen<t>/<all|fold<k>>/plane_<P>/model.pt"),
-        ("pseudo labels", "pseudo_labels/<strategy>/gen<t>/fold<k>/<case>.nii.gz"),
-        ("predictions", "predictions/<strategy>/gen<t>/<model>/<test|fold<k>>/<case>.nii.gz"),
-        ("journal", "state.json (resume with --resume), log.txt (every stage's bundle command)"),
-    ):
-        print(f"  {what:14s} {experiment_dir / where}", file=stream)
+    for what, where in folder_patterns().items():
+        print(f"  {what:14s} {layout.root / where}", file=stream)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from atso_med.atso import ExperimentRunner, RaySettings
-    from atso_med.atso.config import ExperimentConfig
+    from atso_med.atso.config import ExperimentConfig, MLflowSettings, require_mlflow
     from atso_med.atso.distributed import require_ray
-    from atso_med.atso.tracking import MLflowSettings, require_mlflow
     from atso_med.errors import ConfigError
 
     config = ExperimentConfig.load(args.config)

@@ -118,8 +118,9 @@ def _check_outputs(out, inputs) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from atso_med.atso.generations import training_items
     from atso_med.data.datalist import write_datalist
-    from atso_med.data.dataset import Dataset, evaluation_datalist, training_datalist
+    from atso_med.data.dataset import Dataset, evaluation_datalist
     from atso_med.data.duplicates import check_copies_in_one_role
     from atso_med.data.splits import Splits
     from atso_med.devices import available_device
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     check_copies_in_one_role(dataset, splits)
     write_datalist(
         out / "datalist.json",
-        training_datalist(dataset, splits),
+        training_items(dataset, splits),
         evaluation_datalist(dataset, splits.validation),
         dataset.labels,
     )

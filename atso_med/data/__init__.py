@@ -1,7 +1,7 @@
 """Data: the dataset contract, splits, CT readers, verification, training samples and the synthetic phantom."""
 
 from atso_med.data.datalist import datalist_classes, read_datalist, write_datalist
-from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case, training_datalist
+from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case
 from atso_med.data.dataset_from_folders import build_dataset
 from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
 from atso_med.data.inputs import resolve_inputs
@@ -47,7 +47,6 @@ __all__ = [
     "resolve_inputs",
     "save_nifti",
     "select_series",
-    "training_datalist",
     "training_sampler",
     "verify_dataset",
     "write_datalist",

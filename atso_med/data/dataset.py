@@ -17,8 +17,8 @@ other keys, top-level or per case, are kept and written back unchanged.
 
 Which cases are labeled, reference (unlabeled during training) or test is not part of the
 dataset: that is ``splits.json`` (:mod:`atso_med.data.splits`). The data lists built here are
-where the two meet, and :func:`training_datalist` is the single place that decides which label
-a training case gets.
+where the two meet; which label a training case gets is decided by
+:func:`atso_med.atso.generations.training_items`.
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atso_med.data.paths import resolve_input_path
-from atso_med.errors import DatasetError, SplitError
+from atso_med.errors import DatasetError
 from atso_med.files import read_json, write_text_atomic
 
 if TYPE_CHECKING:  # imported for annotations only, so that this module loads without readers
-    from atso_med.data.splits import Splits
     from atso_med.data.volume import Volume
 
 #: File name looked up when :meth:`Dataset.load` is given a folder.
@@ -386,73 +385,6 @@ def load_case(case: Case, with_label: bool = True) -> tuple[Volume, np.ndarray |
     if not with_label or case.label is None:
         return image, None
     return image, load_label(case.label, image)
-
-
-def training_datalist(
-    dataset: Dataset,
-    splits: Splits,
-    pseudo_labels: Mapping[str, str | os.PathLike] | None = None,
-    reference_truth: Iterable[str] = (),
-) -> list[dict[str, str]]:
-    """Build the list of training items: labeled cases with their labels, reference cases with pseudo labels.
-
-    The ground truth of a reference case (its ``label`` in dataset.json, kept for evaluation)
-    must never reach training. This function therefore reads ``case.label`` only for ids of
-    ``splits.labeled``; for reference ids it reads ``case.image`` and the ``pseudo_labels``
-    mapping and nothing else, except the ids named in ``reference_truth``: the fully supervised
-    upper bound trains on those reference cases' true labels, and this is the one place that
-    decides it. A reference case without a pseudo label is left out (it is unlabeled at this stage).
-
-    Args:
-        dataset: the dataset.
-        splits: the roles; validated against ``dataset`` first.
-        pseudo_labels: case id -> pseudo label file, for reference cases only.
-        reference_truth: reference case ids that train on their true label (the fully
-            supervised bound only; empty for every semi-supervised strategy).
-
-    Returns:
-        Items ``{"id", "image", "label", "source"}`` with ``source`` ``"labeled"``, ``"pseudo"``
-        or ``"truth"``; labeled cases first (in split order), then reference cases.
-
-    Raises:
-        SplitError: the splits do not fit the dataset, or a pseudo label is given for an id
-            that is not a reference case (a pseudo label for a test case would leak it into
-            training; one for a labeled case would hide its truth), a ``reference_truth`` id that
-            is not a reference case or also has a pseudo label, or has no label.
-    """
-    splits.validate(dataset)
-    pseudo = {str(k): Path(v) for k, v in (pseudo_labels or {}).items()}
-    truth = [str(i) for i in reference_truth]
-    reference = splits.reference_ids
-    misplaced = sorted(set(truth) - set(reference)) + sorted(set(truth) & set(pseudo))
-    if misplaced:
-        raise SplitError(
-            f"true labels asked for ids that are not unlabeled reference cases: {', '.join(map(repr, misplaced))}"
-        )
-    stray = sorted(set(pseudo) - set(reference))
-    if stray:
-        roles = splits.roles()
-        detail = ", ".join(f"{i!r} ({roles.get(i, 'not in splits')})" for i in stray)
-        raise SplitError(f"pseudo labels given for ids that are not reference cases: {detail}")
-
-    items: list[dict[str, str]] = []
-    for case_id in splits.labeled:
-        case = dataset.case(case_id)
-        # validate() guarantees a label here; checked again so a bad list can never be built.
-        if case.label is None:
-            raise SplitError(f"labeled case {case_id!r} has no label in dataset.json")
-        items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "labeled"})
-    for case_id in reference:
-        if case_id not in pseudo:
-            continue
-        image = dataset.case(case_id).image  # the image only: the reference case's label is never read
-        items.append({"id": case_id, "image": str(image), "label": str(pseudo[case_id]), "source": "pseudo"})
-    for case_id in truth:
-        case = dataset.case(case_id)
-        if case.label is None:
-            raise SplitError(f"the fully supervised bound needs the label of reference case {case_id!r}")
-        items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "truth"})
-    return items
 
 
 def evaluation_datalist(dataset: Dataset, ids: Iterable[str]) -> list[dict[str, str]]:

@@ -17,7 +17,7 @@ Roles:
     labeled: cases trained on with their own ground truth.
     reference: the unlabeled training cases, in K >= 2 folds; ATSO's teachers label one fold
         with a model that never trained on it. Their ground truth, if dataset.json has it, is
-        used only in reports, never in training (see :func:`atso_med.data.dataset.training_datalist`).
+        used only in reports, never in training (see :func:`atso_med.atso.generations.training_items`).
     test: held out, evaluated with ground truth.
     validation: optional labeled cases for model selection (extra annotation; not counted as
         labeled training data).

@@ -1,6 +1,7 @@
-"""The plan of an experiment: every training, prediction, pseudo-labelling and evaluation, in order.
+"""Generations: the plan of every strategy's trainings, and each training's data list.
 
-The plan is a pure function of the configuration and the splits, so a resumed run rebuilds
+The plan is every training, prediction, pseudo-labelling and evaluation of an experiment, in
+order. It is a pure function of the configuration and the splits, so a resumed run rebuilds
 exactly the plan it was interrupted in and skips the steps its journal marks done. Every step
 names its inputs and outputs with paths relative to the experiment folder.
 
@@ -15,115 +16,50 @@ Strategies (``T`` generations, reference set ``R`` in ``K`` folds, labeled set `
 * ``atso``: fold model ``k`` of generation ``t`` trains from the same initial weights on ``S`` plus
   the pseudo labels of fold ``k`` only; those labels come from models that never trained on fold
   ``k`` (generation ``t - 1``'s other fold model when ``K = 2``, the majority vote of all other
-  fold models when ``K > 2``; M0 for ``t = 1``). After ``T`` generations a final model trains on
+  fold models when ``K > 2``; M0 for ``t = 1``; see :mod:`atso_med.atso.pseudo_labels`). After ``T`` generations a final model trains on
   ``S`` plus all pseudo labels of generation ``T``.
 
 Pseudo labels of generation ``t`` (what generation ``t`` trains on) live in
 ``pseudo_labels/<strategy>/gen<t>/fold<k>/``; they are made by the models of generation ``t - 1``,
 so the labels in ``gen<t + 1>`` are also the measure of generation ``t`` on the reference set
 ("@R", Table 1; "updated R_t", Table 4). Generation ``T + 1``'s labels are made for that measure.
+
+A training's data list (:func:`training_items`, written by :func:`write_training_datalist`) holds
+the labeled cases with their labels and the reference cases of its pseudo-label sets with those;
+it never reads a reference case's true label, except for the ``fully_supervised`` upper bound
+(its plan step lists them as ``truth_ids``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from atso_med.atso import layout
-from atso_med.errors import ConfigError
+from atso_med.atso.layout import (
+    ExperimentLayout,
+    evaluation_folder,
+    fused_predictions_folder,
+    pseudo_label_folder,
+    training_datalist,
+)
+from atso_med.atso.pseudo_labels import check_teachers, fold_teachers, needs_probability, pseudo_label_step_id
+from atso_med.atso.steps import ModelRef, PlanInputs, Step, train_id
+from atso_med.errors import ConfigError, SplitError
 
-#: Kinds of step, in the order they appear within a generation.
-STEP_KINDS = ("train", "predict", "fuse", "evaluate", "report")
+if TYPE_CHECKING:
+    from atso_med.data.dataset import Dataset
+    from atso_med.data.splits import Splits
 
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One model set (the plane models of one training group).
-
-    Attributes:
-        strategy: the strategy that owns it (``supervised`` owns M0).
-        generation: its generation (0 = M0 / fully supervised).
-        group: ``"all"`` (trained on all pseudo labels) or ``"fold<k>"`` (an ATSO fold model).
-    """
-
-    strategy: str
-    generation: int
-    group: str = "all"
-
-    @property
-    def key(self) -> str:
-        """``<strategy>/gen<t>/<group>``: the model's folder below ``models/``."""
-        return f"{self.strategy}/gen{self.generation}/{self.group}"
-
-    @property
-    def folder(self) -> str:
-        """The model set's folder, relative to the experiment folder."""
-        return layout.model_folder(self.key)
-
-    def plane_folder(self, plane: str) -> str:
-        """One plane's training folder (holds ``model.pt``)."""
-        return layout.plane_folder(self.key, plane)
-
-    def predictions(self, case_set: str) -> str:
-        """Folder of this model's predictions of ``case_set`` (``test`` or ``fold<k>``)."""
-        return layout.predictions_folder(self.key, case_set)
-
-
-@dataclass
-class Step:
-    """One unit of work, journaled when finished.
-
-    Attributes:
-        id: unique id, also its place in the layout (``train/atso/gen1/fold0/plane_Z``).
-        kind: one of :data:`STEP_KINDS`.
-        requires: ids of the steps whose outputs it reads.
-        params: what it does (JSON-ready; paths relative to the experiment folder).
-        tags: what it measures, for the reports (strategy, generation, model, case set).
-    """
-
-    id: str
-    kind: str
-    requires: list[str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-    tags: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Step:
-        return cls(**{k: data[k] for k in ("id", "kind", "requires", "params", "tags")})
-
-
-@dataclass
-class PlanInputs:
-    """What the plan is built from (read from the configuration and the splits).
-
-    Attributes:
-        strategies: strategies to run (``supervised`` always included).
-        generations: T.
-        planes: trained planes.
-        labeled: labeled case ids.
-        reference: the K reference folds.
-        test: test case ids.
-        with_truth: ids whose label exists (evaluations only read these).
-        own_fold_predictions: predict each ATSO fold model on its own fold (report only).
-        init_mode: how STSO's and ATSO's from-scratch trainings start: ``random`` (the seeded
-            random weights every such training shares) or ``snapshot`` (the paper's Section 4.2:
-            M0's weights after stages S and I with a freshly initialised saliency module; those
-            trainings then run stage J only).
-    """
-
-    strategies: Sequence[str]
-    generations: int
-    planes: Sequence[str]
-    labeled: Sequence[str]
-    reference: Sequence[Sequence[str]]
-    test: Sequence[str]
-    with_truth: Iterable[str]
-    own_fold_predictions: bool = True
-    init_mode: str = "random"
+__all__ = [
+    "SNAPSHOT_FILE",
+    "build_plan",
+    "check_plan",
+    "model_training_ids",
+    "training_items",
+    "write_training_datalist",
+]
 
 
 #: Name of the stage-S+I snapshot an M0 plane training writes beside its model.pt (``init_mode: snapshot``).
@@ -205,7 +141,7 @@ class _PlanBuilder:
                     "model": model.key,
                     "plane": plane,
                     "output_dir": model.plane_folder(plane),
-                    "datalist": layout.training_datalist(model.key),
+                    "datalist": training_datalist(model.key),
                     "labeled_ids": list(self.inputs.labeled),
                     "pseudo_labels": pseudo_labels,
                     "truth_ids": truth_ids,
@@ -253,7 +189,7 @@ class _PlanBuilder:
         self.evaluate(step_id)
         return step_id
 
-    def fuse(
+    def vote(
         self,
         step_id: str,
         sources: Sequence[str],
@@ -294,7 +230,7 @@ class _PlanBuilder:
                 id=f"evaluate/{target}",
                 kind="evaluate",
                 requires=[producer_id],
-                params={"target": target, "ids": ids, "output_dir": layout.evaluation_folder(target)},
+                params={"target": target, "ids": ids, "output_dir": evaluation_folder(target)},
                 tags={**producer.tags, "producer": producer.kind},
             )
         ).id
@@ -345,7 +281,7 @@ class _PlanBuilder:
                     teachers[strategy] = [model]
         if "atso" in inputs.strategies and T >= 1:
             final = ModelRef("atso", T, "all")
-            self.train(final, pseudo={k: pseudo_id("atso", T, k) for k in range(K)})
+            self.train(final, pseudo={k: pseudo_label_step_id("atso", T, k) for k in range(K)})
             self.predict(final, "test")
         self.add(Step(id="report", kind="report", requires=[s.id for s in self.steps]))
         return self.steps
@@ -355,19 +291,14 @@ class _PlanBuilder:
         K = len(self.folds)
         out = {}
         for k in range(K):
-            if strategy == "atso":
-                # Never a model that trained on fold k: fold k's own model is left out. Equal
-                # teachers (M0 standing in for every fold model at t = 1) vote once.
-                voters = _unique([teachers[j] for j in range(K) if j != k])
-            else:
-                voters = [teachers[0]]
+            voters = fold_teachers(strategy, k, teachers)
             sources = [
-                self.predict(model, f"fold{k}", save_probability=_needs_probability(len(voters))) for model in voters
+                self.predict(model, f"fold{k}", save_probability=needs_probability(len(voters))) for model in voters
             ]
-            out[k] = self.fuse(
-                pseudo_id(strategy, generation, k),
+            out[k] = self.vote(
+                pseudo_label_step_id(strategy, generation, k),
                 [s for s in sources if s is not None],
-                layout.pseudo_label_folder(strategy, generation, k),
+                pseudo_label_folder(strategy, generation, k),
                 self.folds[k],
                 purpose="pseudo",
                 tags={
@@ -387,44 +318,21 @@ class _PlanBuilder:
             self.train(model, pseudo={k: pseudo[k]})
         test_sources = []
         for k, model in enumerate(models):
-            test_sources.append(self.predict(model, "test", save_probability=_needs_probability(K)))
+            test_sources.append(self.predict(model, "test", save_probability=needs_probability(K)))
             for j in range(K):
                 if j != k or self.inputs.own_fold_predictions:
                     # Labels of fold j at t + 1 are voted by the K - 1 models other than j's.
-                    self.predict(model, f"fold{j}", save_probability=j != k and _needs_probability(K - 1))
+                    self.predict(model, f"fold{j}", save_probability=j != k and needs_probability(K - 1))
         if test_sources[0] is not None:
-            self.fuse(
+            self.vote(
                 f"fuse/atso/gen{t}/test",
                 test_sources,
-                layout.fused_predictions_folder(t, "test"),
+                fused_predictions_folder(t, "test"),
                 list(self.inputs.test),
                 purpose="ensemble",
                 tags={"strategy": "atso", "generation": t, "model": "fused", "set": "test"},
             )
         return models
-
-
-def train_id(model: ModelRef, plane: str) -> str:
-    """Step id of one plane's training of ``model``."""
-    return f"train/{model.key}/plane_{plane}"
-
-
-def pseudo_id(strategy: str, generation: int, fold: int) -> str:
-    """Step id of the pseudo labels of ``fold`` that ``generation`` of ``strategy`` trains on."""
-    return f"pseudo/{strategy}/gen{generation}/fold{fold}"
-
-
-def _needs_probability(voters: int) -> bool:
-    # A vote of an even number of model sets breaks ties by their mean probability.
-    return voters > 1 and voters % 2 == 0
-
-
-def _unique(models: Iterable[ModelRef]) -> list[ModelRef]:
-    seen: list[ModelRef] = []
-    for model in models:
-        if model not in seen:
-            seen.append(model)
-    return seen
 
 
 def build_plan(inputs: PlanInputs) -> list[Step]:
@@ -485,14 +393,104 @@ def check_plan(steps: Sequence[Step], inputs: PlanInputs) -> None:
                 raise ConfigError(f"internal error: {step.id} would train on test case(s) {sorted(leaked)}")
             if step.params["truth_ids"] and step.tags["strategy"] != "fully_supervised":
                 raise ConfigError(f"internal error: {step.id} would train on reference cases' true labels")
-        if step.kind == "fuse" and step.params["purpose"] == "pseudo" and step.tags["strategy"] == "atso":
-            fold = folds[int(step.tags["set"][len("fold") :])]
-            for teacher in step.params["teachers"]:
-                overlap = fold & seen.get(teacher, set())
-                if overlap:
-                    raise ConfigError(
-                        f"internal error: {step.id} would label fold cases {sorted(overlap)} with {teacher}, which trained on them"
-                    )
+        check_teachers(step, folds, seen)
         for required in step.requires:
             if required not in by_id:
                 raise ConfigError(f"internal error: {step.id} requires unknown step {required}")
+
+
+def training_items(
+    dataset: Dataset,
+    splits: Splits,
+    pseudo_labels: Mapping[str, str | os.PathLike] | None = None,
+    reference_truth: Iterable[str] = (),
+) -> list[dict[str, str]]:
+    """The items of a training's data list: labeled cases with their labels, reference cases with pseudo labels.
+
+    The ground truth of a reference case (its ``label`` in dataset.json, kept for evaluation)
+    must never reach training. This function therefore reads ``case.label`` only for ids of
+    ``splits.labeled``; for reference ids it reads ``case.image`` and the ``pseudo_labels``
+    mapping and nothing else, except the ids named in ``reference_truth``: the fully supervised
+    upper bound trains on those reference cases' true labels, and this is the one place that
+    decides it. A reference case without a pseudo label is left out (it is unlabeled at this stage).
+
+    Args:
+        dataset: the dataset.
+        splits: the roles; validated against ``dataset`` first.
+        pseudo_labels: case id -> pseudo label file, for reference cases only.
+        reference_truth: reference case ids that train on their true label (the fully
+            supervised bound only; empty for every semi-supervised strategy).
+
+    Returns:
+        Items ``{"id", "image", "label", "source"}`` with ``source`` ``"labeled"``, ``"pseudo"``
+        or ``"truth"``; labeled cases first (in split order), then reference cases.
+
+    Raises:
+        SplitError: the splits do not fit the dataset, or a pseudo label is given for an id
+            that is not a reference case (a pseudo label for a test case would leak it into
+            training; one for a labeled case would hide its truth), a ``reference_truth`` id that
+            is not a reference case or also has a pseudo label, or has no label.
+    """
+    splits.validate(dataset)
+    pseudo = {str(k): Path(v) for k, v in (pseudo_labels or {}).items()}
+    truth = [str(i) for i in reference_truth]
+    reference = splits.reference_ids
+    misplaced = sorted(set(truth) - set(reference)) + sorted(set(truth) & set(pseudo))
+    if misplaced:
+        raise SplitError(
+            f"true labels asked for ids that are not unlabeled reference cases: {', '.join(map(repr, misplaced))}"
+        )
+    stray = sorted(set(pseudo) - set(reference))
+    if stray:
+        roles = splits.roles()
+        detail = ", ".join(f"{i!r} ({roles.get(i, 'not in splits')})" for i in stray)
+        raise SplitError(f"pseudo labels given for ids that are not reference cases: {detail}")
+
+    items: list[dict[str, str]] = []
+    for case_id in splits.labeled:
+        case = dataset.case(case_id)
+        # validate() guarantees a label here; checked again so a bad list can never be built.
+        if case.label is None:
+            raise SplitError(f"labeled case {case_id!r} has no label in dataset.json")
+        items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "labeled"})
+    for case_id in reference:
+        if case_id not in pseudo:
+            continue
+        image = dataset.case(case_id).image  # the image only: the reference case's label is never read
+        items.append({"id": case_id, "image": str(image), "label": str(pseudo[case_id]), "source": "pseudo"})
+    for case_id in truth:
+        case = dataset.case(case_id)
+        if case.label is None:
+            raise SplitError(f"the fully supervised bound needs the label of reference case {case_id!r}")
+        items.append({"id": case_id, "image": str(case.image), "label": str(case.label), "source": "truth"})
+    return items
+
+
+def write_training_datalist(layout: ExperimentLayout, dataset: Dataset, splits: Splits, step: Step) -> Path:
+    """Write the data list of a training step: its :func:`training_items` and the validation cases.
+
+    Args:
+        layout: the experiment folder.
+        dataset: the experiment's data set.
+        splits: its splits.
+        step: a ``train`` step of the plan (its ``pseudo_labels``, ``truth_ids`` and ``train_ids``).
+
+    Returns:
+        The data list file (``models/<strategy>/gen<t>/<group>/datalist.json``).
+
+    Raises:
+        ConfigError: the items differ from the cases the plan says the training sees.
+    """
+    from atso_med.data.datalist import write_datalist
+    from atso_med.data.dataset import evaluation_datalist
+
+    pseudo = {}
+    for entry in step.params["pseudo_labels"].values():
+        for case_id in entry["ids"]:
+            pseudo[case_id] = layout.case_file(entry["dir"], case_id)
+    items = training_items(dataset, splits, pseudo, reference_truth=step.params["truth_ids"])
+    trained = [item["id"] for item in items]
+    if sorted(trained) != sorted(step.params["train_ids"]):
+        raise ConfigError(f"internal error: the data list of {step.id} differs from its plan")
+    validation = evaluation_datalist(dataset, splits.validation) if splits.validation else []
+    return write_datalist(layout.path(step.params["datalist"]), items, validation, dataset.labels)

@@ -1,0 +1,125 @@
+"""Pseudo labels: who labels which reference fold, and the writing of a pseudo-label set.
+
+The reference set ``R`` is dealt into ``K`` folds. A generation's students train on the labeled
+cases plus pseudo labels of reference folds, made by the previous generation (its teachers):
+
+* ATSO: fold ``k`` is labelled only by models that never trained on it, the teachers of every fold
+  but ``k`` (generation ``t - 1``'s other fold model when ``K = 2``, the majority vote of all other
+  fold models when ``K > 2``; M0, standing in for every fold model, at ``t = 1``).
+* Self-learning and STSO: every fold is labelled by the one teacher of the generation.
+
+A pseudo-label set (``pseudo_labels/<strategy>/gen<t>/fold<k>/<case_id>.nii.gz``, what generation
+``t`` trains on) is a copy of its single teacher's predictions, or the majority vote of several
+teachers' predictions (:func:`atso_med.inferers.fusion.vote_files`; an even number of voters breaks
+ties by their mean probability, so their predictions keep a probability map). The same vote makes
+ATSO's ensemble prediction of the test set. In the plan, writing a set is a step of kind ``fuse``
+with id ``pseudo/<strategy>/gen<t>/fold<k>``: both are persisted in existing experiment folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from atso_med.atso.layout import ExperimentLayout
+from atso_med.atso.logs import logger
+from atso_med.atso.steps import ModelRef, Step
+from atso_med.errors import ConfigError
+from atso_med.files import atomic_write
+
+__all__ = ["check_teachers", "fold_teachers", "needs_probability", "pseudo_label_step_id", "write_pseudo_labels"]
+
+
+def pseudo_label_step_id(strategy: str, generation: int, fold: int) -> str:
+    """Step id of the pseudo labels of ``fold`` that ``generation`` of ``strategy`` trains on."""
+    return f"pseudo/{strategy}/gen{generation}/fold{fold}"
+
+
+def fold_teachers(strategy: str, fold: int, teachers: Sequence[ModelRef]) -> list[ModelRef]:
+    """The model sets whose predictions label reference fold ``fold``.
+
+    Args:
+        strategy: ``atso``, ``self_learning`` or ``stso``.
+        fold: the reference fold labelled.
+        teachers: the previous generation's models: one per fold for ATSO (fold ``j``'s model
+            trained on fold ``j``), one for the other strategies.
+
+    Returns:
+        ATSO: every fold's teacher but ``fold``'s own, each model once (M0 standing in for every
+        fold model at generation 1 votes once). Otherwise: the single teacher.
+    """
+    if strategy == "atso":
+        return _unique(teacher for j, teacher in enumerate(teachers) if j != fold)
+    return [teachers[0]]
+
+
+def needs_probability(voters: int) -> bool:
+    """Whether the predictions of ``voters`` model sets that vote must keep their probability maps.
+
+    A vote of an even number of model sets breaks ties by their mean probability.
+    """
+    return voters > 1 and voters % 2 == 0
+
+
+def check_teachers(step: Step, folds: Sequence[set[str]], seen: Mapping[str, set[str]]) -> None:
+    """Refuse an ATSO pseudo-label step whose fold a teacher trained on (also through its ancestors).
+
+    Args:
+        step: a plan step; only ATSO's pseudo-label votes are checked.
+        folds: the case ids of each reference fold.
+        seen: model key -> every case id its trainings (and the weights they started from) saw.
+
+    Raises:
+        ConfigError: naming the step, the cases and the teacher.
+    """
+    if step.kind != "fuse" or step.params["purpose"] != "pseudo" or step.tags["strategy"] != "atso":
+        return
+    fold = folds[int(step.tags["set"][len("fold") :])]
+    for teacher in step.params["teachers"]:
+        overlap = fold & seen.get(teacher, set())
+        if overlap:
+            raise ConfigError(
+                f"internal error: {step.id} would label fold cases {sorted(overlap)} with {teacher}, which trained on them"
+            )
+
+
+def write_pseudo_labels(layout: ExperimentLayout, step: Step) -> dict[str, Any]:
+    """Write a pseudo-label set (or ATSO's ensemble prediction): one teacher's masks copied, or several voted.
+
+    Args:
+        layout: the experiment folder.
+        step: the ``fuse`` step; its parameters name the ``purpose``, the ``sources`` (prediction
+            folders), their ``teachers`` (model keys), the case ``ids`` and the ``output_dir``.
+
+    Returns:
+        The journal's result: ``{"cases", "teachers", "output_dir"}``.
+    """
+    from atso_med.inferers.fusion import vote_files
+
+    params = step.params
+    sources = [layout.path(s) for s in params["sources"]]
+    layout.path(params["output_dir"]).mkdir(parents=True, exist_ok=True)
+    logger.info(
+        "%s %s: %s of %s",
+        params["purpose"],
+        step.id,
+        "copy" if len(sources) == 1 else "majority vote",
+        ", ".join(params["teachers"]),
+    )
+    for case_id in params["ids"]:
+        target = layout.case_file(params["output_dir"], case_id)
+        if len(sources) == 1:
+            with atomic_write(target) as tmp:
+                shutil.copyfile(layout.case_file(params["sources"][0], case_id), tmp)
+        else:
+            vote_files(sources, case_id, target)
+    return {"cases": len(params["ids"]), "teachers": params["teachers"], "output_dir": params["output_dir"]}
+
+
+def _unique(models: Iterable[ModelRef]) -> list[ModelRef]:
+    seen: list[ModelRef] = []
+    for model in models:
+        if model not in seen:
+            seen.append(model)
+    return seen

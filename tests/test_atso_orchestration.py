@@ -30,8 +30,8 @@ class FakeTraining:
         self.calls: list[str] = []
 
     def __call__(self, configs, overrides):
-        from atso_med.engines.checkpoints import save_model_atomic
         from atso_med.networks import build_rstn, initialize_rstn
+        from atso_med.networks.weight_files import save_model_atomic
 
         # The runner's keys are in the settings overlay, the last config file; the device on the command line.
         assert Path(configs[-1]).name == "settings.json" and set(overrides) <= {"device", "resume"}

@@ -84,7 +84,7 @@ def read_bool(value: Any, where: str) -> bool:
 
 def read_amount(value: Any, where: str) -> int | float:
     """A count (int) or a fraction (float in [0, 1]), as splits take them."""
-    from atso_med.data.splits import parse_amount
+    from atso_med.data.split_protocols import parse_amount
     from atso_med.errors import SplitError
 
     try:

@@ -1,5 +1,5 @@
-"""Engines: the RSTN training workflow (recipes, stage schedule, batch preparation, argument checks,
-checkpoints and run state) and the prediction engine."""
+"""Engines: RSTN's training (:class:`RSTNTrainer`: stages S -> I -> J, recipes, schedule, the checks
+before a run, checkpoints and run state), the prediction engine, and the bundle runner."""
 
 from atso_med.engines.bundle_runner import install_command_line_errors
 from atso_med.engines.checkpoints import RunState, latest_checkpoint, newest_checkpoint

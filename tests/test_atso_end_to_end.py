@@ -301,13 +301,28 @@ def test_demo_runs_end_to_end_and_says_it_is_a_cpu_demo(tmp_path, monkeypatch, c
             "split": {"labeled": 1, "test": 1},
             "planes": ["Z"],
             "devices": ["cpu"],
-            "training": {**TINY_TRAINING, "iterations": 2},
+            # the demo's protocol (snapshot students, labeled share) at a tiny size
+            "training": {
+                **TINY_TRAINING,
+                "iterations": 4,
+                "init_mode": demo.DEMO_EXPERIMENT["training"]["init_mode"],
+                "overrides": {"labeled_share": demo.DEMO_EXPERIMENT["training"]["overrides"]["labeled_share"]},
+            },
             "inference": {"rounds": 1},
         },
     )
     assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "CPU demo, not the paper's setting" in printed
+    # it says which protocol it runs and what the benchmark measured, and runs that protocol
+    assert "the protocol the benchmark recommends" in printed and "labeled_share 0.5" in printed
+    assert "within the noise" not in printed
+    atso_student = json.loads(
+        (tmp_path / "demo" / "experiment" / "models/atso/gen1/fold0/plane_Z/settings.json").read_text()
+    )
+    # a snapshot student trains stage J only, from M0's stage-S+I weights
+    assert atso_student["labeled_share"] == 0.5 and atso_student["stage_fractions"] == [0.0, 0.0, 1.0]
+    assert atso_student["init_weights"].endswith("models/supervised/gen0/all/plane_Z/snapshot_SI.pt")
     assert "| G1 |" in printed and "ATSO @E" in printed and str(tmp_path / "demo" / "experiment" / "reports") in printed
     for path in (
         "data/dataset.json",

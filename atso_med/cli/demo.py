@@ -10,7 +10,8 @@ import argparse
 #: (6 px instead of RSTN's 20 px at 512x512). One labeled case leaves M0 well below the fully
 #: supervised bound (2 labeled cases came within 6 points of it); 15 reference cases give the
 #: semi-supervised strategies, and the bound, data to learn from. Keys not given here take the
-#: scratch recipe's values.
+#: scratch recipe's values. The method runs the protocol the benchmark recommends
+#: (:data:`DEMO_PROTOCOL`).
 DEMO_PHANTOM = {"cases": 20, "seed": 3, "shape": (64, 64, 24)}
 DEMO_EXPERIMENT = {
     "strategies": ["supervised", "fully_supervised", "self_learning", "stso", "atso"],
@@ -28,11 +29,27 @@ DEMO_EXPERIMENT = {
         "iterations": 250,
         "batch_size": 4,
         "num_workers": 0,
-        "overrides": {"margin_fixed": 6, "margin_max": 12},
+        # The paper's protocol: STSO's and ATSO's students start from M0's stage-S+I snapshot.
+        "init_mode": "snapshot",
+        # Beyond the paper: half of every student's draws from the labeled cases (see DEMO_PROTOCOL).
+        "overrides": {"margin_fixed": 6, "margin_max": 12, "labeled_share": 0.5},
     },
     "inference": {"rounds": 2, "margin": 6, "batch_size": 16},
     "report": {"overlay_cases": 2},
 }
+
+#: What the benchmark measured, and so why the demo runs this protocol (README, Benchmarks; the
+#: records are benchmarks/results/<setting>/seed<k>.json).
+DEMO_PROTOCOL = (
+    "It runs the protocol the benchmark recommends: the paper's (STSO and ATSO start from M0's stage-S+I "
+    "snapshot) with half of every student's draws taken from the labeled cases (labeled_share 0.5, beyond the "
+    "paper). On the 64x64x24 phantom with 2 labeled cases (3 seeds each, test DSC %), that share lifted every "
+    "semi-supervised strategy: self-learning 62.4, STSO 61.9, ATSO 60.0 against 62.1, 56.8, 57.3 without it "
+    "(labeled only 59.4, fully supervised 72.8). ATSO has not beaten STSO or self-learning on this phantom in any "
+    "setting measured so far: its fold models see half the reference set, and the errors they would not repeat are "
+    "shared by every model trained on the same labeled cases. This demo has one seed and 4 test cases: it shows "
+    "the method running, not which strategy wins."
+)
 
 
 def demo_note() -> str:
@@ -51,8 +68,7 @@ def demo_note() -> str:
         f"{training.get('batch_size', recipe['batch_size'])} instead of {recipe['iterations']} of batch {recipe['batch_size']}), "
         f"the method ({DEMO_EXPERIMENT['generations']} generations instead of 5) and the inference "
         f"({DEMO_EXPERIMENT['inference']['rounds']} coarse-to-fine rounds instead of up to 10, box margins of {margin} px "
-        f"instead of 20). With {DEMO_EXPERIMENT['split']['test']} test cases and one seed, differences of a few points "
-        "between strategies are within the noise: benchmarks/bench_atso.py measures them over seeds."
+        f"instead of 20). {DEMO_PROTOCOL}"
     )
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from atso_med.atso.journal import JOURNAL_FILE
 from atso_med.atso.lock import LOCK_FILE
+from atso_med.data.writers import PREDICTION_FILES, prediction_file
 
 __all__ = [
     "CONFIG_FILE",
@@ -66,8 +67,9 @@ REPORT_MARKDOWN = "report.md"
 REPORT_CSV = "report.csv"
 PROGRESS_PLOT = "progress.png"
 OVERLAYS_DIR = "overlays"
-#: The file name ending of a case's mask (``<case_id>.nii.gz``) in a prediction or pseudo-label folder.
-MASK_SUFFIX = ".nii.gz"
+#: The file name ending of a case's mask (``<case_id>.nii.gz``) in a prediction or pseudo-label folder:
+#: the prediction writers' (:data:`atso_med.data.writers.PREDICTION_FILES`).
+MASK_SUFFIX = PREDICTION_FILES["mask"].format("")
 #: In a plane's training folder: the config overlay the bundle ran with (the runner's keys).
 TRAINING_SETTINGS_FILE = "settings.json"
 #: In a plane's training folder: what the runner recorded (init, weight hashes, command).
@@ -209,7 +211,7 @@ class ExperimentLayout:
 
     def case_file(self, folder: str, case_id: str) -> Path:
         """One case's mask in a prediction or pseudo-label folder of the plan."""
-        return self.root / folder / f"{case_id}{MASK_SUFFIX}"
+        return prediction_file(self.root / folder, case_id)
 
     def is_experiment(self) -> bool:
         """Whether the folder holds an experiment that has started (its configuration and journal)."""

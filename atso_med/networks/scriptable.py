@@ -10,7 +10,7 @@ fine and saliency modules (same state-dict keys) behind the inference passes onl
   of ``RSTN(image)``: coarse then fine probabilities, (B, 2C, H, W));
 - ``coarse_probability(image)`` and ``fine_probability(image, score_map, mask, margin)``: the
   two calls the whole-volume coarse-to-fine inference makes
-  (:class:`~atso_med.inferers.VolumeInferer`), so a loaded ``model.ts`` can stand in for the
+  (:class:`~atso_med.inferers.CoarseToFineInferer`), so a loaded ``model.ts`` can stand in for the
   PyTorch model there.
 
 ONNX graphs have no data-dependent crops, so ONNX export takes the parts one at a time

@@ -19,6 +19,7 @@ BAD = {
         ["{new}", "--shape", "64", "64", "0"],
         ["{new}", "--spacing", "1", "1", "-1"],
         ["{new}", "--spacing", "1", "1", "nan"],
+        ["{new}", "--labels", "kidneys"],
         ["{file}"],
     ],
     "split": [

@@ -20,7 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "phantom",
         help="write the synthetic abdominal CT data set (NIfTI + dataset.json)",
         description=(
-            "Write a synthetic contrast-enhanced abdominal CT data set with pancreas labels, a "
+            "Write a synthetic contrast-enhanced abdominal CT data set with pancreas labels (or, "
+            "with --labels organs, one class per organ), a "
             "stand-in for NIH Pancreas-CT: OUT/imagesTr/case_000.nii.gz (int16 HU), "
             "OUT/labelsTr/case_000.nii.gz (uint8) and OUT/dataset.json. Case k depends only on "
             "(seed, domain, k). OUT must be new, empty, or a phantom of the same configuration "
@@ -53,6 +54,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="source: portal-venous scanner; shifted: another scanner (arterial phase, noisier, "
         "HU offset, other resolution, pancreatic lesions) (default: %(default)s)",
     )
+    # The classes are spelled out here rather than read from ORGAN_CLASSES, so that building the
+    # parser does not import the data package; tests/test_phantom_organs.py keeps the two equal.
+    parser.add_argument(
+        "--labels",
+        choices=("pancreas", "organs"),
+        default="pancreas",
+        help="label map written: pancreas: 0 background, 1 pancreas (incl. lesions); organs: one "
+        "class per organ: 1 pancreas (incl. lesions), 2 liver, 3 spleen, 4 kidney_left, "
+        "5 kidney_right, 6 gallbladder, 7 gi_tract (stomach, duodenum, small bowel, colon, with "
+        "their contents), 8 arteries, 9 veins, 10 ivc; every class is named in dataset.json's "
+        "labels. The images are the same either way (default: %(default)s)",
+    )
     parser.add_argument("--preview", metavar="PNG", default=None, help="also save a PNG of case_000 with its label")
     return parser
 
@@ -75,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     from atso_med.data.phantom import PhantomConfig, phantom_status, write_phantom_dataset
 
-    kwargs = {"cases": args.cases, "seed": args.seed, "domain": args.domain}
+    kwargs = {"cases": args.cases, "seed": args.seed, "domain": args.domain, "labels": args.labels}
     if args.shape is not None:
         kwargs["shape"] = tuple(args.shape)
     if args.spacing is not None:
@@ -85,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     status = phantom_status(out, config)
     what = f"{config.cases} {config.domain} cases, seed {config.seed}"
+    if config.labels != "pancreas":
+        what += f", {config.labels} labels"
     if status == "complete":
         print(f"{out}: already holds this phantom ({what}); nothing to do")
     else:
@@ -104,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_preview(out, png):
-    """Render the first case from its files, as any reader of the data set would see it."""
+    """Render the first case from its files, as any reader of the data set would see it.
+
+    Pancreas is class 1 in both label maps; only it is overlaid (and centres the planes), so that
+    an organ map's preview looks at the pancreas as the single-organ one does.
+    """
     import nibabel as nib
     import numpy as np
 
@@ -114,7 +133,7 @@ def _write_preview(out, png):
     label = nib.load(str(out / "labelsTr" / "case_000.nii.gz"))
     return save_case_preview(
         np.asarray(image.dataobj),
-        np.asarray(label.dataobj),
+        np.asarray(label.dataobj) == 1,
         image.affine,
         png,
         title=f"{out.name}/case_000 (pancreas in red)",

@@ -1,6 +1,9 @@
 """A synthetic abdominal CT phantom: the built-in stand-in for NIH Pancreas-CT.
 
-Each case is a contrast-enhanced abdominal CT in Hounsfield units with a pancreas label. The
+Each case is a contrast-enhanced abdominal CT in Hounsfield units with a pancreas label, or on
+request (``PhantomConfig(labels="organs")``) a label map with one class per organ
+(:data:`ORGAN_CLASSES`: pancreas, liver, spleen, left and right kidney, gallbladder, GI tract,
+arteries, veins, IVC) read from the same tissue map, so that the images do not change. The
 anatomy is built from analytic shapes and tubes in an "adult millimetre" frame (x towards the
 patient's left, y posterior, z superior, origin at the body centre at the level of the pancreatic
 neck), scaled so that the body fills about 80 % of the field of view, and rendered on the voxel
@@ -31,19 +34,35 @@ each structure), :mod:`.render` (one case: geometry, anatomy, intensities, noise
 :mod:`.writing` (a resumable data set on disk).
 """
 
-from atso_med.data.phantom.parameters import DOMAINS, PHANTOM_VERSION, TISSUES, PhantomCase, PhantomConfig, case_rng
-from atso_med.data.phantom.render import best_window_dice, make_phantom_case, render_phantom_case
+from atso_med.data.phantom.parameters import (
+    DOMAINS,
+    LABEL_MAPS,
+    ORGAN_CLASSES,
+    PHANTOM_VERSION,
+    TISSUES,
+    OrganClass,
+    PhantomCase,
+    PhantomConfig,
+    case_rng,
+    label_names,
+)
+from atso_med.data.phantom.render import best_window_dice, make_phantom_case, organ_label_map, render_phantom_case
 from atso_med.data.phantom.writing import phantom_status, write_phantom_dataset
 
 __all__ = [
     "DOMAINS",
+    "LABEL_MAPS",
+    "ORGAN_CLASSES",
     "PHANTOM_VERSION",
     "TISSUES",
+    "OrganClass",
     "PhantomCase",
     "PhantomConfig",
     "best_window_dice",
     "case_rng",
+    "label_names",
     "make_phantom_case",
+    "organ_label_map",
     "phantom_status",
     "render_phantom_case",
     "write_phantom_dataset",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,63 @@ TISSUES: dict[str, int] = {
     "pancreas": 22,
     "lesion": 23,
 }
+
+
+#: The label maps :class:`PhantomConfig` can write (its ``labels`` field).
+LABEL_MAPS = ("pancreas", "organs")
+
+
+class OrganClass(NamedTuple):
+    """One class of the ``"organs"`` label map.
+
+    Attributes:
+        name: the class name written to dataset.json's ``labels``.
+        tissues: the tissues of :data:`TISSUES` that make up the organ.
+        side: ``"left"`` or ``"right"``: only the voxels on that side of the body's midline
+            (x = 0 of the anatomy frame), for paired organs that share their tissues; ``None``
+            for all of them.
+    """
+
+    name: str
+    tissues: tuple[str, ...]
+    side: str | None = None
+
+
+#: The classes of the ``"organs"`` label map; class ``k`` is entry ``k - 1`` (0 is background).
+#: Every voxel holds one tissue (later paint wins), and the tissue sets are disjoint (the kidneys
+#: split theirs by side), so each voxel gets exactly one class. Pancreas is class 1 with its
+#: lesions, as in the single-organ map. Tissues not listed (fat, muscle, bone, lung, heart...)
+#: are background; so is the renal sinus fat, painted as fat.
+ORGAN_CLASSES: tuple[OrganClass, ...] = (
+    OrganClass("pancreas", ("pancreas", "lesion")),
+    OrganClass("liver", ("liver",)),
+    OrganClass("spleen", ("spleen",)),
+    OrganClass("kidney_left", ("kidney_cortex", "kidney_medulla"), "left"),
+    OrganClass("kidney_right", ("kidney_cortex", "kidney_medulla"), "right"),
+    OrganClass("gallbladder", ("gallbladder",)),
+    # Stomach, duodenum, small bowel and colon share their tissues: one class, contents included.
+    OrganClass("gi_tract", ("bowel_wall", "bowel_fluid", "bowel_gas", "bowel_collapsed", "stool")),
+    # Aorta, common iliac, celiac, common hepatic, splenic, superior mesenteric, renal arteries.
+    OrganClass("arteries", ("artery",)),
+    # Portal (with its branches in the liver), superior mesenteric, splenic, renal, hepatic and
+    # common iliac veins; the IVC has a tissue, and so a class, of its own.
+    OrganClass("veins", ("vein",)),
+    OrganClass("ivc", ("ivc",)),
+)
+
+
+def label_names(labels: str) -> dict[str, str]:
+    """The ``labels`` entry of dataset.json for a label map.
+
+    Args:
+        labels: one of :data:`LABEL_MAPS`.
+
+    Returns:
+        Class value (as a string) -> name, background included.
+    """
+    if labels == "pancreas":
+        return {"0": "background", "1": "pancreas"}
+    return {"0": "background", **{str(k): c.name for k, c in enumerate(ORGAN_CLASSES, start=1)}}
 
 
 # Per-phase intensity model: tissue -> (mean HU, per-case s.d. of the mean, texture amplitude HU).
@@ -160,6 +217,9 @@ class PhantomConfig:
         noise_scale: multiplies the scanner's noise level (0 gives a noise-free phantom).
         lesions: put hypodense lesions in the pancreas; ``None`` lets the domain decide
             (shifted only).
+        labels: the label map written: ``"pancreas"`` (0 background, 1 pancreas incl. lesions)
+            or ``"organs"`` (one class per organ, :data:`ORGAN_CLASSES`). The choice only reads
+            the tissue map: the images, and the pancreas, are the same either way.
     """
 
     cases: int = 20
@@ -170,6 +230,7 @@ class PhantomConfig:
     vary_geometry: bool = True
     noise_scale: float = 1.0
     lesions: bool | None = None
+    labels: str = "pancreas"
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(n) for n in self.shape)  # type: ignore[assignment]
@@ -192,6 +253,8 @@ class PhantomConfig:
             raise ConfigError(f"phantom domain must be one of {DOMAINS}, got {self.domain!r}")
         if not (math.isfinite(self.noise_scale) and 0 <= self.noise_scale <= 10):
             raise ConfigError(f"phantom noise_scale must be in [0, 10], got {self.noise_scale}")
+        if self.labels not in LABEL_MAPS:
+            raise ConfigError(f"phantom labels must be one of {LABEL_MAPS}, got {self.labels!r}")
 
     @property
     def preset(self) -> dict[str, Any]:
@@ -211,6 +274,10 @@ class PhantomConfig:
         data["shape"] = list(self.shape)
         data["spacing"] = list(self.spacing)
         data["lesions"] = self.preset["lesions"]
+        # The default label map is left out, so that the default's dataset.json is the one written
+        # before the option existed and those phantoms stay complete (or resumable) as they are.
+        if data["labels"] == "pancreas":
+            del data["labels"]
         data["version"] = PHANTOM_VERSION
         data["scanner"] = {k: v for k, v in self.preset.items() if k != "lesions"}
         return data
@@ -222,7 +289,8 @@ class PhantomCase:
 
     Attributes:
         image: HU volume, int16, shape (H, W, D_case).
-        label: pancreas mask, uint8 (0 background, 1 pancreas incl. lesions).
+        label: uint8 label map of the configuration's ``labels``: the pancreas mask (0
+            background, 1 pancreas incl. lesions) or the organ map (:data:`ORGAN_CLASSES`).
         affine: 4x4 voxel-to-RAS matrix (LPS-ordered axes, as CT usually is).
         tissue: uint8 tissue class of every voxel (:data:`TISSUES`), before blur and noise.
         spacing: voxel size (x, y, z) in mm.

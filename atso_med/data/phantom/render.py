@@ -13,6 +13,7 @@ from atso_med.data.phantom.parameters import (
     BODY_FILL,
     BODY_WIDTH,
     MIN_SHAPE,
+    ORGAN_CLASSES,
     PHASES,
     TISSUES,
     PhantomCase,
@@ -34,8 +35,9 @@ def make_phantom_case(
         index: case index (only used when ``rng`` is None).
 
     Returns:
-        ``(image, label, affine)``: int16 HU volume, uint8 pancreas mask (same shape), and the
-        4x4 voxel-to-RAS affine they share.
+        ``(image, label, affine)``: int16 HU volume, uint8 label map of the configuration's
+        ``labels`` (same shape; the pancreas mask by default), and the 4x4 voxel-to-RAS affine
+        they share.
     """
     case = render_phantom_case(rng, config, index)
     return case.image, case.label, case.affine
@@ -92,7 +94,10 @@ def render_phantom_case(rng: np.random.Generator | None, config: PhantomConfig, 
     pancreas_info = paint_anatomy(canvas, grid, rng, anat, preset["lesions"])
 
     tissue = canvas.tissue
-    label = ((tissue == _T["pancreas"]) | (tissue == _T["lesion"])).astype(np.uint8)
+    pancreas = (tissue == _T["pancreas"]) | (tissue == _T["lesion"])
+    # Only the tissue map is read here, never the random stream: the label choice leaves the
+    # image (drawn below) unchanged.
+    label = pancreas.astype(np.uint8) if config.labels == "pancreas" else organ_label_map(tissue, grid.axes[0])
 
     # --- intensities, partial volume, noise -----------------------------------------------------
     phase = PHASES[preset["phase"]]
@@ -122,10 +127,36 @@ def render_phantom_case(rng: np.random.Generator | None, config: PhantomConfig, 
         "phase": preset["phase"],
         "noise_std_hu": noise_std,
         "hu_offset": hu_offset,
-        "pancreas_ml": float(label.sum()) * voxel_ml,
+        "pancreas_ml": float(pancreas.sum()) * voxel_ml,
         **pancreas_info,
     }
     return PhantomCase(image, label, affine, tissue, tuple(float(s) for s in spacing), meta)
+
+
+def organ_label_map(tissue: np.ndarray, x_mm: np.ndarray) -> np.ndarray:
+    """The ``"organs"`` label map of a tissue map: one class per organ (:data:`ORGAN_CLASSES`).
+
+    A voxel holds one tissue (the structure painted last there, e.g. a vessel carving an organ),
+    and the classes' tissue sets are disjoint, so each voxel gets exactly one class: that of its
+    tissue, 0 for tissues of no class. Paired organs (the kidneys) split their tissues at the
+    body's midline.
+
+    Args:
+        tissue: uint8 tissue map (:data:`TISSUES`), shape (H, W, D).
+        x_mm: x coordinate of each index along axis 0 in the anatomy frame (mm, towards the
+            patient's left; 0 on the midline), e.g. ``Grid.axes[0]``.
+
+    Returns:
+        uint8 class map of the same shape.
+    """
+    label = np.zeros(tissue.shape, dtype=np.uint8)
+    left = (np.asarray(x_mm) > 0)[:, None, None]
+    for value, organ in enumerate(ORGAN_CLASSES, start=1):
+        mask = np.isin(tissue, [_T[name] for name in organ.tissues])
+        if organ.side is not None:
+            mask &= left if organ.side == "left" else ~left
+        label[mask] = value
+    return label
 
 
 def _affine(rng: np.random.Generator, spacing: np.ndarray, shape) -> np.ndarray:

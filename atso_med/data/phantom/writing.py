@@ -12,7 +12,7 @@ import numpy as np
 
 from atso_med.data.dataset import DATASET_FILE
 from atso_med.data.nifti import save_nifti
-from atso_med.data.phantom.parameters import PhantomConfig, case_rng
+from atso_med.data.phantom.parameters import PhantomConfig, case_rng, label_names
 from atso_med.data.phantom.render import make_phantom_case
 from atso_med.errors import ConfigError
 from atso_med.files import read_json_or_none, write_text_atomic
@@ -79,8 +79,9 @@ def write_phantom_dataset(
 ) -> Path:
     """Write the phantom data set: NIfTI images and labels plus ``dataset.json``.
 
-    Layout: ``imagesTr/case_000.nii.gz`` (int16 HU), ``labelsTr/case_000.nii.gz`` (uint8,
-    1 = pancreas) and ``dataset.json`` (written last, with the resolved configuration under
+    Layout: ``imagesTr/case_000.nii.gz`` (int16 HU), ``labelsTr/case_000.nii.gz`` (uint8: 1 =
+    pancreas, or one class per organ with ``config.labels == "organs"``) and ``dataset.json``
+    (written last, with every class under ``"labels"`` and the resolved configuration under
     ``"phantom"``). A folder already holding this exact phantom is left as it is; an interrupted
     run of the same configuration is finished.
 
@@ -116,14 +117,15 @@ def write_phantom_dataset(
         if config.domain == "source"
         else "shifted arterial-phase scanner with pancreatic lesions"
     )
+    what = "pancreas labels" if config.labels == "pancreas" else "abdominal organ labels"
     description = (
-        f"Synthetic contrast-enhanced abdominal CT with pancreas labels (atso-med phantom, {scanner}); "
+        f"Synthetic contrast-enhanced abdominal CT with {what} (atso-med phantom, {scanner}); "
         "a stand-in for NIH Pancreas-CT."
     )
     dataset = {
         "name": "phantom" if config.domain == "source" else "phantom-shifted",
         "description": description,
-        "labels": {"0": "background", "1": "pancreas"},
+        "labels": label_names(config.labels),
         "cases": entries,
         "phantom": config.to_dict(),
     }

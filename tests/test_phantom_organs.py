@@ -123,7 +123,7 @@ def test_another_label_choice_is_refused_on_resume(tmp_path):
     write_phantom_dataset(tmp_path / "one", PhantomConfig(cases=1, **SMALL))
     write_phantom_dataset(tmp_path / "many", PhantomConfig(cases=1, labels="organs", **SMALL))
     assert phantom_status(tmp_path / "many", PhantomConfig(cases=1, labels="organs", **SMALL)) == "complete"
-    with pytest.raises(ConfigError, match="labels"):
+    with pytest.raises(ConfigError, match="labels: 'pancreas' there, 'organs' asked"):
         phantom_status(tmp_path / "one", PhantomConfig(cases=1, labels="organs", **SMALL))
     with pytest.raises(ConfigError, match="labels"):
         write_phantom_dataset(tmp_path / "many", PhantomConfig(cases=1, **SMALL))

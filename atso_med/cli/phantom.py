@@ -66,7 +66,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "their contents), 8 arteries, 9 veins, 10 ivc; every class is named in dataset.json's "
         "labels. The images are the same either way (default: %(default)s)",
     )
-    parser.add_argument("--preview", metavar="PNG", default=None, help="also save a PNG of case_000 with its label")
+    parser.add_argument(
+        "--preview",
+        metavar="PNG",
+        default=None,
+        help="also save a PNG of case_000 with its pancreas (class 1) overlaid",
+    )
     return parser
 
 

@@ -57,8 +57,10 @@ def phantom_status(out_dir: str | os.PathLike, config: PhantomConfig) -> str:
         if found == wanted:
             files = [out / c[key] for c in _case_files(config) for key in ("image", "label")]
             return "complete" if all(f.is_file() for f in files) else "partial"
-        diffs = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
-        detail = "; ".join(f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} asked" for k in diffs)
+        # The default label map is not written (see PhantomConfig.to_dict): name it in the message.
+        found_, wanted_ = ({"labels": "pancreas", **d} for d in (found, wanted))
+        diffs = sorted(k for k in set(found_) | set(wanted_) if found_.get(k) != wanted_.get(k))
+        detail = "; ".join(f"{k}: {found_.get(k)!r} there, {wanted_.get(k)!r} asked" for k in diffs)
         raise ConfigError(
             f"{out} holds a phantom of another configuration ({detail}); refusing to overwrite it "
             "(choose another folder)"

@@ -1,0 +1,116 @@
+"""Every recorded benchmark setting side by side: one table and one figure from ``benchmarks/results``.
+
+Reads the finished seeds that ``bench_atso.py --record`` keeps (``<results>/<setting>/seed<k>.json``),
+trains nothing, and prints per setting the final test DSC of every strategy (mean +- std over
+seeds) and the share of the labeled-only -> fully supervised gap each semi-supervised strategy
+closes, by the means over seeds (+- the spread of each seed's gain over its M0 on that scale). ``--figure`` also draws the gap
+closed per strategy per setting::
+
+    python benchmarks/bench_settings.py --figure benchmarks/results/gap_closed.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench_atso import dsc, fmt, mean_std
+
+STRATEGIES = ("self_learning", "stso", "atso")
+NAMES = {"supervised": "labeled only", "fully_supervised": "fully sup.", "self_learning": "self-learning"}
+
+
+def load_settings(results: Path) -> dict[str, dict[int, dict]]:
+    """``{setting: {seed: report}}`` of every record folder under ``results``."""
+    settings = {}
+    for folder in sorted(p for p in results.iterdir() if p.is_dir()):
+        seeds = {int(f.stem[4:]): json.loads(f.read_text())["report"] for f in sorted(folder.glob("seed*.json"))}
+        if seeds:
+            settings[folder.name] = seeds
+    return settings
+
+
+def final(reports: dict[int, dict], strategy: str) -> list[float | None]:
+    return [dsc(r["strategies"].get(strategy, {}).get("final", {}).get("test")) for r in reports.values()]
+
+
+def gap_shares(reports: dict[int, dict], strategy: str) -> list[float]:
+    """Each seed's gain over its M0, as a share of the mean gap (mean fully supervised - mean M0).
+
+    Their mean is the gap closed by the means; their spread is the seeds' spread on one scale (a
+    seed's own ratio explodes where its M0 comes within a point of its bound).
+    """
+    m0 = final(reports, "supervised")
+    gap = mean_std(final(reports, "fully_supervised"))[0] - mean_std(m0)[0]
+    return [(f - s) / gap for f, s in zip(final(reports, strategy), m0, strict=True) if None not in (f, s)]
+
+
+def table(settings: dict[str, dict[int, dict]]) -> str:
+    """The Markdown table: final test DSC % per strategy, then the gap closed by the means and per seed."""
+    strategies = ("supervised", "fully_supervised", *STRATEGIES)
+    header = ["setting", "seeds", *(NAMES.get(s, s.upper()) for s in strategies)]
+    header += [f"gap closed {NAMES.get(s, s.upper())}" for s in STRATEGIES]  # by the means, +- the seeds' spread
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, reports in settings.items():
+        row = [f"`{name}`", ", ".join(str(s) for s in sorted(reports))]
+        row += [fmt(final(reports, s)) for s in strategies]
+        row += [f"{fmt(gap_shares(reports, strategy), 100.0)} %" for strategy in STRATEGIES]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def figure(settings: dict[str, dict[int, dict]], path: Path) -> None:
+    """Bars: the gap closed by the means per strategy per setting; whiskers: the per-seed spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(settings)
+    width = 0.8 / len(STRATEGIES)
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(names), 3.6))
+    for k, strategy in enumerate(STRATEGIES):
+        means, spread, _ = zip(*(mean_std(gap_shares(settings[n], strategy)) for n in names), strict=True)
+        xs = [i + (k - 1) * width for i in range(len(names))]
+        ax.bar(xs, [100 * (m or 0.0) for m in means], width, label=NAMES.get(strategy, strategy.upper()))
+        ax.errorbar(
+            xs,
+            [100 * (m or 0.0) for m in means],
+            yerr=[100 * (s or 0.0) for s in spread],
+            fmt="none",
+            ecolor="k",
+            lw=0.8,
+        )
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(range(len(names)), [f"{n}\n({len(settings[n])} seeds)" for n in names], fontsize=7)
+    ax.set_ylabel("gap closed, % (by the means)")
+    ax.set_title(
+        "Share of the labeled-only -> fully supervised gap closed (by the means; whiskers: std over seeds)", fontsize=8
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="record folders")
+    parser.add_argument("--figure", type=Path, help="also draw the gap closed per setting into this PNG")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.results)
+    if not settings:
+        print(f"no recorded setting under {args.results}", file=sys.stderr)
+        return 1
+    print(table(settings))
+    if args.figure:
+        figure(settings, args.figure)
+        print(f"figure: {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["existing_file", "existing_folder", "existing_path", "integer", "number", "probability"]
+__all__ = [
+    "CLASSES_HELP",
+    "class_selection_spec",
+    "existing_file",
+    "existing_folder",
+    "existing_path",
+    "integer",
+    "number",
+    "probability",
+]
+
+#: Help of every ``--classes`` option.
+CLASSES_HELP = (
+    "classes to segment, by the names of dataset.json's labels: one name (pancreas), several "
+    "(liver spleen pancreas), or merged groups (kidneys=kidney_left+kidney_right)"
+)
 
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
@@ -75,3 +90,21 @@ def existing_folder(text: str) -> str:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; expected a folder")
     return text
+
+
+def class_selection_spec(tokens: Sequence[str] | None) -> str | list[str] | dict[str, list[str]] | None:
+    """The class selection of ``--classes`` tokens (``name`` or ``group=a+b``), as a YAML file would write it.
+
+    Returns:
+        ``None`` without tokens; one name; a list of names; or, when any token is a group, a
+        mapping of output name -> dataset class names.
+    """
+    if not tokens:
+        return None
+    if not any("=" in token for token in tokens):
+        return tokens[0] if len(tokens) == 1 else list(tokens)
+    groups: dict[str, list[str]] = {}
+    for token in tokens:
+        name, _, members = token.partition("=")
+        groups[name] = (members or name).split("+")
+    return groups

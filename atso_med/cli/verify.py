@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atso_med.cli.arguments import existing_file
+from atso_med.cli.arguments import CLASSES_HELP, class_selection_spec, existing_file
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--splits", type=existing_file, metavar="SPLITS", help="splits.json to check against the dataset"
     )
+    parser.add_argument("--classes", nargs="+", metavar="NAME", help=CLASSES_HELP)
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the report as JSON")
     parser.add_argument("--force", action="store_true", help="overwrite an existing report given by --json")
     return parser
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"\r[{index}/{total}] {case_id}\033[K", end="", file=sys.stderr, flush=True)
 
-    report = verify_dataset(dataset, splits, progress=progress)
+    report = verify_dataset(dataset, splits, progress=progress, classes=class_selection_spec(args.classes))
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr, flush=True)
 
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     n_bad = sum(not row.ok for row in report.rows)
     print()
     print(f"{dataset.name}: {len(report.rows)} cases, {len(report.rows) - n_bad} ok, {n_bad} bad")
+    if report.selection is not None:
+        n_labels = sum(row.has_label and bool(row.label_counts) for row in report.rows)
+        print(f"classes: {report.selection.describe()}")
+        for name, n in report.class_presence().items():
+            print(f"  {name}: in {n} of {n_labels} labels")
     for message in report.warnings:
         print(f"WARNING {message}")
     for message in report.errors:

@@ -1,6 +1,7 @@
 """Data: the dataset contract, splits, CT readers, verification, training samples and the synthetic phantom."""
 
-from atso_med.data.datalist import datalist_classes, read_datalist, write_datalist
+from atso_med.data.class_selection import ClassSelection, select_classes
+from atso_med.data.datalist import datalist_class_selection, datalist_classes, read_datalist, write_datalist
 from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case
 from atso_med.data.dataset_from_folders import build_dataset
 from atso_med.data.dicom import DicomSeriesInfo, list_dicom_series, read_dicom_series, select_series
@@ -19,6 +20,7 @@ from atso_med.data.writers import write_prediction, write_seg_nrrd
 
 __all__ = [
     "Case",
+    "ClassSelection",
     "Dataset",
     "DicomSeriesInfo",
     "PhantomConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "binarize_label",
     "build_dataset",
     "check_label_values",
+    "datalist_class_selection",
     "datalist_classes",
     "evaluation_datalist",
     "import_nih_pancreas",
@@ -46,6 +49,7 @@ __all__ = [
     "reorient_to_canonical",
     "resolve_inputs",
     "save_nifti",
+    "select_classes",
     "select_series",
     "training_sampler",
     "verify_dataset",

@@ -6,14 +6,16 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from atso_med.data.class_selection import ClassSelection, select_classes
 from atso_med.data.dataset import parse_labels
 from atso_med.data.labels import ORGAN_MASK_CLASSES
 from atso_med.data.paths import resolve_input_path
 from atso_med.errors import ConfigError
 from atso_med.files import read_json, write_text_atomic
 
-__all__ = ["datalist_classes", "datalist_items", "read_datalist", "write_datalist"]
+__all__ = ["datalist_class_selection", "datalist_classes", "datalist_items", "read_datalist", "write_datalist"]
 
 
 def write_datalist(
@@ -100,6 +102,28 @@ def datalist_classes(path: str | os.PathLike, foreground: Sequence[int] | None =
     if foreground is None:
         return dict(ORGAN_MASK_CLASSES)
     return {0: "background", **{int(v): "organ" for v in foreground}}
+
+
+def datalist_class_selection(path: str | os.PathLike, classes: Any) -> ClassSelection | None:
+    """The classes a run segments, chosen by name among the data list's ``labels``.
+
+    Args:
+        path: the data-list file (it must carry ``labels``, as ``dataset.json`` does).
+        classes: a class selection (:func:`~atso_med.data.class_selection.select_classes`), or
+            ``None`` for none (the organ is then given by ``foreground`` values).
+
+    Returns:
+        The selection, or ``None``.
+
+    Raises:
+        ConfigError: the data list has no ``labels``, or the selection does not fit them.
+    """
+    if classes is None:
+        return None
+    content = read_json(Path(path), "data list") if path else None
+    if not isinstance(content, Mapping) or "labels" not in content:
+        raise ConfigError(f"data list {path or '(none)'} has no 'labels': classes can only be chosen by name from them")
+    return select_classes(classes, datalist_classes(path), source=f"data list {path}")
 
 
 def _cases(content: object, path: Path, key: str, required: bool = True, base_dir: Path | None = None) -> list[dict]:

@@ -27,6 +27,7 @@ __all__ = [
     "label_value_counts",
     "label_value_errors",
     "load_label_mask",
+    "load_label_values",
     "load_prediction_mask",
 ]
 
@@ -134,6 +135,30 @@ def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) 
     return np.isin(values, np.asarray(list(foreground)))
 
 
+def load_label_values(
+    path: str | os.PathLike, reference: Volume, classes: Mapping[int, str] | None = None
+) -> np.ndarray:
+    """Read a label on its image's grid and check its values.
+
+    Args:
+        path: label NIfTI.
+        reference: the image (or a stand-in with its grid) the label belongs to.
+        classes: the declared class values, or ``None`` for any integer value.
+
+    Returns:
+        The stored label values, indexed like ``reference.array``.
+
+    Raises:
+        ImageReadError / GridMismatchError: see :func:`atso_med.data.readers.load_label`.
+        LabelValueError: see :func:`check_label_values`.
+    """
+    from atso_med.data.readers import load_label
+
+    values = load_label(path, reference)
+    check_label_values(values, path, classes)
+    return values
+
+
 def load_label_mask(
     path: str | os.PathLike,
     reference: Volume,
@@ -155,11 +180,7 @@ def load_label_mask(
         ImageReadError / GridMismatchError: see :func:`atso_med.data.readers.load_label`.
         LabelValueError: see :func:`check_label_values`.
     """
-    from atso_med.data.readers import load_label
-
-    values = load_label(path, reference)
-    check_label_values(values, path, classes)
-    return binarize_label(values, foreground)
+    return binarize_label(load_label_values(path, reference, classes), foreground)
 
 
 def load_prediction_mask(

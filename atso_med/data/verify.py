@@ -9,7 +9,10 @@ reads each image and label with the same readers training uses and collects, per
   orientation of the same grid is fine), integer-valued, values among the declared classes,
   voxel count per value. An all-background label is a *warning*, not an error: it is a valid
   annotation of a case without the organ, but more often a sign of a wrong file;
-* splits (if given): ids known, one role per id, labeled / validation cases have labels.
+* splits (if given): ids known, one role per id, labeled / validation cases have labels;
+* classes (if chosen by name, :mod:`atso_med.data.class_selection`): the names are declared
+  (checked before any file is read), and each chosen class is found in the labels: a case whose
+  label lacks one is a warning, a class that no label holds is an error.
 
 Nothing is written and no input is modified.
 """
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atso_med.data.class_selection import ClassSelection, select_classes
 from atso_med.data.dataset import Case, Dataset
 from atso_med.data.duplicates import (
     FingerprintCache,
@@ -139,6 +143,8 @@ class VerifyReport:
     split_errors: list[str] = field(default_factory=list)
     split_warnings: list[str] = field(default_factory=list)
     with_roles: bool = False
+    selection: ClassSelection | None = None
+    class_errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -149,6 +155,7 @@ class VerifyReport:
     def errors(self) -> list[str]:
         """Every error as ``"case_id: message"`` (``"splits: message"`` for the splits)."""
         out = [f"{row.id}: {message}" for row in self.rows for message in row.errors]
+        out += [f"classes: {message}" for message in self.class_errors]
         return out + [f"splits: {message}" for message in self.split_errors]
 
     @property
@@ -156,6 +163,16 @@ class VerifyReport:
         """Every warning as ``"case_id: message"``."""
         out = [f"{row.id}: {message}" for row in self.rows for message in row.warnings]
         return out + [f"splits: {message}" for message in self.split_warnings]
+
+    def class_presence(self) -> dict[str, int]:
+        """Chosen class name -> how many readable labels hold it (empty without a selection)."""
+        if self.selection is None:
+            return {}
+        labels = [row.label_counts for row in self.rows if row.has_label and row.label_counts]
+        return {
+            name: sum(any(counts.get(v, 0) for v in values) for counts in labels)
+            for name, values in zip(self.selection.names, self.selection.values, strict=True)
+        }
 
     def format_table(self) -> str:
         """Return the rows as an aligned text table (status last, unpadded)."""
@@ -180,6 +197,9 @@ class VerifyReport:
             "n_bad": sum(not row.ok for row in self.rows),
             "errors": self.errors,
             "warnings": self.warnings,
+            "classes": None
+            if self.selection is None
+            else {"selection": self.selection.to_spec(), "labels_holding": self.class_presence()},
             "cases": [row.to_dict() for row in self.rows],
         }
 
@@ -188,6 +208,7 @@ def verify_dataset(
     dataset: Dataset | str | os.PathLike,
     splits: Splits | str | os.PathLike | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    classes: Any = None,
 ) -> VerifyReport:
     """Read and check every case (and the splits) without stopping at the first problem.
 
@@ -195,6 +216,8 @@ def verify_dataset(
         dataset: the dataset, or the path of its dataset.json (or folder).
         splits: the splits, or the path of a splits.json, to check against the dataset.
         progress: called as ``progress(index, total, case_id)`` before each case.
+        classes: the classes to segment, by name (:func:`~atso_med.data.class_selection.select_classes`);
+            ``None``: no choice to check.
 
     Returns:
         The report; ``report.ok`` is false when any case or the splits have an error.
@@ -203,9 +226,11 @@ def verify_dataset(
         DatasetError: ``dataset`` is a path whose dataset.json is malformed (e.g. duplicate
             ids); per-case file problems are reported in the rows instead.
         SplitError: ``splits`` is a path whose file is malformed JSON or has bad keys.
+        ConfigError: ``classes`` names a class the dataset does not declare (before any file is read).
     """
     if not isinstance(dataset, Dataset):
         dataset = Dataset.load(dataset)
+    selection = None if classes is None else select_classes(classes, dataset.labels, f"{dataset.name}'s labels")
     if splits is not None and not isinstance(splits, Splits):
         splits = Splits.load(splits)
 
@@ -219,13 +244,17 @@ def verify_dataset(
             progress(index + 1, total, case.id)
         row = CaseRow(id=case.id, role=roles.get(case.id, "unused") if splits is not None else "")
         image = _check_case(case, dataset, row)
+        _check_selected_classes(selection, row)
         if image is not None:
             fingerprints[case.id] = cache.get(case) or voxel_fingerprint(image.array)
             cache.put(case, fingerprints[case.id])
         rows.append(row)
     cache.save()
 
-    report = VerifyReport(dataset=dataset.name, rows=rows, with_roles=splits is not None)
+    report = VerifyReport(dataset=dataset.name, rows=rows, with_roles=splits is not None, selection=selection)
+    report.class_errors = [
+        f"no label holds the chosen class {name!r}" for name, n in report.class_presence().items() if n == 0
+    ]
     groups = copy_groups(dataset, fingerprints)
     _warn_copies(dataset, groups, report)
     if splits is not None:
@@ -312,6 +341,18 @@ def _check_label(label: np.ndarray, classes: dict[int, str], row: CaseRow) -> No
     row.label_counts = counts or {}
     if not errors and all(v == 0 for v in row.label_counts):
         row.warnings.append("label is empty (background only); accepted as a case without the organ")
+
+
+def _check_selected_classes(selection: ClassSelection | None, row: CaseRow) -> None:
+    if selection is None or not row.ok or not row.has_label or not row.label_counts:
+        return
+    missing = [
+        name
+        for name, values in zip(selection.names, selection.values, strict=True)
+        if not any(row.label_counts.get(v, 0) for v in values)
+    ]
+    if missing:
+        row.warnings.append(f"label holds no {', '.join(missing)}")
 
 
 def _warn_copies(dataset: Dataset, groups: list[list[str]], report: VerifyReport) -> None:

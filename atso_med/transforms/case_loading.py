@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from monai.transforms import MapTransform
 
-from atso_med.errors import ImageReadError
+from atso_med.errors import ConfigError, ImageReadError
+
+if TYPE_CHECKING:
+    from atso_med.data.class_selection import ClassSelection
 
 
 def load_canonical(path: str, series_uid: str | None = None):
@@ -52,11 +56,13 @@ class LoadCTd(MapTransform):
     axial plane of every case whatever its storage order; the geometry to go back is stored under
     ``meta_key``. The label is placed on the image's voxel grid exactly (a label on another grid is
     refused with :class:`~atso_med.errors.GridMismatchError`), reoriented like the image, and
-    binarised: voxels whose value is in ``foreground`` become 1. A ``series_uid`` in the data dict
+    turned into the label the networks learn: with a ``selection``, the output classes ``0..C``
+    (:meth:`~atso_med.data.class_selection.ClassSelection.remap`); without, an organ mask where
+    voxels whose value is in ``foreground`` become 1. A ``series_uid`` in the data dict
     picks one series of a DICOM folder that holds several. A label holding a value outside
     ``classes`` is refused, as ``verify`` refuses it. An item whose ``source`` is ``"pseudo"`` (a
-    pseudo label the experiment wrote) is an organ mask: its values must be 0 and 1, and 1 is the
-    organ whatever ``foreground`` says.
+    pseudo label the experiment wrote) already holds output classes: 0 and 1 (the organ whatever
+    ``foreground`` says), or ``0..C`` with a ``selection``; any other value is refused.
 
     Args:
         image_key: key of the image path.
@@ -65,8 +71,10 @@ class LoadCTd(MapTransform):
         meta_key: key under which the geometry of the image is stored.
         classes: the declared label values (``dataset.json``'s ``labels``); ``None`` accepts any
             integer value.
+        selection: the classes to segment, by name (instead of ``foreground``).
 
     Raises:
+        ConfigError: both ``foreground`` and ``selection``.
         LabelValueError: (when called) a label value outside ``classes``, a NaN or a fraction.
     """
 
@@ -78,14 +86,18 @@ class LoadCTd(MapTransform):
         meta_key: str = "image_meta",
         allow_missing_keys: bool = True,
         classes: Iterable[int] | None = None,
+        selection: ClassSelection | None = None,
     ):
         super().__init__(keys=[image_key], allow_missing_keys=allow_missing_keys)
+        if foreground is not None and selection is not None:
+            raise ConfigError("give the organ either as foreground values or as a class selection, not both")
         self.image_key, self.label_key, self.meta_key = image_key, label_key, meta_key
         self.foreground = None if foreground is None else tuple(int(v) for v in foreground)
         self.classes = None if classes is None else frozenset(int(v) for v in classes)
+        self.selection = selection
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask
+        from atso_med.data.labels import ORGAN_MASK_CLASSES, binarize_label, load_label_values
         from atso_med.data.readers import reorient_to_canonical
         from atso_med.data.volume import Volume
 
@@ -94,11 +106,15 @@ class LoadCTd(MapTransform):
             str(data[self.image_key]), series_uid=data.get("series_uid")
         )
         if data.get(self.label_key):
+            path = str(data[self.label_key])
             if data.get("source") == "pseudo":
-                organ = load_label_mask(str(data[self.label_key]), volume, None, ORGAN_MASK_CLASSES)
+                output_classes = ORGAN_MASK_CLASSES if self.selection is None else self.selection.classes
+                label = load_label_values(path, volume, output_classes)
+            elif self.selection is not None:
+                label = self.selection.remap(load_label_values(path, volume, self.classes), path)
             else:
-                organ = load_label_mask(str(data[self.label_key]), volume, self.foreground, self.classes)
-            canonical_label, _ = reorient_to_canonical(Volume(organ.astype(np.uint8), volume.affine))
+                label = binarize_label(load_label_values(path, volume, self.classes), self.foreground)
+            canonical_label, _ = reorient_to_canonical(Volume(label.astype(np.uint8), volume.affine))
             result[self.label_key] = np.ascontiguousarray(canonical_label.array)
         return result
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monai.transforms import Compose, Transform
 
@@ -17,6 +17,9 @@ from atso_med.errors import ConfigError
 from atso_med.transforms.case_loading import LoadCTd
 from atso_med.transforms.intensity import HU_WINDOW, HUWindowd
 from atso_med.transforms.spacing import LongAxisSpacingd
+
+if TYPE_CHECKING:
+    from atso_med.data.class_selection import ClassSelection
 
 __all__ = ["CTPreprocessingd", "optional_spacing_mm"]
 
@@ -39,7 +42,7 @@ def optional_spacing_mm(value: Any) -> float | None:
 class CTPreprocessingd(Transform):
     """Read a case (data-list item) and turn it into the networks' input.
 
-    Steps: :class:`~atso_med.transforms.LoadCTd` (canonical image in HU, binarised canonical label,
+    Steps: :class:`~atso_med.transforms.LoadCTd` (canonical image in HU, canonical label as the networks learn it,
     geometry under ``image_meta``), :class:`~atso_med.transforms.LongAxisSpacingd` (image linear,
     label nearest; identity when ``long_axis_spacing`` is ``None``), then
     :class:`~atso_med.transforms.HUWindowd` on the image. :attr:`load` and :attr:`normalize` are the
@@ -52,9 +55,12 @@ class CTPreprocessingd(Transform):
         label_key: key of the label (path before loading, canonical mask after).
         classes: the declared label values (a label holding another is refused); ``None`` accepts
             any integer value.
+        selection: the classes to segment, by name (instead of ``foreground``): the label
+            becomes the output classes ``0..C``.
 
     Raises:
-        ConfigError: a window that is not two numbers, or a bad spacing.
+        ConfigError: a window that is not two numbers, a bad spacing, or both ``foreground`` and
+            ``selection``.
     """
 
     def __init__(
@@ -64,12 +70,13 @@ class CTPreprocessingd(Transform):
         foreground: Sequence[int] | None = None,
         label_key: str = "label",
         classes: Iterable[int] | None = None,
+        selection: ClassSelection | None = None,
     ) -> None:
         if len(hu_window) != 2:
             raise ConfigError(f"hu_window must be [low, high], got {hu_window!r}")
         self.hu_window = (float(hu_window[0]), float(hu_window[1]))
         self.long_axis_spacing = optional_spacing_mm(long_axis_spacing)
-        self.load = LoadCTd(label_key=label_key, foreground=foreground, classes=classes)
+        self.load = LoadCTd(label_key=label_key, foreground=foreground, classes=classes, selection=selection)
         self.normalize = Compose(
             [
                 LongAxisSpacingd(

@@ -152,3 +152,23 @@ def test_verify_command_takes_classes_by_name(totalseg_dataset):
     refused = subprocess.run([*command, "pancrease"], capture_output=True, text=True, check=False)
     assert refused.returncode == 2
     assert "did you mean 'pancreas'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_experiment_takes_its_organ_by_name(tmp_path, totalseg_dataset):
+    from atso_med.atso.cases import organ_values
+    from atso_med.atso.config import ExperimentConfig
+
+    base = {"output_dir": str(tmp_path / "run"), "dataset": str(totalseg_dataset)}
+    config = ExperimentConfig.from_dict({**base, "classes": {"kidneys": ["kidney_left", "kidney_right"]}})
+    assert config.resolved()["classes"] == {"kidneys": ["kidney_left", "kidney_right"]}
+    dataset = Dataset.load(totalseg_dataset)
+    assert organ_values(config.foreground, config.classes, dataset) == [2, 3]
+    assert organ_values([7], None, dataset) == [7]
+    with pytest.raises(ConfigError, match="one organ for now, got 2 classes"):
+        organ_values(None, ["liver", "pancreas"], dataset)
+    with pytest.raises(ConfigError, match="did you mean 'pancreas'"):
+        organ_values(None, "pancreaas", dataset)
+    with pytest.raises(ConfigError, match="not both"):
+        ExperimentConfig.from_dict({**base, "classes": "pancreas", "foreground": [7]})
+    with pytest.raises(ConfigError, match=r"experiment\.classes: class selection: 'liver' is listed twice"):
+        ExperimentConfig.from_dict({**base, "classes": ["liver", "liver"]})

@@ -219,10 +219,11 @@ class ExperimentResults:
         from atso_med.data.readers import load_image, load_label
 
         config = ExperimentConfig.load(self.layout.config_file)
-        case = load_experiment_data(config, self.dir).dataset.case(case_id)
+        data = load_experiment_data(config, self.dir)
+        case = data.dataset.case(case_id)
         if case.label is None:
             raise ConfigError(f"case {case_id} has no label to compare with")
         image = load_image(case.image, series_uid=case.series_uid)
-        truth = load_label_mask(case.label, image, config.foreground)
+        truth = load_label_mask(case.label, image, data.foreground)
         panels = [(title, load_label(path, image) != 0) for title, path in masks.items()]
         return overlay_figure(image, truth, panels, case_id)

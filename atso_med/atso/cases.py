@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from atso_med.atso.config import ExperimentConfig
+from atso_med.data.class_selection import select_classes
 from atso_med.data.dataset import Case, Dataset
 from atso_med.data.duplicates import find_copies
 from atso_med.data.split_protocols import make_splits
@@ -36,11 +38,14 @@ class ExperimentData:
         dataset: the data set (for transfer: the merged one).
         splits: labeled / reference folds / test / validation.
         dataset_file: where the data set is written (for transfer: inside the experiment folder).
+        foreground: the label values of the organ (``foreground``, or the class chosen by name with
+            ``classes``); ``None``: every non-zero value.
     """
 
     dataset: Dataset
     splits: Splits
     dataset_file: Path
+    foreground: list[int] | None = None
 
     @property
     def with_truth(self) -> set[str]:
@@ -62,8 +67,30 @@ def load_experiment_data(config: ExperimentConfig, experiment_dir: Path) -> Expe
         DatasetError / SplitError: malformed or inconsistent inputs.
         ConfigError: a fold count that differs from the splits', or too few cases.
     """
-    if config.transfer is not None:
-        return _transfer_data(config, experiment_dir)
+    data = _transfer_data(config, experiment_dir) if config.transfer is not None else _dataset_data(config)
+    data.foreground = organ_values(config.foreground, config.classes, data.dataset)
+    return data
+
+
+def organ_values(foreground: list[int] | None, classes: Any, dataset: Dataset) -> list[int] | None:
+    """The label values an experiment segments: its ``foreground``, or those of the class named by ``classes``.
+
+    Raises:
+        ConfigError: ``classes`` names a class the data set does not declare, or several classes
+            (an experiment segments one organ; several classes are not yet supported, issue 24).
+    """
+    if classes is None:
+        return foreground
+    selection = select_classes(classes, dataset.labels, f"{dataset.name}'s labels")
+    if selection.num_classes > 1:
+        raise ConfigError(
+            f"classes: an experiment segments one organ for now, got {selection.num_classes} classes "
+            f"({selection.describe()}); merge them into one group or choose one"
+        )
+    return list(selection.foreground)
+
+
+def _dataset_data(config: ExperimentConfig) -> ExperimentData:
     dataset = Dataset.load(config.dataset)
     if config.splits is not None:
         splits = Splits.load(config.splits)

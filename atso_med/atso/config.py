@@ -21,6 +21,7 @@ from atso_med.atso.config_fields import (
     config_error,
     read_amount,
     read_bool,
+    read_classes,
     read_devices,
     read_float,
     read_foreground,
@@ -207,6 +208,7 @@ _TOP_KEYS = (
     "split",
     "transfer",
     "foreground",
+    "classes",
     "strategies",
     "generations",
     "folds",
@@ -234,6 +236,8 @@ class ExperimentConfig:
         split: how to draw the splits when ``splits`` is absent.
         transfer: the transfer setting instead of ``dataset``.
         foreground: label values that count as organ (``None``: every non-zero value).
+        classes: the organ chosen by name among ``dataset.json``'s ``labels`` instead of
+            ``foreground`` (:func:`~atso_med.data.class_selection.select_classes`; ``None``: off).
         strategies: which strategies to run (``supervised`` is always trained: it is M0).
         generations: T, the number of teacher-student generations.
         folds: K, reference folds of ATSO (``None``: the splits' fold count, or 2 when drawn).
@@ -259,6 +263,7 @@ class ExperimentConfig:
     split: SplitSettings = field(default_factory=SplitSettings)
     transfer: TransferConfig | None = None
     foreground: list[int] | None = None
+    classes: str | list[str] | dict[str, Any] | None = None
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     generations: int = 5
     folds: int | None = None
@@ -344,6 +349,12 @@ class ExperimentConfig:
         if has_transfer:
             config.transfer = TransferConfig.from_dict(data["transfer"], base, f"{where}.transfer")
         config.foreground = read_foreground(data.get("foreground"), f"{where}.foreground")
+        if data.get("classes") is not None:
+            if config.foreground is not None:
+                raise config_error(
+                    where, "give the organ either as 'foreground' values or as 'classes' names, not both"
+                )
+            config.classes = read_classes(data["classes"], f"{where}.classes")
         config.strategies = _strategies(data.get("strategies", list(STRATEGIES)), f"{where}.strategies")
         config.generations = read_int(data.get("generations", 5), f"{where}.generations", 0)
         if data.get("folds") is not None:
@@ -397,6 +408,7 @@ class ExperimentConfig:
             "split": asdict(self.split),
             "transfer": None if self.transfer is None else asdict(self.transfer),
             "foreground": self.foreground,
+            "classes": self.classes,
             "strategies": self.strategies,
             "generations": self.generations,
             "folds": self.folds,

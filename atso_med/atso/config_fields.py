@@ -22,6 +22,7 @@ __all__ = [
     "config_error",
     "read_amount",
     "read_bool",
+    "read_classes",
     "read_devices",
     "read_float",
     "read_foreground",
@@ -98,6 +99,15 @@ def read_path(value: Any, where: str, base: Path) -> Path:
         raise config_error(where, f"expected a path, got {value!r}")
     path = Path(os.path.expandvars(str(value))).expanduser()
     return (path if path.is_absolute() else base / path).resolve()
+
+
+def read_classes(value: Any, where: str) -> str | list[str] | dict[str, Any]:
+    from atso_med.data.class_selection import check_class_spec
+
+    try:
+        return check_class_spec(value)
+    except ConfigError as error:
+        raise config_error(where, str(error)) from None
 
 
 def read_foreground(value: Any, where: str) -> list[int] | None:

@@ -262,7 +262,7 @@ class ExperimentRunner:
         if step.kind == "fuse":
             return write_pseudo_labels(self.layout, step)
         if step.kind == "evaluate":
-            return evaluate(self.layout, step, self.data.dataset, self.config.foreground)
+            return evaluate(self.layout, step, self.data.dataset, self.data.foreground)
         return write_experiment_reports(self.layout, self.config, self.data, self.plan, self.journal)
 
     def _finish(self, step: Step, result: Mapping[str, Any], seconds: float, bar: Any) -> None:

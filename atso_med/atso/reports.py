@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atso_med.atso.cases import organ_values
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
 from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows, student_trainings
@@ -498,7 +499,12 @@ def write_reports(inputs: ReportInputs) -> dict[str, Any]:
     dataset = inputs.dataset
     cases = [i for i in inputs.splits.test if dataset.case(i).label is not None][: inputs.config.report.overlay_cases]
     overlays = draw_overlays(
-        layout, dataset, cases, _overlay_models(inputs), inputs.config.foreground, layout.overlays_dir
+        layout,
+        dataset,
+        cases,
+        _overlay_models(inputs),
+        organ_values(inputs.config.foreground, inputs.config.classes, dataset),
+        layout.overlays_dir,
     )
     report["files"]["overlays"] = [str(p) for p in overlays]
     write_text_atomic(json.dumps(report, indent=2) + "\n", layout.report_file)

@@ -25,13 +25,16 @@ from atso_med.files import write_text_atomic
 __all__ = ["training_job", "training_record", "training_settings"]
 
 
-def training_settings(config: ExperimentConfig, layout: ExperimentLayout, step: Step) -> dict[str, Any]:
+def training_settings(
+    config: ExperimentConfig, layout: ExperimentLayout, step: Step, foreground: list[int] | None = None
+) -> dict[str, Any]:
     """The train bundle's keys of one training (its settings overlay file), but the device.
 
     Args:
-        config: the experiment (recipe, seeds, HU window, spacing, foreground, overrides).
+        config: the experiment (recipe, seeds, HU window, spacing, overrides).
         layout: the experiment folder.
         step: the ``train`` step (``datalist``, ``output_dir``, ``plane``, ``init``).
+        foreground: the label values of the organ (:attr:`~atso_med.atso.cases.ExperimentData.foreground`).
 
     Returns:
         The keys; the experiment's ``training.overrides`` last.
@@ -68,8 +71,8 @@ def training_settings(config: ExperimentConfig, layout: ExperimentLayout, step: 
         # The snapshot has been through stages S and I: the student trains stage J only.
         settings["iterations"] = max(1, round(training.iterations * training.stage_fractions[2]))
         settings["stage_fractions"] = [0.0, 0.0, 1.0]
-    if config.foreground is not None:
-        settings["foreground"] = list(config.foreground)
+    if foreground is not None:
+        settings["foreground"] = list(foreground)
     if config.long_axis_spacing is not None:
         settings["long_axis_spacing"] = config.long_axis_spacing
     settings.update(training.overrides)
@@ -98,7 +101,7 @@ def training_job(config: ExperimentConfig, layout: ExperimentLayout, data: Exper
     return TrainingJob(
         step.id,
         config_files("train"),
-        training_settings(config, layout, step),
+        training_settings(config, layout, step, data.foreground),
         str(log_file),
         config.training.resume == "checkpoint",
     )

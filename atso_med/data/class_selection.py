@@ -25,7 +25,7 @@ import numpy as np
 
 from atso_med.errors import ConfigError, LabelValueError
 
-__all__ = ["ClassSelection", "select_classes"]
+__all__ = ["ClassSelection", "check_class_spec", "select_classes"]
 
 # How many dataset class names a message lists before it says "...".
 _SHOW = 12
@@ -162,6 +162,28 @@ def select_classes(spec: Any, labels: Mapping[int, str], source: str = "dataset.
     if len(names) > 255:
         raise ConfigError(f"class selection: {len(names)} classes; at most 255 fit a uint8 label map")
     return ClassSelection(tuple(names), tuple(members), tuple(values))
+
+
+def check_class_spec(spec: Any) -> str | list[str] | dict[str, str | list[str]]:
+    """Check the form of a class selection before the dataset's labels are known (a configuration file).
+
+    Returns:
+        ``spec`` in plain types (a name, a list, or a dict of names / lists).
+
+    Raises:
+        ConfigError: an empty or malformed selection, a name or group listed twice.
+    """
+    groups = _groups(spec)
+    names = [name for name, _ in groups]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"class selection: {repeated[0]!r} is listed twice")
+    if isinstance(spec, str):
+        return groups[0][0]
+    if isinstance(spec, Mapping):
+        given = spec.values()
+        return {name: m[0] if isinstance(raw, str) else m for (name, m), raw in zip(groups, given, strict=True)}
+    return names
 
 
 def _groups(spec: Any) -> list[tuple[str, list[str]]]:

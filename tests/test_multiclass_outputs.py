@@ -1,0 +1,127 @@
+"""Several organs at once: the fusion of label maps of C classes.
+
+A label map holds 0 (background) and the classes 1..C; its probabilities are ``(C, *spatial)``.
+Every rule is checked on small hand-made arrays, and the binary case (C = 1) against the binary
+functions, which it must reproduce bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atso_med.errors import ConfigError, GridMismatchError, LabelValueError
+from atso_med.inferers.fusion import PlaneFusion, VoteAccumulator, class_labels, ensemble_vote, fuse_planes
+
+CLASSES = {0: "background", 1: "liver", 2: "spleen"}
+
+
+def probs(*voxels: tuple[float, ...]) -> np.ndarray:
+    """``(C, 1, 1, n)`` float32 probabilities from one ``(p_1, ..., p_C)`` tuple per voxel."""
+    return np.array(voxels, dtype=np.float32).T.reshape(len(voxels[0]), 1, 1, len(voxels))
+
+
+def labels(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.uint8).reshape(1, 1, len(values))
+
+
+# -- fusion ------------------------------------------------------------------------------------------
+
+
+def test_a_planes_label_map_is_the_most_probable_class_above_the_threshold():
+    p = probs((0.7, 0.9), (0.7, 0.3), (0.4, 0.45), (0.6, 0.6), (0.5, 0.2))
+    # 2 beats 1; only 1 passes; none passes; a draw goes to the lower class; exactly the threshold passes
+    assert class_labels(p, 0.5).ravel().tolist() == [2, 1, 0, 1, 1]
+    assert class_labels(p, 0.65).ravel().tolist() == [2, 1, 0, 0, 0]
+
+
+def test_three_planes_that_disagree_vote_per_class():
+    planes = [
+        probs((0.9, 0.1), (0.9, 0.1), (0.1, 0.9), (0.1, 0.1)),  # labels 1 1 2 0
+        probs((0.9, 0.1), (0.1, 0.9), (0.1, 0.9), (0.1, 0.1)),  # labels 1 2 2 0
+        probs((0.1, 0.9), (0.1, 0.1), (0.1, 0.9), (0.9, 0.1)),  # labels 2 0 2 1
+    ]
+    label = fuse_planes(planes, "majority", 0.5, num_classes=2)
+    assert label.dtype == np.uint8 and label.shape == (1, 1, 4)
+    # 2 of 3 say liver; liver, spleen and background one each: nobody wins; all say spleen; 1 of 3
+    assert label.ravel().tolist() == [1, 0, 2, 0]
+    fusion = PlaneFusion("majority", 0.5, num_classes=2)
+    for plane in planes:
+        fusion.add(plane.copy(), owned=True)
+    fused, mean = fusion.result()
+    np.testing.assert_array_equal(fused, label)
+    np.testing.assert_allclose(mean, np.mean(planes, axis=0), rtol=1e-6)
+    assert mean.dtype == np.float32 and mean.shape == (2, 1, 1, 4)
+    # The mean rule: the label map of the mean probabilities (0.63, 0.37) (0.37, 0.37) (0.1, 0.9) (0.37, 0.1)
+    assert fuse_planes(planes, "mean", 0.5, num_classes=2).ravel().tolist() == [1, 0, 2, 0]
+
+
+def test_two_planes_must_agree_on_organ_and_a_tie_of_two_classes_goes_to_the_higher_mean():
+    a = probs((0.9, 0.2), (0.6, 0.1), (0.9, 0.1), (0.2, 0.7))  # labels 1 1 1 2
+    b = probs((0.3, 0.8), (0.2, 0.9), (0.2, 0.1), (0.1, 0.9))  # labels 2 2 0 2
+    # means: (0.6, 0.5) -> liver; (0.4, 0.5) -> spleen; liver against background: background; both spleen
+    assert fuse_planes([a, b], "majority", num_classes=2).ravel().tolist() == [1, 2, 0, 2]
+    # The binary rule is the same: one plane of two is not organ.
+    assert fuse_planes([a[0], b[0]], "majority").ravel().tolist() == [0, 0, 0, 0]
+
+
+def test_two_and_four_model_sets_break_ties_by_the_classes_mean_probability():
+    sets = [labels(1, 1, 1, 1, 2), labels(2, 2, 0, 0, 2)]
+    probabilities = [
+        probs((0.9, 0.2), (0.6, 0.1), (0.7, 0.1), (0.6, 0.1), (0.1, 0.9)),
+        probs((0.3, 0.8), (0.2, 0.9), (0.4, 0.1), (0.3, 0.2), (0.1, 0.7)),
+    ]
+    label, mean = ensemble_vote(sets, probabilities, num_classes=2)
+    # liver (mean 0.6) against spleen (0.5); liver (0.4) against spleen (0.5); liver against
+    # background: liver where its mean 0.55 >= 0.5, background where it is 0.45; both spleen
+    assert label.ravel().tolist() == [1, 2, 1, 0, 2]
+    np.testing.assert_allclose(mean[0].ravel(), [0.6, 0.4, 0.55, 0.45, 0.1], rtol=1e-6)
+    # Four sets: liver 2, spleen 1, background 1 is a tie that liver wins at a mean >= 0.5.
+    four = [labels(1, 1), labels(1, 1), labels(2, 2), labels(0, 0)]
+    tie = [probs((0.5, 0.3), (0.49, 0.3))] * 4
+    assert ensemble_vote(four, tie, num_classes=2)[0].ravel().tolist() == [1, 0]
+    # 3 of 4 wins outright; 2 against 2 goes to the higher mean.
+    four = [labels(1, 1), labels(1, 1), labels(1, 2), labels(0, 2)]
+    assert ensemble_vote(four, [probs((0.1, 0.3), (0.2, 0.3))] * 4, num_classes=2)[0].ravel().tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("planes", [1, 2, 3])
+@pytest.mark.parametrize("fusion", ["majority", "mean"])
+def test_one_class_fuses_planes_as_the_binary_functions_do(planes, fusion):
+    rng = np.random.default_rng(planes)
+    volumes = [rng.random((9, 8, 7), dtype=np.float32) for _ in range(planes)]
+    binary = PlaneFusion(fusion, 0.45)
+    one_class = PlaneFusion(fusion, 0.45, num_classes=1)
+    for volume in volumes:
+        binary.add(volume)
+        one_class.add(volume[np.newaxis])
+    (mask, mean), (label, class_mean) = binary.result(), one_class.result()
+    assert label.dtype == mask.dtype == np.uint8 and label.tobytes() == mask.tobytes()
+    assert class_mean[0].tobytes() == mean.tobytes()
+    assert fuse_planes(volumes, fusion, 0.45).tobytes() == mask.tobytes()
+
+
+@pytest.mark.parametrize("sets", [1, 2, 3, 4])
+def test_one_class_votes_as_the_binary_vote_does(sets):
+    rng = np.random.default_rng(sets)
+    masks = [(rng.random((9, 8, 7)) > 0.5).astype(np.uint8) for _ in range(sets)]
+    probabilities = [rng.random((9, 8, 7), dtype=np.float32) for _ in range(sets)]
+    mask, mean = ensemble_vote(masks, probabilities)
+    label, class_mean = ensemble_vote(masks, [p[np.newaxis] for p in probabilities], num_classes=1)
+    assert label.tobytes() == mask.tobytes() and class_mean[0].tobytes() == mean.tobytes()
+
+
+def test_a_vote_refuses_values_beyond_the_classes_shapes_without_the_class_axis_and_even_ties_without_probabilities():
+    vote = VoteAccumulator(num_classes=2)
+    with pytest.raises(LabelValueError):
+        vote.add(labels(0, 3), probs((0.1, 0.1), (0.1, 0.1)))
+    with pytest.raises(GridMismatchError):
+        vote.add(labels(0, 1), np.zeros((1, 1, 2), np.float32))
+    with pytest.raises(GridMismatchError):
+        fuse_planes([np.zeros((3, 1, 1, 2), np.float32)], num_classes=2)
+    vote.add(labels(0, 1))
+    vote.add(labels(1, 1))
+    with pytest.raises(ConfigError, match="even vote"):
+        vote.result()
+    with pytest.raises(ConfigError):
+        PlaneFusion("majority", 0.5, num_classes=0)

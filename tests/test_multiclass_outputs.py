@@ -1,4 +1,4 @@
-"""Several organs at once: the fusion of label maps of C classes.
+"""Several organs at once: the fusion, the files and the evaluation of label maps of C classes.
 
 A label map holds 0 (background) and the classes 1..C; its probabilities are ``(C, *spatial)``.
 Every rule is checked on small hand-made arrays, and the binary case (C = 1) against the binary
@@ -7,11 +7,13 @@ functions, which it must reproduce bit for bit.
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 
+from atso_med.data.writers import write_prediction
 from atso_med.errors import ConfigError, GridMismatchError, LabelValueError
-from atso_med.inferers.fusion import PlaneFusion, VoteAccumulator, class_labels, ensemble_vote, fuse_planes
+from atso_med.inferers.fusion import PlaneFusion, VoteAccumulator, class_labels, ensemble_vote, fuse_planes, vote_files
 
 CLASSES = {0: "background", 1: "liver", 2: "spleen"}
 
@@ -125,3 +127,125 @@ def test_a_vote_refuses_values_beyond_the_classes_shapes_without_the_class_axis_
         vote.result()
     with pytest.raises(ConfigError):
         PlaneFusion("majority", 0.5, num_classes=0)
+
+
+def test_vote_files_reads_label_maps_and_the_4d_probabilities_of_an_even_vote(tmp_path):
+    sets = [labels(1, 1, 1, 2), labels(2, 2, 0, 2), labels(1, 0, 0, 0)]
+    probabilities = [
+        probs((0.9, 0.2), (0.6, 0.1), (0.7, 0.1), (0.1, 0.9)),
+        probs((0.3, 0.8), (0.2, 0.9), (0.4, 0.1), (0.1, 0.7)),
+        probs((0.9, 0.1), (0.1, 0.1), (0.1, 0.1), (0.1, 0.1)),
+    ]
+    sources = []
+    for n, (label, probability) in enumerate(zip(sets, probabilities, strict=True)):
+        folder = tmp_path / f"set{n}"
+        write_prediction(
+            label, np.eye(4), folder / "c.nii.gz", probability, folder / "c_probability.nii.gz", classes=CLASSES
+        )
+        sources.append(folder)
+    two = vote_files(sources[:2], "c", tmp_path / "two.nii.gz", CLASSES)
+    expected, _ = ensemble_vote(sets[:2], probabilities[:2], num_classes=2)
+    assert np.asarray(nib.load(str(two)).dataobj).ravel().tolist() == expected.ravel().tolist() == [1, 2, 1, 2]
+    three = vote_files(sources, "c", tmp_path / "three.nii.gz", CLASSES)
+    assert nib.load(str(three)).get_data_dtype() == np.uint8
+    assert np.asarray(nib.load(str(three)).dataobj).ravel().tolist() == [1, 0, 0, 2]
+    (sources[1] / "c_probability.nii.gz").unlink()
+    with pytest.raises(ConfigError, match="probabilit"):
+        vote_files(sources[:2], "c", tmp_path / "x.nii.gz", CLASSES)
+
+
+# -- files -------------------------------------------------------------------------------------------
+
+ORGANS = {0: "background", 1: "liver", 2: "spleen", 3: "kidney_left", 4: "gallbladder", 5: "mystery_blob"}
+# An oblique grid with flipped axes, so that a mix-up of RAS and LPS or of the axes shows.
+AFFINE = np.array([[-0.7, 0.1, 0.0, 120.0], [0.1, 0.7, 0.05, -80.0], [0.0, -0.05, 2.5, 30.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def organ_map() -> np.ndarray:
+    """A 12 x 10 x 6 label map of the ORGANS, the gallbladder (4) left out."""
+    label = np.zeros((12, 10, 6), dtype=np.uint8)
+    label[1:5, 1:6, 1:4] = 1
+    label[7:11, 2:5, 2:5] = 2
+    label[2:4, 7:9, 0:2] = 3
+    label[9:11, 7:9, 4:6] = 5
+    return label
+
+
+def test_a_label_map_writes_its_classes_values_a_4d_probability_and_one_slicer_segment_per_class(tmp_path):
+    import slicerio
+
+    label = organ_map()
+    probability = np.stack([(label == c).astype(np.float32) * (0.5 + 0.1 * c) for c in range(1, 6)])
+    written = write_prediction(
+        label,
+        AFFINE,
+        tmp_path / "c.nii.gz",
+        probability,
+        tmp_path / "c_probability.nii.gz",
+        tmp_path / "c.seg.nrrd",
+        classes=ORGANS,
+    )
+    assert set(written) == {"output", "probability", "seg_nrrd"}
+    image = nib.load(written["output"])
+    assert image.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(np.asarray(image.dataobj), label)
+    np.testing.assert_allclose(image.affine, AFFINE, atol=1e-6)
+    stored = nib.load(written["probability"])
+    assert stored.shape == (12, 10, 6, 5) and stored.get_data_dtype() == np.float32
+    np.testing.assert_array_equal(np.moveaxis(np.asarray(stored.dataobj), -1, 0), probability)
+
+    segmentation = slicerio.read_segmentation(written["seg_nrrd"])
+    assert slicerio.segment_names(segmentation) == ["liver", "spleen", "kidney_left", "gallbladder", "mystery_blob"]
+    for value, name in list(ORGANS.items())[1:]:
+        np.testing.assert_array_equal(slicerio.segment_mask(segmentation, name), label == value, err_msg=name)
+    # The segmentation's voxel-to-LPS matrix is the NIfTI's voxel-to-RAS affine, x and y negated.
+    np.testing.assert_allclose(segmentation["ijkToLPS"], np.diag([-1, -1, 1, 1]) @ image.affine, atol=1e-6)
+    # 3D Slicer's General Anatomy colours and SNOMED CT codes; a side is the type's modifier; an
+    # unknown name gets a palette colour and no terminology.
+    segments = {s["name"]: s for s in segmentation["segments"]}
+    np.testing.assert_allclose(segments["liver"]["color"], np.array([221, 130, 101]) / 255, atol=1e-6)
+    np.testing.assert_allclose(segments["spleen"]["color"], np.array([157, 108, 162]) / 255, atol=1e-6)
+    assert segments["liver"]["terminology"]["type"] == ["SCT", "10200004", "Liver"]
+    assert segments["kidney_left"]["terminology"]["type"] == ["SCT", "64033007", "Kidney"]
+    assert segments["kidney_left"]["terminology"]["typeModifier"] == ["SCT", "7771000", "Left"]
+    assert segments["gallbladder"]["terminology"]["type"][1] == "28231008"
+    assert "terminology" not in segments["mystery_blob"]
+    colors = [tuple(np.round(s["color"], 6)) for s in segmentation["segments"]]
+    assert len(set(colors)) == len(colors)
+
+
+def test_one_class_writes_a_mask_a_3d_probability_and_the_named_segment(tmp_path):
+    import slicerio
+
+    label = (organ_map() == 1).astype(np.uint8)
+    probability = label.astype(np.float32)[np.newaxis]
+    written = write_prediction(
+        label,
+        AFFINE,
+        tmp_path / "c.nii.gz",
+        probability,
+        tmp_path / "p.nii.gz",
+        tmp_path / "c.seg.nrrd",
+        classes={0: "background", 1: "liver"},
+    )
+    np.testing.assert_array_equal(np.asarray(nib.load(written["output"]).dataobj), label)
+    assert nib.load(written["probability"]).shape == label.shape
+    segmentation = slicerio.read_segmentation(written["seg_nrrd"])
+    assert slicerio.segment_names(segmentation) == ["liver"]
+    assert segmentation["segments"][0]["terminology"]["type"][2] == "Liver"
+
+
+def test_a_label_map_with_a_value_beyond_its_classes_or_probabilities_without_the_class_axis_is_refused(tmp_path):
+    label = organ_map()
+    with pytest.raises(LabelValueError):
+        write_prediction(label, AFFINE, tmp_path / "c.nii.gz", classes=CLASSES)
+    with pytest.raises(GridMismatchError):
+        write_prediction(
+            label,
+            AFFINE,
+            tmp_path / "c.nii.gz",
+            np.zeros(label.shape, np.float32),
+            tmp_path / "p.nii.gz",
+            classes=ORGANS,
+        )
+    assert not list(tmp_path.iterdir())

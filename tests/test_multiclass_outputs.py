@@ -7,13 +7,20 @@ functions, which it must reproduce bit for bit.
 
 from __future__ import annotations
 
+import csv
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
+from atso_med.data.nifti import save_nifti
 from atso_med.data.writers import write_prediction
 from atso_med.errors import ConfigError, GridMismatchError, LabelValueError
 from atso_med.inferers.fusion import PlaneFusion, VoteAccumulator, class_labels, ensemble_vote, fuse_planes, vote_files
+from atso_med.metrics.evaluation import evaluate_predictions
+from atso_med.metrics.evaluation_report import CSV_COLUMNS, check_report_paths
 
 CLASSES = {0: "background", 1: "liver", 2: "spleen"}
 
@@ -249,3 +256,112 @@ def test_a_label_map_with_a_value_beyond_its_classes_or_probabilities_without_th
             classes=ORGANS,
         )
     assert not list(tmp_path.iterdir())
+
+
+# -- evaluation --------------------------------------------------------------------------------------
+
+ABDOMEN = {0: "background", 1: "liver", 2: "spleen", 3: "kidney"}
+# The data set stores liver as 6, spleen as 1 and kidney as 2: class c is scored against FOREGROUND[c - 1].
+DATASET_LABELS = {0: "background", 1: "spleen", 2: "kidney", 6: "liver"}
+FOREGROUND = [6, 1, 2]
+# Per case, the truth and the prediction as classes of ABDOMEN over 12 voxels:
+# a: liver I 3 of P 4, G 4 -> 0.75; spleen G 2, not predicted -> 0, vanished; kidney absent.
+# b: liver 2 of 2, 2 -> 1; spleen I 1, P 2, G 3 -> 0.4; kidney I 1, P 1, G 2 -> 2/3.
+# c: liver 3 of 3, 3 -> 1; spleen absent from the truth but predicted (2 voxels); kidney absent.
+EVALUATION_CASES = {
+    "a": ([1, 1, 1, 1, 2, 2, 0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]),
+    "b": ([1, 1, 2, 2, 2, 3, 3, 0, 0, 0, 0, 0], [1, 1, 2, 0, 0, 3, 0, 2, 0, 0, 0, 0]),
+    "c": ([1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 2, 2, 0, 0, 0, 0, 0, 0]),
+}
+
+
+@pytest.fixture()
+def organ_pairs(tmp_path):
+    """The EVALUATION_CASES as files: truth in the data set's values, predictions in the classes'."""
+    to_dataset = np.array([0, 6, 1, 2], dtype=np.uint8)
+    pairs = []
+    for case_id, (truth, prediction) in EVALUATION_CASES.items():
+        truth_path, prediction_path = tmp_path / "labels" / f"{case_id}.nii.gz", tmp_path / "pred" / f"{case_id}.nii.gz"
+        save_nifti(to_dataset[np.array(truth)].reshape(2, 2, 3), AFFINE, truth_path, dtype=np.uint8)
+        save_nifti(np.array(prediction, np.uint8).reshape(2, 2, 3), AFFINE, prediction_path, dtype=np.uint8)
+        pairs.append((case_id, prediction_path, truth_path))
+    return pairs
+
+
+def test_each_class_is_scored_per_case_pooled_and_over_the_classes(organ_pairs, tmp_path):
+    report = evaluate_predictions(
+        organ_pairs, FOREGROUND, classes=DATASET_LABELS, prediction_classes=ABDOMEN, output_dir=tmp_path / "report"
+    )
+    by_case = {row["id"]: row["classes"] for row in report.per_case}
+    dsc = {case_id: {name: scores["dsc"] for name, scores in row.items()} for case_id, row in by_case.items()}
+    assert dsc == {
+        "a": {"liver": 0.75, "spleen": 0.0, "kidney": None},
+        "b": {"liver": 1.0, "spleen": 0.4, "kidney": pytest.approx(2 / 3)},
+        "c": {"liver": 1.0, "spleen": None, "kidney": None},
+    }
+    assert by_case["a"]["spleen"]["vanished"] and not by_case["c"]["spleen"]["vanished"]
+    assert by_case["c"]["spleen"] == {
+        "dsc": None,
+        "intersection": 0,
+        "prediction_voxels": 2,
+        "truth_voxels": 0,
+        "vanished": False,
+    }
+    # The case's own figures are the organs together (any class against background):
+    # a: I 3, P 4, G 6 -> 0.6; b: I 4, P 5, G 7 -> 2/3; c: I 3, P 5, G 3 -> 0.75.
+    assert report.dsc == {"a": 0.6, "b": pytest.approx(2 / 3), "c": 0.75}
+    summary = report.summary["classes"]
+    liver, spleen, kidney = (summary["per_class"][name] for name in ("liver", "spleen", "kidney"))
+    assert liver["mean_dsc"] == pytest.approx((0.75 + 1 + 1) / 3)
+    assert liver["global_dsc"] == pytest.approx(2 * 8 / (9 + 9))
+    assert (liver["cases"], liver["absent"], liver["vanished"]) == (3, 0, 0)
+    assert spleen["mean_dsc"] == pytest.approx(0.2) and spleen["std_dsc"] == pytest.approx(0.2)
+    # the spleen predicted in c, where the truth has none, counts in the pooled DSC: 2 * 1 / (4 + 5)
+    assert spleen["global_dsc"] == pytest.approx(2 / 9)
+    assert (spleen["cases"], spleen["absent"], spleen["absent_predicted"]) == (2, 1, 1)
+    assert (spleen["vanished"], spleen["vanished_cases"]) == (1, ["a"])
+    assert (spleen["value"], spleen["label_value"]) == (2, 1)
+    assert kidney["mean_dsc"] == kidney["global_dsc"] == pytest.approx(2 / 3) and kidney["cases"] == 1
+    assert summary["mean_dsc"] == pytest.approx((2.75 / 3 + 0.2 + 2 / 3) / 3)
+    assert summary["global_dsc"] == pytest.approx((8 / 9 + 2 / 9 + 2 / 3) / 3)
+    assert report.summary["foreground"] == FOREGROUND
+
+    # The files: null (JSON) and empty (CSV) where a class has no DSC; one CSV column per class.
+    written = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert written["classes"] == json.loads(json.dumps(summary))
+    assert written["per_case"][2]["classes"]["kidney"]["dsc"] is None
+    with (tmp_path / "report" / "per_case.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == [*CSV_COLUMNS, "dsc_liver", "dsc_spleen", "dsc_kidney"]
+    assert [(r["dsc_liver"], r["dsc_spleen"], r["dsc_kidney"]) for r in rows][:1] == [("0.75", "0.0", "")]
+    # A rerun may replace this report: it is recognised as one.
+    check_report_paths(tmp_path / "report", organ_pairs, tmp_path / "datalist.json", None)
+
+
+def test_the_per_class_dsc_follows_monais_dice_metric_with_ignore_empty(organ_pairs):
+    from monai.metrics import DiceMetric
+    from monai.networks.utils import one_hot
+
+    report = evaluate_predictions(organ_pairs, FOREGROUND, classes=DATASET_LABELS, prediction_classes=ABDOMEN)
+    ours = [[np.nan if s["dsc"] is None else s["dsc"] for s in row["classes"].values()] for row in report.per_case]
+    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
+    for truth, prediction in EVALUATION_CASES.values():
+        as_one_hot = [one_hot(torch.tensor(v).reshape(1, 1, 12), num_classes=4) for v in (prediction, truth)]
+        metric(y_pred=as_one_hot[0], y=as_one_hot[1])
+    np.testing.assert_allclose(ours, metric.aggregate().numpy(), rtol=1e-6, equal_nan=True)
+
+
+def test_one_class_or_none_keeps_the_binary_report_and_bad_class_settings_are_refused(organ_pairs):
+    binary = evaluate_predictions(organ_pairs, [6])
+    one_class = evaluate_predictions(organ_pairs, [6], prediction_classes={1: "liver"})
+    assert "classes" not in binary.summary and one_class.summary == binary.summary
+    assert one_class.per_case == binary.per_case
+    with pytest.raises(ConfigError, match="threshold"):
+        evaluate_predictions(organ_pairs, prediction_classes=ABDOMEN, threshold=0.5)
+    with pytest.raises(ConfigError, match="3 classes"):
+        evaluate_predictions(organ_pairs, [6, 1], classes=DATASET_LABELS, prediction_classes=ABDOMEN)
+    with pytest.raises(ConfigError, match="not declared"):
+        evaluate_predictions(organ_pairs, classes=DATASET_LABELS, prediction_classes=ABDOMEN)
+    two_classes = {0: "background", 1: "liver", 2: "spleen"}
+    with pytest.raises(LabelValueError, match="case 'b'"):
+        evaluate_predictions(organ_pairs, [6, 1], classes=DATASET_LABELS, prediction_classes=two_classes)

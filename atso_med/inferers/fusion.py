@@ -33,7 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from atso_med.errors import ConfigError, GridMismatchError, LabelValueError
+from atso_med.errors import ConfigError, GridMismatchError
+from atso_med.inferers.votes import (
+    LabelVotes,
+    ProbabilitySum,
+    check_num_classes,
+    class_labels,
+    classes_first,
+    voter_labels,
+)
 
 __all__ = [
     "FUSIONS",
@@ -47,131 +55,6 @@ __all__ = [
 
 #: Plane fusion rules understood by :func:`fuse_planes` and the inference configuration.
 FUSIONS = ("majority", "mean")
-
-# The most classes a uint8 label map holds.
-_MAX_CLASSES = 255
-
-
-def _check_num_classes(num_classes: int | None) -> int | None:
-    if num_classes is not None and not (isinstance(num_classes, int) and 1 <= num_classes <= _MAX_CLASSES):
-        raise ConfigError(f"num_classes must be 1..{_MAX_CLASSES} (or None for a binary mask), got {num_classes!r}")
-    return num_classes
-
-
-def class_labels(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """The label map of per-class probabilities: the most probable class among those >= ``threshold``.
-
-    Args:
-        probability: float ``(C, *spatial)`` probabilities, class c at index c - 1.
-        threshold: probability a class needs to be chosen.
-
-    Returns:
-        uint8 label map of the spatial shape: the class (1..C) of highest probability among those
-        >= ``threshold`` (the lower class on equal probabilities), 0 where none is.
-    """
-    if len(probability) == 1:
-        return (probability[0] >= threshold).view(np.uint8)  # one class: no argmax, no extra volume
-    label = np.zeros(probability.shape[1:], dtype=np.uint8)
-    best = np.full(probability.shape[1:], -np.inf, dtype=np.float32)
-    for value, class_probability in enumerate(probability, start=1):
-        take = (class_probability >= threshold) & (class_probability > best)
-        label[take] = value
-        np.copyto(best, class_probability, where=take)
-    return label
-
-
-def _checked_labels(label: np.ndarray, num_classes: int | None) -> np.ndarray:
-    """A voter's label map as :class:`_Votes` counts it: binary masks as 0/1, others checked to hold 0..C."""
-    if num_classes is None:
-        return label != 0
-    if label.size and int(label.max()) > num_classes:
-        raise LabelValueError(f"label map value {int(label.max())} is not one of the {num_classes} classes")
-    return label
-
-
-class _Votes:
-    """Per-class vote counts of label maps, and the rule that turns them into one label map.
-
-    Args:
-        num_classes: C (``None``: binary, one class).
-        dtype: the counts' integer type (the number of voters it holds).
-    """
-
-    def __init__(self, num_classes: int | None, dtype: type) -> None:
-        self.num_classes = num_classes or 1
-        self.dtype = dtype
-        self.count = 0
-        self._votes: np.ndarray | None = None
-
-    def add(self, label: np.ndarray) -> None:
-        """Counts one label map's votes: values 0..C (bool or 0/1 for one class)."""
-        if self._votes is None:
-            self._votes = np.zeros((self.num_classes, *label.shape), dtype=self.dtype)
-        elif label.shape != self._votes.shape[1:]:
-            raise GridMismatchError(f"label maps differ in shape: {label.shape} vs {self._votes.shape[1:]}")
-        if self.count == np.iinfo(self.dtype).max:
-            raise ConfigError(f"more than {self.count} label maps to vote")
-        if self.num_classes == 1:
-            self._votes[0] += label  # no comparison: no volume-sized temporary
-        else:
-            for value in range(1, self.num_classes + 1):
-                self._votes[value - 1] += label == value
-        self.count += 1
-
-    def decide(self, mean: np.ndarray | None, tie_threshold: float | None) -> np.ndarray:
-        """The winners' label map: more than half of the votes, or a tie broken by ``mean``.
-
-        Args:
-            mean: per-class mean probability ``(C, *spatial)``; needed for ties only.
-            tie_threshold: mean probability at which a class with half of the votes beats
-                background; ``None``: background keeps such a voxel.
-
-        Raises:
-            ConfigError: an even vote that may tie, without probabilities.
-        """
-        half = self.count // 2
-        label = np.zeros(self._votes.shape[1:], dtype=np.uint8)
-        for value, votes in enumerate(self._votes, start=1):
-            label[votes > half] = value  # a strict majority: one class at most
-        if self.count % 2 or (tie_threshold is None and len(self._votes) == 1):
-            return label  # no tie can change the label map
-        if mean is None:
-            raise ConfigError("an even vote breaks ties with the mean probabilities, and none were given")
-        # Half of the votes: at most two classes hold them; the higher mean probability wins.
-        tied = np.zeros(label.shape, dtype=np.uint8)
-        best = np.zeros(label.shape, dtype=np.uint8)
-        best_mean = np.full(label.shape, -np.inf, dtype=np.float32)
-        for value, (votes, class_mean) in enumerate(zip(self._votes, mean, strict=True), start=1):
-            tie = votes == half
-            tied += tie
-            better = tie & (class_mean > best_mean)
-            best[better] = value
-            np.copyto(best_mean, class_mean, where=better)
-        won = tied == 2
-        if tie_threshold is not None:
-            won |= (tied == 1) & (best_mean >= tie_threshold)
-        label[won] = best[won]
-        return label
-
-
-class _Sum:
-    """Running float32 sum of probability arrays of one shape."""
-
-    def __init__(self) -> None:
-        self.total: np.ndarray | None = None
-
-    def add(self, probability: np.ndarray, owned: bool) -> None:
-        if self.total is None:
-            self.total = probability if owned else np.array(probability, dtype=np.float32, copy=True)
-        elif probability.shape != self.total.shape:
-            raise GridMismatchError(f"probabilities differ in shape: {probability.shape} vs {self.total.shape}")
-        else:
-            self.total += probability
-
-
-def _per_class(array: np.ndarray, num_classes: int | None) -> np.ndarray:
-    """A view of ``array`` with its class axis first: a binary array gets one of length 1."""
-    return array[np.newaxis] if num_classes is None else array
 
 
 class PlaneFusion:
@@ -194,10 +77,10 @@ class PlaneFusion:
             raise ConfigError(f"threshold must be in (0, 1), got {threshold!r}")
         self.fusion = fusion
         self.threshold = float(threshold)
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = check_num_classes(num_classes)
         self.count = 0
-        self._sum = _Sum()
-        self._votes = _Votes(self.num_classes, np.uint8) if fusion == "majority" else None
+        self._sum = ProbabilitySum()
+        self._votes = LabelVotes(self.num_classes, np.uint8) if fusion == "majority" else None
 
     def add(self, probability: np.ndarray, owned: bool = False) -> None:
         """Adds one plane's float32 probabilities; ``owned`` lets the first one be reused as the sum."""
@@ -207,7 +90,7 @@ class PlaneFusion:
             )
         self._sum.add(probability, owned)
         if self._votes is not None:
-            self._votes.add(class_labels(_per_class(probability, self.num_classes), self.threshold))
+            self._votes.add(class_labels(classes_first(probability, self.num_classes), self.threshold))
         self.count += 1
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
@@ -220,14 +103,14 @@ class PlaneFusion:
         if mean is None:
             raise ConfigError("fuse_planes needs at least one plane")
         mean /= np.float32(self.count)
-        per_class = _per_class(mean, self.num_classes)
+        per_class = classes_first(mean, self.num_classes)
         if self._votes is None:
             label = class_labels(per_class, self.threshold)
         else:
             label = self._votes.decide(per_class, tie_threshold=None)
-        self._sum, self.count = _Sum(), 0  # ready for the next volume's planes
+        self._sum, self.count = ProbabilitySum(), 0  # ready for the next volume's planes
         if self._votes is not None:
-            self._votes = _Votes(self.num_classes, np.uint8)
+            self._votes = LabelVotes(self.num_classes, np.uint8)
         return label, mean
 
 
@@ -274,9 +157,9 @@ class VoteAccumulator:
 
     def __init__(self, tie_threshold: float = 0.5, num_classes: int | None = None) -> None:
         self.tie_threshold = float(tie_threshold)
-        self.num_classes = _check_num_classes(num_classes)
-        self._votes = _Votes(self.num_classes, np.uint16)
-        self._sum = _Sum()
+        self.num_classes = check_num_classes(num_classes)
+        self._votes = LabelVotes(self.num_classes, np.uint16)
+        self._sum = ProbabilitySum()
         self._without_probability = 0
 
     @property
@@ -292,7 +175,7 @@ class VoteAccumulator:
             LabelValueError: a label map value above C.
         """
         mask = np.asarray(mask)
-        labels = _checked_labels(mask, self.num_classes)
+        labels = voter_labels(mask, self.num_classes)
         if probability is None:
             self._without_probability += 1
         else:
@@ -317,7 +200,7 @@ class VoteAccumulator:
         mean = None
         if not self._without_probability:
             mean = (self._sum.total / np.float32(self.count)).astype(np.float32, copy=False)
-        label = self._votes.decide(None if mean is None else _per_class(mean, self.num_classes), self.tie_threshold)
+        label = self._votes.decide(None if mean is None else classes_first(mean, self.num_classes), self.tie_threshold)
         return label, mean
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from atso_med.errors import LabelValueError
+from atso_med.errors import ConfigError, LabelValueError
 
 if TYPE_CHECKING:
     from atso_med.data.volume import Volume
@@ -24,6 +24,7 @@ __all__ = [
     "ORGAN_MASK_CLASSES",
     "binarize_label",
     "check_label_values",
+    "class_names",
     "label_value_counts",
     "label_value_errors",
     "load_label_mask",
@@ -33,6 +34,9 @@ __all__ = [
 
 #: The values of an organ mask (predictions and pseudo labels this package writes), whatever a data set declares.
 ORGAN_MASK_CLASSES = {0: "background", 1: "organ"}
+
+#: The most foreground classes a uint8 label map holds.
+MAX_CLASSES = 255
 
 # How many distinct offending values a message lists before it says "...".
 _SHOW = 5
@@ -116,6 +120,38 @@ def check_label_values(
     if errors:
         raise LabelValueError(f"{source}: {errors[0]}")
     return counts
+
+
+def class_names(classes: Mapping[int | str, str]) -> list[str]:
+    """The names of the foreground classes of a label map, in value order.
+
+    A label map of several organs holds 0 (background) and the values 1..C of its C classes:
+    ``{0: "background", 1: "liver", 2: "spleen"}`` gives ``["liver", "spleen"]``.
+
+    Args:
+        classes: class value -> name; 0 may be omitted; values may be strings (as in
+            ``dataset.json``).
+
+    Returns:
+        The C names of the values 1..C.
+
+    Raises:
+        ConfigError: values that are not 1..C (0 aside), none or more than :data:`MAX_CLASSES`,
+            or a name that is empty or repeated.
+    """
+    try:
+        named = {int(value): str(name).strip() for value, name in classes.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ConfigError(f"classes must map the label values 0..C to names, got {classes!r}") from None
+    named.pop(0, None)
+    values = sorted(named)
+    if not values or values != list(range(1, len(values) + 1)) or len(values) > MAX_CLASSES:
+        raise ConfigError(f"classes must name the label values 1..C (C <= {MAX_CLASSES}), got the values {values}")
+    names = [named[value] for value in values]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if "" in names or repeated:
+        raise ConfigError(f"class names must be non-empty and distinct, got {names}")
+    return names
 
 
 def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) -> np.ndarray:

@@ -8,7 +8,15 @@ from atso_med.inferers.coarse_to_fine import (
     keep_large_components,
 )
 from atso_med.inferers.ensemble import EnsembleInferer
-from atso_med.inferers.fusion import FUSIONS, PlaneFusion, VoteAccumulator, ensemble_vote, fuse_planes, vote_files
+from atso_med.inferers.fusion import (
+    FUSIONS,
+    PlaneFusion,
+    VoteAccumulator,
+    class_labels,
+    ensemble_vote,
+    fuse_planes,
+    vote_files,
+)
 from atso_med.inferers.slice_inferers import RSTNSliceInferer, RSTNTrainingInferer
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "RSTNTrainingInferer",
     "VolumePrediction",
     "VoteAccumulator",
+    "class_labels",
     "ensemble_vote",
     "estimate_peak_host_bytes",
     "fuse_planes",

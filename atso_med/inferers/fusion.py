@@ -1,195 +1,290 @@
-"""Fusion: the planes of one model set into one mask, and several model sets into one by vote.
+"""Fusion: the planes of one model set into one label map, and several model sets into one by vote.
+
+A prediction is binary (an organ mask; probabilities of the mask's shape) or of C classes (a label
+map of values 0..C; probabilities ``(C, *spatial)``, one volume per class). A binary prediction is
+the C = 1 case of every rule below, and gives the same mask.
+
+A label map of probabilities (:func:`class_labels`): the most probable class among those with
+probability >= threshold, else background (C = 1: the voxels >= threshold).
 
 Plane fusion (:func:`fuse_planes`, streamed by :class:`PlaneFusion` inside the coarse-to-fine
 inferer):
 
-* ``"majority"``: a voxel is organ when more than half of the planes' masks
-  (probability >= threshold) say so: 2 of 3 planes, both of 2 planes, the single plane of 1.
-* ``"mean"``: the mean of the planes' probabilities >= threshold (what the reference code does).
+* ``"majority"``: each plane's label map votes; a class wins a voxel with more than half of the
+  planes (2 of 3, both of 2, the single plane of 1). With 2 planes that name two different
+  classes, the class of higher mean probability wins; a class against background loses.
+* ``"mean"``: the label map of the planes' mean probabilities (what the reference code does).
 
-Model-set vote (:func:`ensemble_vote`; :func:`vote_files` for masks already written, as ATSO's
-pseudo labels of several teachers are): a voxel is organ when more than half of the sets' masks say
-so; with an even number of sets a tie is broken by the sets' mean probability >= 0.5.
+Model-set vote (:func:`ensemble_vote`; :func:`vote_files` for label maps already written, as
+ATSO's pseudo labels of several teachers are): a class wins a voxel with more than half of the
+sets' votes. With an even number of sets a class may hold exactly half: against another class
+with the other half, the higher mean probability wins; otherwise it wins when its mean probability
+is >= 0.5 (C = 1: a tie is organ when the mean probability >= 0.5).
+
+Every rule leaves background where no class wins, and holds one per-class sum and one per-class
+vote count: the planes or sets are added one at a time and released.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from atso_med.errors import ConfigError, GridMismatchError
+from atso_med.inferers.votes import (
+    LabelVotes,
+    ProbabilitySum,
+    check_num_classes,
+    class_labels,
+    classes_first,
+    voter_labels,
+)
 
-__all__ = ["FUSIONS", "PlaneFusion", "VoteAccumulator", "ensemble_vote", "fuse_planes", "vote_files"]
+__all__ = [
+    "FUSIONS",
+    "PlaneFusion",
+    "VoteAccumulator",
+    "class_labels",
+    "ensemble_vote",
+    "fuse_planes",
+    "vote_files",
+]
 
 #: Plane fusion rules understood by :func:`fuse_planes` and the inference configuration.
 FUSIONS = ("majority", "mean")
 
 
 class PlaneFusion:
-    """Streams plane probability volumes into the fused mean and mask.
+    """Streams plane probability volumes into the fused label map and mean probabilities.
 
-    Holds one float32 sum (and one uint8 vote count for the majority rule), so planes can be
-    released as soon as they are added.
+    Holds one float32 sum (and, for the majority rule, one vote count per class), so planes can
+    be released as soon as they are added.
+
+    Args:
+        fusion: one of :data:`FUSIONS`.
+        threshold: probability threshold in (0, 1).
+        num_classes: ``None`` for binary planes (probabilities of the volume's shape, a 0/1 mask
+            out), or C for planes of ``(C, *spatial)`` class probabilities (a 0..C label map out).
     """
 
-    def __init__(self, fusion: str, threshold: float) -> None:
+    def __init__(self, fusion: str, threshold: float, num_classes: int | None = None) -> None:
         if fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         if not 0.0 < float(threshold) < 1.0:
             raise ConfigError(f"threshold must be in (0, 1), got {threshold!r}")
         self.fusion = fusion
         self.threshold = float(threshold)
+        self.num_classes = check_num_classes(num_classes)
         self.count = 0
-        self._sum: np.ndarray | None = None
-        self._votes: np.ndarray | None = None
+        self._sum = ProbabilitySum()
+        self._votes = LabelVotes(self.num_classes, np.uint8) if fusion == "majority" else None
 
     def add(self, probability: np.ndarray, owned: bool = False) -> None:
         """Adds one plane's float32 probabilities; ``owned`` lets the first one be reused as the sum."""
-        if self._sum is None:
-            self._sum = probability if owned else np.array(probability, dtype=np.float32, copy=True)
-        else:
-            if probability.shape != self._sum.shape:
-                raise GridMismatchError(
-                    f"plane probabilities differ in shape: {probability.shape} vs {self._sum.shape}"
-                )
-            self._sum += probability
-        if self.fusion == "majority":
-            vote = probability >= self.threshold
-            if self._votes is None:
-                self._votes = vote.astype(np.uint8)
-            else:
-                self._votes += vote
+        if self.num_classes is not None and probability.shape[:1] != (self.num_classes,):
+            raise GridMismatchError(
+                f"plane probabilities of shape {probability.shape} have no leading axis of {self.num_classes} classes"
+            )
+        self._sum.add(probability, owned)
+        if self._votes is not None:
+            self._votes.add(class_labels(classes_first(probability, self.num_classes), self.threshold))
         self.count += 1
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(mask uint8, mean probability float32)``; the sum is turned into the mean in place."""
-        if self._sum is None:
+        """``(label map uint8, mean probability float32)``; the sum is turned into the mean in place.
+
+        The label map has the spatial shape (0/1 for binary planes, 0..C otherwise); the mean has
+        the planes' shape.
+        """
+        mean = self._sum.total
+        if mean is None:
             raise ConfigError("fuse_planes needs at least one plane")
-        mean = self._sum
         mean /= np.float32(self.count)
-        if self.fusion == "mean":
-            mask = (mean >= self.threshold).view(np.uint8)
+        per_class = classes_first(mean, self.num_classes)
+        if self._votes is None:
+            label = class_labels(per_class, self.threshold)
         else:
-            # More than half of the planes: 2 of 3, 2 of 2, 1 of 1.
-            mask = (self._votes > self.count // 2).view(np.uint8)  # type: ignore[operator]
-        self._sum = self._votes = None
-        return mask, mean
+            label = self._votes.decide(per_class, tie_threshold=None)
+        self._sum, self.count = ProbabilitySum(), 0  # ready for the next volume's planes
+        if self._votes is not None:
+            self._votes = LabelVotes(self.num_classes, np.uint8)
+        return label, mean
 
 
-def fuse_planes(probabilities: Sequence[np.ndarray], fusion: str = "majority", threshold: float = 0.5) -> np.ndarray:
-    """Fuses the probability volumes of the planes (1 to 3 for RSTN) into one binary mask.
+def fuse_planes(
+    probabilities: Sequence[np.ndarray],
+    fusion: str = "majority",
+    threshold: float = 0.5,
+    num_classes: int | None = None,
+) -> np.ndarray:
+    """Fuses the probability volumes of the planes (1 to 3 for RSTN) into one label map.
 
     Args:
-        probabilities: one float probability volume per plane, all of one shape.
-        fusion: ``"majority"``: organ where more than half of the planes have probability >=
-            ``threshold`` (2 of 3; with 2 planes both must agree; 1 plane: itself).
-            ``"mean"``: organ where the mean probability >= ``threshold``.
+        probabilities: one probability volume per plane, all of one shape: the volume's shape
+            (binary), or ``(C, *spatial)`` with ``num_classes`` C.
+        fusion: ``"majority"``: a class wins where more than half of the planes' label maps
+            (:func:`class_labels` at ``threshold``) name it (2 of 3; with 2 planes both must agree,
+            or name two classes, of which the one of higher mean probability wins; 1 plane:
+            itself). ``"mean"``: the label map of the mean probabilities.
         threshold: probability threshold in (0, 1).
+        num_classes: ``None`` for binary planes, else C.
 
     Returns:
-        uint8 (0/1) mask of the volumes' shape.
+        uint8 label map of the spatial shape: 0/1 for binary planes, 0..C otherwise.
 
     Raises:
         ConfigError: on an unknown rule, a threshold out of range, or no volume.
-        GridMismatchError: if the volumes differ in shape.
+        GridMismatchError: if the volumes differ in shape or lack the class axis.
     """
-    fuser = PlaneFusion(fusion, threshold)
+    fuser = PlaneFusion(fusion, threshold, num_classes)
     for probability in probabilities:
         fuser.add(np.asarray(probability, dtype=np.float32))
     return fuser.result()[0]
 
 
 class VoteAccumulator:
-    """Streams model sets' masks and probabilities into the ensemble vote (one set in memory at a time)."""
+    """Streams model sets' label maps and probabilities into the ensemble vote (one set in memory at a time).
 
-    def __init__(self, tie_threshold: float = 0.5) -> None:
+    Args:
+        tie_threshold: mean probability at which a class with half of an even vote beats
+            background.
+        num_classes: ``None`` for binary masks (non-zero = organ) and probabilities of their
+            shape, or C for label maps of values 0..C and ``(C, *spatial)`` probabilities.
+    """
+
+    def __init__(self, tie_threshold: float = 0.5, num_classes: int | None = None) -> None:
         self.tie_threshold = float(tie_threshold)
-        self.count = 0
-        self._votes: np.ndarray | None = None
-        self._sum: np.ndarray | None = None
+        self.num_classes = check_num_classes(num_classes)
+        self._votes = LabelVotes(self.num_classes, np.uint16)
+        self._sum = ProbabilitySum()
+        self._without_probability = 0
 
-    def add(self, mask: np.ndarray, probability: np.ndarray) -> None:
-        mask, probability = np.asarray(mask), np.asarray(probability, dtype=np.float32)
-        if mask.shape != probability.shape:
-            raise GridMismatchError(f"mask shape {mask.shape} differs from probability shape {probability.shape}")
-        if self._votes is None:
-            self._votes = (mask != 0).astype(np.uint16)
-            self._sum = probability.copy()
+    @property
+    def count(self) -> int:
+        """The number of sets added."""
+        return self._votes.count
+
+    def add(self, mask: np.ndarray, probability: np.ndarray | None = None) -> None:
+        """Adds one set's label map, with its probabilities (which an even vote needs for its ties).
+
+        Raises:
+            GridMismatchError: shapes that differ from each other or from the earlier sets'.
+            LabelValueError: a label map value above C.
+        """
+        mask = np.asarray(mask)
+        labels = voter_labels(mask, self.num_classes)
+        if probability is None:
+            self._without_probability += 1
         else:
-            if mask.shape != self._votes.shape:
-                raise GridMismatchError(f"model sets disagree in shape: {mask.shape} vs {self._votes.shape}")
-            self._votes += mask != 0
-            self._sum += probability
-        self.count += 1
+            probability = np.asarray(probability, dtype=np.float32)
+            expected = mask.shape if self.num_classes is None else (self.num_classes, *mask.shape)
+            if probability.shape != expected:
+                raise GridMismatchError(
+                    f"mask shape {mask.shape} does not match probability shape {probability.shape}"
+                    + ("" if self.num_classes is None else f" ({self.num_classes} classes first)")
+                )
+            self._sum.add(probability, owned=False)
+        self._votes.add(labels)
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._votes is None or self._sum is None:
+    def result(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(label map uint8, mean probability float32)``; the mean is ``None`` when a set came without one.
+
+        Raises:
+            ConfigError: no set, or an even vote without every set's probabilities.
+        """
+        if not self.count:
             raise ConfigError("ensemble_vote needs at least one model set")
-        n = self.count
-        mean = self._sum / np.float32(n)
-        organ = 2 * self._votes.astype(np.int32) > n
-        if n % 2 == 0:
-            # A tie (half the sets each way) is decided by the sets' mean probability.
-            organ |= (2 * self._votes.astype(np.int32) == n) & (mean >= self.tie_threshold)
-        return organ.astype(np.uint8), mean.astype(np.float32, copy=False)
+        mean = None
+        if not self._without_probability:
+            mean = (self._sum.total / np.float32(self.count)).astype(np.float32, copy=False)
+        label = self._votes.decide(None if mean is None else classes_first(mean, self.num_classes), self.tie_threshold)
+        return label, mean
 
 
 def ensemble_vote(
-    masks: Sequence[np.ndarray], probabilities: Sequence[np.ndarray], tie_threshold: float = 0.5
+    masks: Sequence[np.ndarray],
+    probabilities: Sequence[np.ndarray],
+    tie_threshold: float = 0.5,
+    num_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse the predictions of several model sets.
 
-    A voxel is organ when more than half of the masks say so; with an even number of sets, a voxel
-    with exactly half the votes is organ when the mean probability is >= ``tie_threshold``.
+    A class wins a voxel when more than half of the label maps name it. With an even number of
+    sets, a class with exactly half of the votes wins against another class with the other half
+    when its mean probability is the higher, and otherwise when its mean probability is >=
+    ``tie_threshold``; background keeps every other voxel.
 
     Args:
-        masks: one binary mask per set (non-zero = organ), all of one shape.
-        probabilities: the matching probability maps.
-        tie_threshold: mean probability that breaks a tie.
+        masks: one label map per set (binary: non-zero = organ; else values 0..C), all of one shape.
+        probabilities: the matching probabilities (binary: the masks' shape; else ``(C, *spatial)``).
+        tie_threshold: mean probability that breaks a tie against background.
+        num_classes: ``None`` for binary masks, else C.
 
     Returns:
-        ``(mask uint8, mean probability float32)``.
+        ``(label map uint8, mean probability float32)``.
 
     Raises:
         ConfigError: no set, or counts that differ.
         GridMismatchError: shapes that differ.
+        LabelValueError: a label map value above C.
     """
     if len(masks) != len(probabilities):
         raise ConfigError(f"{len(masks)} masks but {len(probabilities)} probability maps")
-    vote = VoteAccumulator(tie_threshold)
+    vote = VoteAccumulator(tie_threshold, num_classes)
     for mask, probability in zip(masks, probabilities, strict=True):
         vote.add(mask, probability)
     return vote.result()
 
 
-def vote_files(sources: Sequence[Path], case_id: str, target: Path) -> Path:
-    """Majority vote of several model sets' masks of one case (ties: mean probability >= 0.5).
+def vote_files(
+    sources: Sequence[str | os.PathLike],
+    case_id: str,
+    target: str | os.PathLike,
+    classes: Mapping[int, str] | None = None,
+) -> Path:
+    """Majority vote of several model sets' label maps of one case (the rule of :func:`ensemble_vote`).
 
-    The rule is :func:`ensemble_vote`'s, applied to the masks written on the image's grid; an even
-    number of sets needs their ``<id>_probability.nii.gz`` files.
+    The label maps written on the image's grid are read one at a time; an even number of sets
+    needs their ``<id>_probability.nii.gz`` files for the ties (with C > 1 classes, the 4D files
+    that hold class c - 1 on their last axis).
+
+    Args:
+        sources: prediction folders, one per model set.
+        case_id: the case.
+        target: the voted label map's file (uint8 NIfTI, the first set's affine).
+        classes: the label maps' classes (``{0: "background", 1: "liver", ...}``); ``None``:
+            binary masks (non-zero = organ).
+
+    Returns:
+        ``target``.
 
     Raises:
-        ConfigError: a probability file an even vote needs is missing.
+        ConfigError: a probability file an even vote needs is missing, or bad ``classes``.
+        GridMismatchError / LabelValueError: as :class:`VoteAccumulator`.
     """
     import nibabel as nib
 
+    from atso_med.data.labels import class_names
     from atso_med.data.nifti import save_nifti
     from atso_med.data.writers import prediction_file
 
-    masks, probabilities, affine = [], [], None
+    names = [] if classes is None else class_names(classes)
+    num_classes = len(names) if len(names) > 1 else None  # one class is an organ mask: the binary vote
+    vote, affine = VoteAccumulator(num_classes=num_classes), None
     for source in sources:
         image = nib.load(str(prediction_file(source, case_id)))
         affine = image.affine if affine is None else affine
-        mask = np.asarray(image.dataobj) != 0
-        masks.append(mask)
-        probability_file = prediction_file(source, case_id, "probability")
-        if len(sources) % 2 == 0:
+        probability = None
+        if len(sources) % 2 == 0:  # an odd vote has no tie
+            probability_file = prediction_file(source, case_id, "probability")
             if not probability_file.is_file():
                 raise ConfigError(f"{probability_file} is missing: an even vote breaks ties with the probabilities")
-            probabilities.append(np.asarray(nib.load(str(probability_file)).dataobj, dtype=np.float32))
-        else:
-            probabilities.append(mask.astype(np.float32))  # an odd vote has no tie
-    fused, _ = ensemble_vote(masks, probabilities)
+            probability = np.asarray(nib.load(str(probability_file)).dataobj, dtype=np.float32)
+            if num_classes is not None:
+                probability = np.moveaxis(probability, -1, 0)  # the file holds the classes last
+        vote.add(np.asarray(image.dataobj), probability)
+    fused, _ = vote.result()
     return save_nifti(fused, affine, target, dtype=np.uint8)

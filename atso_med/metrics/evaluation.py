@@ -8,6 +8,9 @@ labels of DICOM images often are) is read in the prediction's order by axis perm
 shifted origin, a mirrored (flipped-axis) header - is a
 :class:`~atso_med.errors.GridMismatchError` that says how the grids differ.
 
+Predictions of several organs (label maps of C > 1 classes, given their ``prediction_classes``)
+are also scored class by class (:mod:`atso_med.metrics.class_dice`).
+
 Outputs (written atomically): ``summary.json`` and ``per_case.csv``
 (:mod:`atso_med.metrics.evaluation_report`).
 """
@@ -25,11 +28,20 @@ import numpy as np
 
 from atso_med.data.writers import prediction_file
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
+from atso_med.metrics.class_dice import ClassDiceAccumulator
 from atso_med.metrics.dice import DiceAccumulator
+from atso_med.metrics.evaluation_inputs import read_label_maps, read_pair
 from atso_med.metrics.evaluation_report import EvaluationReport, check_report_paths
 from atso_med.metrics.prediction_stats import PREDICTION_STATS_FILE, per_round_summary, read_prediction_stats
 
-__all__ = ["EvaluationRun", "evaluate_predictions", "evaluation_pairs", "read_pair", "run_evaluation"]
+__all__ = [
+    "EvaluationRun",
+    "evaluate_predictions",
+    "evaluation_pairs",
+    "read_label_maps",
+    "read_pair",
+    "run_evaluation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,52 +74,34 @@ def _check_threshold(threshold: float | None) -> float | None:
     return float(threshold)
 
 
-def read_pair(
-    prediction_path: str | os.PathLike,
-    truth_path: str | os.PathLike,
-    foreground: Sequence[int] | None = None,
-    classes: Mapping[int, str] | None = None,
-    threshold: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Read a prediction and its label as organ masks on the prediction's voxel grid.
+def _class_accumulator(
+    prediction_classes: Mapping[int, str] | None,
+    foreground: tuple[int, ...] | None,
+    classes: Mapping[int, str] | None,
+    threshold: float | None,
+) -> ClassDiceAccumulator | None:
+    """The per-class scoring of label maps of C > 1 classes (``None`` for masks and one class).
 
-    Both are checked as ``verify`` checks a label (:mod:`atso_med.data.labels`): finite integer
-    values among the declared classes (a prediction may also be an organ mask of 0 and 1).
-
-    Args:
-        prediction_path: predicted mask NIfTI (non-zero = organ).
-        truth_path: label NIfTI.
-        foreground: label values that count as organ (``None``: every non-zero value).
-        classes: the label's declared class values (``None``: any integer value).
-        threshold: binarize a probability-map prediction at this value (``None``: the prediction
-            must be a label map).
-
-    Returns:
-        ``(prediction, truth, voxel_ml)``: two bool arrays of one shape and the volume of one voxel
-        in millilitres.
+    Class c is compared with the label value ``foreground[c - 1]``, or c without ``foreground``.
 
     Raises:
-        ImageReadError: a file is missing, unreadable or not 3D.
-        GridMismatchError: the label does not lie on the prediction's grid (see the module docstring).
-        LabelValueError: a label or prediction whose values ``verify`` would refuse.
+        ConfigError: bad classes, a foreground list of another length than the classes, an
+            undeclared label value, or a threshold (label maps are not thresholded).
     """
-    from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask, load_prediction_mask
-    from atso_med.data.readers import open_nifti
-    from atso_med.data.volume import Volume
+    from atso_med.data.labels import class_names
 
-    prediction_path, truth_path = Path(prediction_path), Path(truth_path)
-    if not prediction_path.is_file():
-        raise ImageReadError(f"{prediction_path}: prediction does not exist")
-    header, shape = open_nifti(prediction_path, "prediction")
-    affine = np.asarray(header.affine, dtype=np.float64)
-    # A zero-strided stand-in: the label readers only need the reference's grid, not its voxels.
-    reference = Volume(np.broadcast_to(np.uint8(0), shape), affine, source=str(prediction_path))
-    # a prediction is an organ mask (0/1) or a label map in the data set's classes
-    prediction_classes = None if classes is None else {**ORGAN_MASK_CLASSES, **classes}
-    prediction = load_prediction_mask(prediction_path, reference, threshold, prediction_classes)
-    truth = load_label_mask(truth_path, reference, foreground, classes)
-    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-    return prediction, truth, voxel_ml
+    names = [] if prediction_classes is None else class_names(prediction_classes)
+    if len(names) < 2:
+        return None
+    if threshold is not None:
+        raise ConfigError("predictions of several classes are label maps: they take no threshold")
+    label_values = _check_foreground(foreground or range(1, len(names) + 1), classes)
+    if len(label_values) != len(names):
+        raise ConfigError(f"the foreground lists {len(label_values)} label values for the {len(names)} classes {names}")
+    for name, value in zip(names, label_values, strict=True):
+        if classes is not None and classes.get(value) != name:
+            logger.warning("class %r is scored against the label value %d (%r)", name, value, classes.get(value))
+    return ClassDiceAccumulator(names, label_values)
 
 
 def evaluate_predictions(
@@ -117,11 +111,19 @@ def evaluate_predictions(
     output_dir: str | os.PathLike | None = None,
     classes: Mapping[int, str] | None = None,
     threshold: float | None = None,
+    prediction_classes: Mapping[int, str] | None = None,
 ) -> EvaluationReport:
     """Score predicted masks against labels.
 
     Every file is checked to exist before any is read; grids are checked case by case as the
     files are read.
+
+    Predictions of C > 1 classes (``prediction_classes``) are label maps: the per-case and
+    summary figures are those of the organs together (any class against background), and each
+    case's row gets ``classes`` (per class: ``dsc``, ``intersection``, ``prediction_voxels``,
+    ``truth_voxels``, ``vanished``) and the summary a ``classes`` section
+    (:meth:`~atso_med.metrics.class_dice.ClassDiceAccumulator.summary`; a class absent from a
+    case's truth has no DSC there, as MONAI's ``DiceMetric(ignore_empty=True)`` has it).
 
     Args:
         pairs: ``(case_id, prediction_path, truth_path)`` triples; ids unique.
@@ -134,12 +136,16 @@ def evaluate_predictions(
             accepts any integer label value.
         threshold: binarize probability-map predictions at this value; ``None`` (the default)
             refuses a prediction that is not an integer label map.
+        prediction_classes: the predictions' classes (``{0: "background", 1: "liver", 2:
+            "spleen", ...}``); with C > 1 classes, class c is scored against the label value
+            ``foreground[c - 1]`` (``foreground`` then lists C values; without it, against c).
 
     Returns:
         The report.
 
     Raises:
-        ConfigError: no pairs, a bad foreground list, unreadable statistics.
+        ConfigError: no pairs, a bad foreground list, unreadable statistics, bad prediction
+            classes (or a threshold with C > 1 of them).
         DatasetError: a duplicate case id.
         ImageReadError: a missing or unreadable file (all missing files are named at once).
         GridMismatchError: a label not on its prediction's grid.
@@ -152,6 +158,9 @@ def evaluate_predictions(
         raise ConfigError("nothing to evaluate: no (prediction, label) pairs")
     fg = _check_foreground(foreground, classes)
     threshold = _check_threshold(threshold)
+    per_class = _class_accumulator(prediction_classes, fg, classes, threshold)
+    if per_class is not None:
+        fg = tuple(per_class.label_values)
     ids = [case_id for case_id, _, _ in pairs]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -166,9 +175,16 @@ def evaluate_predictions(
     rows = []
     for case_id, prediction_path, truth_path in pairs:
         try:
-            prediction, truth, voxel_ml = read_pair(prediction_path, truth_path, fg, classes, threshold)
+            if per_class is None:
+                prediction, truth, voxel_ml = read_pair(prediction_path, truth_path, fg, classes, threshold)
+            else:
+                prediction, truth, voxel_ml = read_label_maps(prediction_path, truth_path, fg, classes)
         except (ImageReadError, GridMismatchError, LabelValueError) as error:
             raise type(error)(f"case {case_id!r}: {error}") from error
+        class_scores = None
+        if per_class is not None:
+            class_scores = per_class.add(case_id, prediction, truth)
+            prediction, truth = prediction != 0, truth != 0
         score = accumulator.add(case_id, prediction, truth)
         n_p, n_t = int(np.count_nonzero(prediction)), int(np.count_nonzero(truth))
         stopped = case_stats.get(case_id, {}).get("stopped_round")
@@ -186,6 +202,8 @@ def evaluate_predictions(
                 "truth": str(truth_path),
             }
         )
+        if class_scores is not None:
+            rows[-1]["classes"] = class_scores
     summary_stats = accumulator.summary()
     summary = {
         "cases": summary_stats["n"],
@@ -199,6 +217,8 @@ def evaluate_predictions(
         "prediction_threshold": threshold,
         "per_round": per_round_summary(case_stats, ids) if case_stats else None,
     }
+    if per_class is not None:
+        summary["classes"] = per_class.summary()
     report = EvaluationReport(per_case=rows, summary=summary)
     if output_dir is not None:
         report.write(output_dir)
@@ -278,6 +298,8 @@ class EvaluationRun:
         datalist_key: which list of a data-list JSON (default: ``testing``, or its only list).
         threshold: binarize probability-map predictions at this value (``None``: predictions
             must be integer label maps).
+        prediction_classes: the predictions' classes, to score C > 1 of them class by class (see
+            :func:`evaluate_predictions`).
 
     Raises:
         ConfigError / DatasetError / ImageReadError: missing folder, list, ids or files, a bad
@@ -294,6 +316,7 @@ class EvaluationRun:
         stats: str | os.PathLike | None = None,
         datalist_key: str | None = None,
         threshold: float | None = None,
+        prediction_classes: Mapping[int, str] | None = None,
     ) -> None:
         if not predictions_dir:
             raise ConfigError("no prediction folder given")
@@ -304,6 +327,7 @@ class EvaluationRun:
         self.pairs = evaluation_pairs(predictions_dir, items)
         self.foreground = _check_foreground(foreground, self.classes)
         self.threshold = _check_threshold(threshold)
+        self.prediction_classes = prediction_classes
         missing = [f"{i}: prediction {p}" for i, p, _ in self.pairs if not p.is_file()]
         missing += [f"{i}: label {t}" for i, _, t in self.pairs if not t.is_file()]
         if missing:
@@ -317,7 +341,13 @@ class EvaluationRun:
     def run(self) -> EvaluationReport:
         """Evaluate and write ``summary.json`` and ``per_case.csv``."""
         self.report = evaluate_predictions(
-            self.pairs, self.foreground, self.stats, self.output_dir, self.classes, self.threshold
+            self.pairs,
+            self.foreground,
+            self.stats,
+            self.output_dir,
+            self.classes,
+            self.threshold,
+            self.prediction_classes,
         )
         summary = self.report.summary
         logger.info(

@@ -1,8 +1,9 @@
 """The evaluation report: per-case rows and summary, its two files, and what they may replace.
 
 :class:`EvaluationReport` is written as :data:`SUMMARY_FILE` (the summary plus the per-case rows)
-and :data:`PER_CASE_FILE` (a table of :data:`CSV_COLUMNS`); :func:`check_report_paths` refuses,
-before any work, report files that would replace an input or a file that is not an earlier report.
+and :data:`PER_CASE_FILE` (a table of :data:`CSV_COLUMNS`, then one ``dsc_<class>`` column per
+class of an evaluation of several classes); :func:`check_report_paths` refuses, before any work,
+report files that would replace an input or a file that is not an earlier report.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any
 
 from atso_med.files import check_output_file, json_with_keys, write_text_atomic
 
-__all__ = ["CSV_COLUMNS", "PER_CASE_FILE", "SUMMARY_FILE", "EvaluationReport", "check_report_paths"]
+__all__ = [
+    "CLASS_COLUMN_PREFIX",
+    "CSV_COLUMNS",
+    "PER_CASE_FILE",
+    "SUMMARY_FILE",
+    "EvaluationReport",
+    "check_report_paths",
+]
 
 SUMMARY_FILE = "summary.json"
 PER_CASE_FILE = "per_case.csv"
@@ -35,6 +43,8 @@ CSV_COLUMNS = (
     "prediction",
     "truth",
 )
+#: Prefix of the per-class DSC columns of ``per_case.csv`` (``dsc_liver``, ``dsc_spleen``, ...).
+CLASS_COLUMN_PREFIX = "dsc_"
 
 
 @dataclass
@@ -42,10 +52,11 @@ class EvaluationReport:
     """Result of :func:`~atso_med.metrics.evaluation.evaluate_predictions`.
 
     Attributes:
-        per_case: one row per case (the :data:`CSV_COLUMNS`), in evaluation order.
+        per_case: one row per case (the :data:`CSV_COLUMNS`, and ``classes`` with several
+            classes), in evaluation order.
         summary: ``cases``, ``mean_dsc``, ``std_dsc`` (population, ddof 0), ``min_dsc``,
-            ``max_dsc``, ``global_dsc`` (all cases pooled), ``foreground``, and ``per_round``
-            (``None`` without per-round statistics).
+            ``max_dsc``, ``global_dsc`` (all cases pooled), ``foreground``, ``per_round``
+            (``None`` without per-round statistics), and ``classes`` with several classes.
         files: the files :meth:`write` wrote, by ``"summary"`` / ``"per_case"``.
     """
 
@@ -58,9 +69,19 @@ class EvaluationReport:
         """DSC by case id."""
         return {row["id"]: row["dsc"] for row in self.per_case}
 
+    @property
+    def class_names(self) -> list[str]:
+        """The classes scored one by one (none for a binary evaluation)."""
+        return list(self.summary.get("classes", {}).get("per_class", {}))
+
     def to_dict(self) -> dict[str, Any]:
         """``summary.json`` content: the summary plus the per-case rows."""
         return {**self.summary, "per_case": self.per_case}
+
+    def _csv_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        cells = {key: row.get(key) for key in CSV_COLUMNS}
+        cells.update({CLASS_COLUMN_PREFIX + name: row["classes"][name]["dsc"] for name in self.class_names})
+        return {key: "" if value is None else value for key, value in cells.items()}
 
     def write(self, output_dir: str | os.PathLike) -> dict[str, Path]:
         """Write ``summary.json`` and ``per_case.csv`` into ``output_dir`` atomically.
@@ -70,10 +91,11 @@ class EvaluationReport:
         """
         out = Path(output_dir)
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+        columns = [*CSV_COLUMNS, *(CLASS_COLUMN_PREFIX + name for name in self.class_names)]
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in self.per_case:
-            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in CSV_COLUMNS})
+            writer.writerow(self._csv_row(row))
         self.files = {
             "summary": write_text_atomic(json.dumps(self.to_dict(), indent=2) + "\n", out / SUMMARY_FILE),
             "per_case": write_text_atomic(text.getvalue(), out / PER_CASE_FILE),
@@ -84,9 +106,11 @@ class EvaluationReport:
 def _is_per_case_csv(path: Path) -> bool:
     try:
         with path.open(newline="") as file:
-            return next(csv.reader(file), None) == list(CSV_COLUMNS)
+            header = next(csv.reader(file), None) or []
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
+    extra = header[len(CSV_COLUMNS) :]
+    return header[: len(CSV_COLUMNS)] == list(CSV_COLUMNS) and all(c.startswith(CLASS_COLUMN_PREFIX) for c in extra)
 
 
 def check_report_paths(output_dir: Path, pairs: Sequence[tuple[str, Path, Path]], datalist: Any, stats: Any) -> None:

@@ -1,0 +1,118 @@
+"""The inputs of an evaluation: a prediction and its label, read and checked on the prediction's grid.
+
+A binary evaluation reads both as organ masks (:func:`read_pair`); an evaluation of several
+organs reads them as label maps of the same C classes (:func:`read_label_maps`). Nothing is
+resampled: see :mod:`atso_med.metrics.evaluation` for how the grids must match.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from atso_med.data.volume import Volume
+from atso_med.errors import ImageReadError, LabelValueError
+
+__all__ = ["read_label_maps", "read_pair"]
+
+
+def read_pair(
+    prediction_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    foreground: Sequence[int] | None = None,
+    classes: Mapping[int, str] | None = None,
+    threshold: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Read a prediction and its label as organ masks on the prediction's voxel grid.
+
+    Both are checked as ``verify`` checks a label (:mod:`atso_med.data.labels`): finite integer
+    values among the declared classes (a prediction may also be an organ mask of 0 and 1).
+
+    Args:
+        prediction_path: predicted mask NIfTI (non-zero = organ).
+        truth_path: label NIfTI.
+        foreground: label values that count as organ (``None``: every non-zero value).
+        classes: the label's declared class values (``None``: any integer value).
+        threshold: binarize a probability-map prediction at this value (``None``: the prediction
+            must be a label map).
+
+    Returns:
+        ``(prediction, truth, voxel_ml)``: two bool arrays of one shape and the volume of one voxel
+        in millilitres.
+
+    Raises:
+        ImageReadError: a file is missing, unreadable or not 3D.
+        GridMismatchError: the label does not lie on the prediction's grid (see
+            :mod:`atso_med.metrics.evaluation`).
+        LabelValueError: a label or prediction whose values ``verify`` would refuse.
+    """
+    from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask, load_prediction_mask
+
+    prediction_path, truth_path = Path(prediction_path), Path(truth_path)
+    reference, voxel_ml = _prediction_grid(prediction_path)
+    # a prediction is an organ mask (0/1) or a label map in the data set's classes
+    prediction_classes = None if classes is None else {**ORGAN_MASK_CLASSES, **classes}
+    prediction = load_prediction_mask(prediction_path, reference, threshold, prediction_classes)
+    truth = load_label_mask(truth_path, reference, foreground, classes)
+    return prediction, truth, voxel_ml
+
+
+def _prediction_grid(prediction_path: Path) -> tuple[Volume, float]:
+    """A stand-in ``Volume`` of the prediction's grid (what the label readers need) and its voxel volume in ml.
+
+    Raises:
+        ImageReadError: the prediction is missing, unreadable or not 3D.
+    """
+    from atso_med.data.readers import open_nifti
+
+    if not prediction_path.is_file():
+        raise ImageReadError(f"{prediction_path}: prediction does not exist")
+    header, shape = open_nifti(prediction_path, "prediction")
+    affine = np.asarray(header.affine, dtype=np.float64)
+    # A zero-strided stand-in: the label readers only need the reference's grid, not its voxels.
+    reference = Volume(np.broadcast_to(np.uint8(0), shape), affine, source=str(prediction_path))
+    return reference, float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+
+
+def read_label_maps(
+    prediction_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    label_values: Sequence[int],
+    classes: Mapping[int, str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Read a predicted label map of C classes and its label as label maps of those classes.
+
+    Both are read on the prediction's voxel grid and checked as :func:`read_pair` checks them.
+
+    Args:
+        prediction_path: predicted label map NIfTI (values 0..C).
+        truth_path: label NIfTI.
+        label_values: the label value of each class 1..C (C values).
+        classes: the label's declared class values (``None``: any integer value).
+
+    Returns:
+        ``(prediction, truth, voxel_ml)``: two uint8 label maps of values 0..C (the label's class c
+        where it holds ``label_values[c - 1]``, 0 elsewhere) and the volume of one voxel in ml.
+
+    Raises:
+        ImageReadError / GridMismatchError: as :func:`read_pair`.
+        LabelValueError: a label value ``verify`` would refuse, or a prediction value not in 0..C.
+    """
+    from atso_med.data.labels import check_label_values, label_value_errors
+    from atso_med.data.readers import load_label
+
+    prediction_path, truth_path = Path(prediction_path), Path(truth_path)
+    reference, voxel_ml = _prediction_grid(prediction_path)
+    values = load_label(prediction_path, reference)
+    errors, _ = label_value_errors(values, dict.fromkeys(range(len(label_values) + 1), ""), what="prediction")
+    if errors:
+        raise LabelValueError(f"{prediction_path}: {errors[0]}")
+    stored = load_label(truth_path, reference)
+    check_label_values(stored, truth_path, classes)
+    truth = np.zeros(stored.shape, dtype=np.uint8)
+    for value, label_value in enumerate(label_values, start=1):
+        truth[stored == label_value] = value
+    return values.astype(np.uint8), truth, voxel_ml

@@ -172,3 +172,32 @@ def test_an_experiment_takes_its_organ_by_name(tmp_path, totalseg_dataset):
         ExperimentConfig.from_dict({**base, "classes": "pancreas", "foreground": [7]})
     with pytest.raises(ConfigError, match=r"experiment\.classes: class selection: 'liver' is listed twice"):
         ExperimentConfig.from_dict({**base, "classes": ["liver", "liver"]})
+
+
+def test_evaluate_scores_classes_chosen_by_name(tmp_path, totalseg_dataset):
+    """A prediction equal to the selected truth scores 1 per class; a class left out of it vanishes."""
+    from atso_med.data.nifti import save_nifti
+
+    dataset = Dataset.load(totalseg_dataset)
+    selection = select_classes({"kidneys": ["kidney_left", "kidney_right"], "liver": "liver"}, dataset.labels)
+    stored = nib.load(ITEM["label"])
+    truth = selection.remap(np.asarray(stored.dataobj))
+    save_nifti(truth, stored.affine, tmp_path / "perfect" / "upperabd.nii.gz", dtype=np.uint8)
+    save_nifti(
+        np.where(truth == 1, 0, truth), stored.affine, tmp_path / "no_kidneys" / "upperabd.nii.gz", dtype=np.uint8
+    )
+    command = [sys.executable, "-m", "atso_med", "evaluate", "--dataset", str(totalseg_dataset), "--predictions"]
+    classes = ["--classes", "kidneys=kidney_left+kidney_right", "liver"]
+    done = subprocess.run([*command, str(tmp_path / "perfect"), *classes], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "upperabd: DSC 1.0000, kidneys 1.0000, liver 1.0000" in done.stdout
+    summary = json.loads((tmp_path / "perfect" / "summary.json").read_text())
+    assert summary["classes"]["per_class"]["kidneys"]["label_values"] == [3, 2]
+    done = subprocess.run(
+        [*command, str(tmp_path / "no_kidneys"), *classes], capture_output=True, text=True, check=False
+    )
+    assert "  kidneys: mean DSC 0.0000 over 1 cases, vanished in 1" in done.stdout
+    refused = subprocess.run(
+        [*command, str(tmp_path / "perfect"), "--classes", "liverr"], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2 and "did you mean 'liver'" in refused.stderr

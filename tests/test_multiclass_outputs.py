@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from atso_med.data.class_selection import select_classes
 from atso_med.data.nifti import save_nifti
 from atso_med.data.writers import write_prediction
 from atso_med.errors import ConfigError, GridMismatchError, LabelValueError
@@ -264,6 +265,7 @@ ABDOMEN = {0: "background", 1: "liver", 2: "spleen", 3: "kidney"}
 # The data set stores liver as 6, spleen as 1 and kidney as 2: class c is scored against FOREGROUND[c - 1].
 DATASET_LABELS = {0: "background", 1: "spleen", 2: "kidney", 6: "liver"}
 FOREGROUND = [6, 1, 2]
+SELECTION = select_classes(["liver", "spleen", "kidney"], DATASET_LABELS)
 # Per case, the truth and the prediction as classes of ABDOMEN over 12 voxels:
 # a: liver I 3 of P 4, G 4 -> 0.75; spleen G 2, not predicted -> 0, vanished; kidney absent.
 # b: liver 2 of 2, 2 -> 1; spleen I 1, P 2, G 3 -> 0.4; kidney I 1, P 1, G 2 -> 2/3.
@@ -290,7 +292,7 @@ def organ_pairs(tmp_path):
 
 def test_each_class_is_scored_per_case_pooled_and_over_the_classes(organ_pairs, tmp_path):
     report = evaluate_predictions(
-        organ_pairs, FOREGROUND, classes=DATASET_LABELS, prediction_classes=ABDOMEN, output_dir=tmp_path / "report"
+        organ_pairs, classes=DATASET_LABELS, selection=SELECTION, output_dir=tmp_path / "report"
     )
     by_case = {row["id"]: row["classes"] for row in report.per_case}
     dsc = {case_id: {name: scores["dsc"] for name, scores in row.items()} for case_id, row in by_case.items()}
@@ -320,11 +322,11 @@ def test_each_class_is_scored_per_case_pooled_and_over_the_classes(organ_pairs, 
     assert spleen["global_dsc"] == pytest.approx(2 / 9)
     assert (spleen["cases"], spleen["absent"], spleen["absent_predicted"]) == (2, 1, 1)
     assert (spleen["vanished"], spleen["vanished_cases"]) == (1, ["a"])
-    assert (spleen["value"], spleen["label_value"]) == (2, 1)
+    assert (spleen["value"], spleen["label_values"]) == (2, [1])
     assert kidney["mean_dsc"] == kidney["global_dsc"] == pytest.approx(2 / 3) and kidney["cases"] == 1
     assert summary["mean_dsc"] == pytest.approx((2.75 / 3 + 0.2 + 2 / 3) / 3)
     assert summary["global_dsc"] == pytest.approx((8 / 9 + 2 / 9 + 2 / 3) / 3)
-    assert report.summary["foreground"] == FOREGROUND
+    assert report.summary["foreground"] == sorted(FOREGROUND)
 
     # The files: null (JSON) and empty (CSV) where a class has no DSC; one CSV column per class.
     written = json.loads((tmp_path / "report" / "summary.json").read_text())
@@ -342,7 +344,7 @@ def test_the_per_class_dsc_follows_monais_dice_metric_with_ignore_empty(organ_pa
     from monai.metrics import DiceMetric
     from monai.networks.utils import one_hot
 
-    report = evaluate_predictions(organ_pairs, FOREGROUND, classes=DATASET_LABELS, prediction_classes=ABDOMEN)
+    report = evaluate_predictions(organ_pairs, classes=DATASET_LABELS, selection=SELECTION)
     ours = [[np.nan if s["dsc"] is None else s["dsc"] for s in row["classes"].values()] for row in report.per_case]
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     for truth, prediction in EVALUATION_CASES.values():
@@ -353,15 +355,26 @@ def test_the_per_class_dsc_follows_monais_dice_metric_with_ignore_empty(organ_pa
 
 def test_one_class_or_none_keeps_the_binary_report_and_bad_class_settings_are_refused(organ_pairs):
     binary = evaluate_predictions(organ_pairs, [6])
-    one_class = evaluate_predictions(organ_pairs, [6], prediction_classes={1: "liver"})
+    one_class = evaluate_predictions(organ_pairs, selection=select_classes("liver", DATASET_LABELS))
     assert "classes" not in binary.summary and one_class.summary == binary.summary
     assert one_class.per_case == binary.per_case
     with pytest.raises(ConfigError, match="threshold"):
-        evaluate_predictions(organ_pairs, prediction_classes=ABDOMEN, threshold=0.5)
-    with pytest.raises(ConfigError, match="3 classes"):
-        evaluate_predictions(organ_pairs, [6, 1], classes=DATASET_LABELS, prediction_classes=ABDOMEN)
+        evaluate_predictions(organ_pairs, selection=SELECTION, threshold=0.5)
+    with pytest.raises(ConfigError, match="not both"):
+        evaluate_predictions(organ_pairs, [6, 1], classes=DATASET_LABELS, selection=SELECTION)
     with pytest.raises(ConfigError, match="not declared"):
-        evaluate_predictions(organ_pairs, classes=DATASET_LABELS, prediction_classes=ABDOMEN)
-    two_classes = {0: "background", 1: "liver", 2: "spleen"}
+        evaluate_predictions(organ_pairs, classes={0: "background", 6: "liver"}, selection=SELECTION)
+    two_classes = select_classes(["liver", "spleen"], DATASET_LABELS)
     with pytest.raises(LabelValueError, match="case 'b'"):
-        evaluate_predictions(organ_pairs, [6, 1], classes=DATASET_LABELS, prediction_classes=two_classes)
+        evaluate_predictions(organ_pairs, classes=DATASET_LABELS, selection=two_classes)
+
+
+def test_merged_classes_are_scored_as_one(organ_pairs):
+    """Spleen and kidney merged into one class: the truth's values 1 and 2 both count as it."""
+    merged = select_classes({"liver": "liver", "small_organs": ["spleen", "kidney"]}, DATASET_LABELS)
+    pairs = [(i, p, t) for i, p, t in organ_pairs if i == "c"]  # predictions of c hold values 0..2 only
+    report = evaluate_predictions(pairs, classes=DATASET_LABELS, selection=merged)
+    # c: truth liver 3 voxels, spleen/kidney none; prediction liver 3, class 2 at 2 voxels.
+    assert report.per_case[0]["classes"]["small_organs"]["prediction_voxels"] == 2
+    assert report.per_case[0]["classes"]["small_organs"]["dsc"] is None
+    assert report.summary["classes"]["per_class"]["small_organs"]["label_values"] == [1, 2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atso_med.cli.arguments import existing_file, integer, number
+from atso_med.cli.arguments import CLASSES_HELP, class_selection_spec, existing_file, integer, number
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,6 +28,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=integer(1),
         default=None,
         help="label values counted as organ (default: every non-zero value, e.g. MSD pancreas 1 and tumour 2)",
+    )
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help=CLASSES_HELP + "; several classes are scored one by one (predictions then hold the classes 1..C)",
     )
     parser.add_argument(
         "--threshold",
@@ -60,13 +67,21 @@ def run(args: argparse.Namespace) -> int:
         stats=args.stats,
         datalist_key=args.key,
         threshold=args.threshold,
+        selection=class_selection_spec(args.classes),
     )
     for row in report.per_case:
-        print(f"{row['id']}: DSC {row['dsc']:.4f}")
+        by_class = "".join(
+            f", {name} {'-' if s['dsc'] is None else format(s['dsc'], '.4f')}"
+            for name, s in row.get("classes", {}).items()
+        )
+        print(f"{row['id']}: DSC {row['dsc']:.4f}{by_class}")
     s = report.summary
     print(
         f"{s['cases']} cases: mean DSC {s['mean_dsc']:.4f} +- {s['std_dsc']:.4f} (min {s['min_dsc']:.4f}, "
         f"max {s['max_dsc']:.4f}), global DSC {s['global_dsc']:.4f}"
     )
+    for name, entry in s.get("classes", {}).get("per_class", {}).items():
+        mean = "-" if entry["mean_dsc"] is None else f"{entry['mean_dsc']:.4f}"
+        print(f"  {name}: mean DSC {mean} over {entry['cases']} cases, vanished in {entry['vanished']}")
     print(f"written: {report.files['summary']}, {report.files['per_case']}")
     return 0

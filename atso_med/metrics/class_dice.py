@@ -56,12 +56,13 @@ class ClassDiceAccumulator:
 
     Args:
         names: the names of the classes 1..C.
-        label_values: the truth's label value of each class (the report names them).
+        label_values: the truth's label values of each class (one, or a merged group; the report
+            names them).
     """
 
-    def __init__(self, names: Sequence[str], label_values: Sequence[int]) -> None:
+    def __init__(self, names: Sequence[str], label_values: Sequence[Sequence[int]]) -> None:
         self.names = list(names)
-        self.label_values = [int(v) for v in label_values]
+        self.label_values = [[int(v) for v in group] for group in label_values]
         self._counts: dict[str, list[tuple[int, int, int]]] = {}
 
     def add(self, case_id: Any, prediction: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, Any]]:
@@ -96,7 +97,7 @@ class ClassDiceAccumulator:
 
         Returns:
             ``{"mean_dsc", "global_dsc", "per_class": {name: {...}}}``: per class its ``value``
-            (in the prediction) and ``label_value`` (in the truth); ``cases`` with the class in
+            (in the prediction) and ``label_values`` (in the truth); ``cases`` with the class in
             the truth and their ``mean_dsc``, ``std_dsc`` (ddof 0), ``min_dsc``, ``max_dsc``;
             ``global_dsc`` (every case pooled, ``None`` when no truth holds the class);
             ``absent`` / ``absent_predicted`` (cases without the class in the truth / of those,
@@ -112,7 +113,7 @@ class ClassDiceAccumulator:
             scores = dice_summary([class_dice(*c) for c in present.values()]) if present else {}
             per_class[name] = {
                 "value": index + 1,
-                "label_value": self.label_values[index],
+                "label_values": self.label_values[index],
                 "cases": len(present),
                 "mean_dsc": scores.get("mean"),
                 "std_dsc": scores.get("std"),

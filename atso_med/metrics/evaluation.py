@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from atso_med.data.class_selection import ClassSelection
 from atso_med.data.writers import prediction_file
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError, ImageReadError, LabelValueError
 from atso_med.metrics.class_dice import ClassDiceAccumulator
@@ -66,6 +67,17 @@ def _check_foreground(
     return values
 
 
+def _selection(spec: Any, classes: Mapping[int, str] | None, source: Any) -> ClassSelection | None:
+    """A class selection given by name (or already resolved), resolved against the labels' classes."""
+    from atso_med.data.class_selection import select_classes
+
+    if spec is None or isinstance(spec, ClassSelection):
+        return spec
+    if classes is None:
+        raise ConfigError(f"{source} declares no 'labels': classes can only be chosen by name from them")
+    return select_classes(spec, classes, str(source))
+
+
 def _check_threshold(threshold: float | None) -> float | None:
     if threshold is None:
         return None
@@ -75,33 +87,27 @@ def _check_threshold(threshold: float | None) -> float | None:
 
 
 def _class_accumulator(
-    prediction_classes: Mapping[int, str] | None,
+    selection: ClassSelection | None,
     foreground: tuple[int, ...] | None,
     classes: Mapping[int, str] | None,
     threshold: float | None,
 ) -> ClassDiceAccumulator | None:
     """The per-class scoring of label maps of C > 1 classes (``None`` for masks and one class).
 
-    Class c is compared with the label value ``foreground[c - 1]``, or c without ``foreground``.
-
     Raises:
-        ConfigError: bad classes, a foreground list of another length than the classes, an
-            undeclared label value, or a threshold (label maps are not thresholded).
+        ConfigError: a selection together with foreground values, a selected value the labels do
+            not declare, or a threshold (label maps are not thresholded).
     """
-    from atso_med.data.labels import class_names
-
-    names = [] if prediction_classes is None else class_names(prediction_classes)
-    if len(names) < 2:
+    if selection is None:
+        return None
+    if foreground is not None:
+        raise ConfigError("give the organs either as foreground values or as a class selection, not both")
+    _check_foreground(selection.foreground, classes)
+    if selection.num_classes < 2:
         return None
     if threshold is not None:
         raise ConfigError("predictions of several classes are label maps: they take no threshold")
-    label_values = _check_foreground(foreground or range(1, len(names) + 1), classes)
-    if len(label_values) != len(names):
-        raise ConfigError(f"the foreground lists {len(label_values)} label values for the {len(names)} classes {names}")
-    for name, value in zip(names, label_values, strict=True):
-        if classes is not None and classes.get(value) != name:
-            logger.warning("class %r is scored against the label value %d (%r)", name, value, classes.get(value))
-    return ClassDiceAccumulator(names, label_values)
+    return ClassDiceAccumulator(selection.names, selection.values)
 
 
 def evaluate_predictions(
@@ -111,14 +117,14 @@ def evaluate_predictions(
     output_dir: str | os.PathLike | None = None,
     classes: Mapping[int, str] | None = None,
     threshold: float | None = None,
-    prediction_classes: Mapping[int, str] | None = None,
+    selection: ClassSelection | None = None,
 ) -> EvaluationReport:
     """Score predicted masks against labels.
 
     Every file is checked to exist before any is read; grids are checked case by case as the
     files are read.
 
-    Predictions of C > 1 classes (``prediction_classes``) are label maps: the per-case and
+    Predictions of C > 1 classes (``selection``) are label maps: the per-case and
     summary figures are those of the organs together (any class against background), and each
     case's row gets ``classes`` (per class: ``dsc``, ``intersection``, ``prediction_voxels``,
     ``truth_voxels``, ``vanished``) and the summary a ``classes`` section
@@ -136,16 +142,16 @@ def evaluate_predictions(
             accepts any integer label value.
         threshold: binarize probability-map predictions at this value; ``None`` (the default)
             refuses a prediction that is not an integer label map.
-        prediction_classes: the predictions' classes (``{0: "background", 1: "liver", 2:
-            "spleen", ...}``); with C > 1 classes, class c is scored against the label value
-            ``foreground[c - 1]`` (``foreground`` then lists C values; without it, against c).
+        selection: the classes chosen by name (instead of ``foreground``): one class is scored
+            as an organ mask of its label values; C > 1 classes as label maps, class c against
+            the label values it gathers (:class:`~atso_med.data.class_selection.ClassSelection`).
 
     Returns:
         The report.
 
     Raises:
-        ConfigError: no pairs, a bad foreground list, unreadable statistics, bad prediction
-            classes (or a threshold with C > 1 of them).
+        ConfigError: no pairs, a bad foreground list, unreadable statistics, a selection with
+            foreground values or an undeclared value (or a threshold with C > 1 classes).
         DatasetError: a duplicate case id.
         ImageReadError: a missing or unreadable file (all missing files are named at once).
         GridMismatchError: a label not on its prediction's grid.
@@ -158,9 +164,9 @@ def evaluate_predictions(
         raise ConfigError("nothing to evaluate: no (prediction, label) pairs")
     fg = _check_foreground(foreground, classes)
     threshold = _check_threshold(threshold)
-    per_class = _class_accumulator(prediction_classes, fg, classes, threshold)
-    if per_class is not None:
-        fg = tuple(per_class.label_values)
+    per_class = _class_accumulator(selection, fg, classes, threshold)
+    if selection is not None:
+        fg = selection.foreground
     ids = [case_id for case_id, _, _ in pairs]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -178,7 +184,7 @@ def evaluate_predictions(
             if per_class is None:
                 prediction, truth, voxel_ml = read_pair(prediction_path, truth_path, fg, classes, threshold)
             else:
-                prediction, truth, voxel_ml = read_label_maps(prediction_path, truth_path, fg, classes)
+                prediction, truth, voxel_ml = read_label_maps(prediction_path, truth_path, selection, classes)
         except (ImageReadError, GridMismatchError, LabelValueError) as error:
             raise type(error)(f"case {case_id!r}: {error}") from error
         class_scores = None
@@ -260,7 +266,7 @@ def _items_from(
     source: str | os.PathLike, ids: Sequence[str] | None, key: str | None
 ) -> tuple[list[dict], dict[int, str] | None]:
     """Labeled items from a dataset.json (or its folder) or a MONAI data-list JSON, and the
-    declared label classes (a data list declares none)."""
+    declared label classes (a data list's ``labels``, ``None`` when it has none)."""
     from atso_med.data.dataset import Dataset, dataset_file, evaluation_datalist
 
     path = Path(source)
@@ -278,7 +284,15 @@ def _items_from(
         if unknown:
             raise DatasetError(f"ids not in {path}: {', '.join(map(repr, unknown))}")
         items = [item for item in items if str(item.get("id")) in set(ids)]
-    return items, None
+    return items, _declared_labels(path)
+
+
+def _declared_labels(path: Path) -> dict[int, str] | None:
+    from atso_med.data.datalist import datalist_classes
+    from atso_med.files import read_json
+
+    content = read_json(path, "data list")
+    return datalist_classes(path) if isinstance(content, Mapping) and "labels" in content else None
 
 
 class EvaluationRun:
@@ -298,8 +312,8 @@ class EvaluationRun:
         datalist_key: which list of a data-list JSON (default: ``testing``, or its only list).
         threshold: binarize probability-map predictions at this value (``None``: predictions
             must be integer label maps).
-        prediction_classes: the predictions' classes, to score C > 1 of them class by class (see
-            :func:`evaluate_predictions`).
+        selection: the classes to score, by name among the labels' (a name, a list, groups, or a
+            :class:`~atso_med.data.class_selection.ClassSelection`; see :func:`evaluate_predictions`).
 
     Raises:
         ConfigError / DatasetError / ImageReadError: missing folder, list, ids or files, a bad
@@ -316,7 +330,7 @@ class EvaluationRun:
         stats: str | os.PathLike | None = None,
         datalist_key: str | None = None,
         threshold: float | None = None,
-        prediction_classes: Mapping[int, str] | None = None,
+        selection: Any = None,
     ) -> None:
         if not predictions_dir:
             raise ConfigError("no prediction folder given")
@@ -327,7 +341,7 @@ class EvaluationRun:
         self.pairs = evaluation_pairs(predictions_dir, items)
         self.foreground = _check_foreground(foreground, self.classes)
         self.threshold = _check_threshold(threshold)
-        self.prediction_classes = prediction_classes
+        self.selection = _selection(selection, self.classes, datalist)
         missing = [f"{i}: prediction {p}" for i, p, _ in self.pairs if not p.is_file()]
         missing += [f"{i}: label {t}" for i, _, t in self.pairs if not t.is_file()]
         if missing:
@@ -347,7 +361,7 @@ class EvaluationRun:
             self.output_dir,
             self.classes,
             self.threshold,
-            self.prediction_classes,
+            self.selection,
         )
         summary = self.report.summary
         logger.info(

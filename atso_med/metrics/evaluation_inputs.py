@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atso_med.data.class_selection import ClassSelection
 from atso_med.data.volume import Volume
 from atso_med.errors import ImageReadError, LabelValueError
 
@@ -80,7 +81,7 @@ def _prediction_grid(prediction_path: Path) -> tuple[Volume, float]:
 def read_label_maps(
     prediction_path: str | os.PathLike,
     truth_path: str | os.PathLike,
-    label_values: Sequence[int],
+    selection: ClassSelection,
     classes: Mapping[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Read a predicted label map of C classes and its label as label maps of those classes.
@@ -90,12 +91,13 @@ def read_label_maps(
     Args:
         prediction_path: predicted label map NIfTI (values 0..C).
         truth_path: label NIfTI.
-        label_values: the label value of each class 1..C (C values).
+        selection: the C classes and the label values each gathers.
         classes: the label's declared class values (``None``: any integer value).
 
     Returns:
-        ``(prediction, truth, voxel_ml)``: two uint8 label maps of values 0..C (the label's class c
-        where it holds ``label_values[c - 1]``, 0 elsewhere) and the volume of one voxel in ml.
+        ``(prediction, truth, voxel_ml)``: two uint8 label maps of values 0..C (the truth as
+        :meth:`~atso_med.data.class_selection.ClassSelection.remap` maps it) and the volume of one
+        voxel in ml.
 
     Raises:
         ImageReadError / GridMismatchError: as :func:`read_pair`.
@@ -107,12 +109,9 @@ def read_label_maps(
     prediction_path, truth_path = Path(prediction_path), Path(truth_path)
     reference, voxel_ml = _prediction_grid(prediction_path)
     values = load_label(prediction_path, reference)
-    errors, _ = label_value_errors(values, dict.fromkeys(range(len(label_values) + 1), ""), what="prediction")
+    errors, _ = label_value_errors(values, selection.classes, what="prediction")
     if errors:
         raise LabelValueError(f"{prediction_path}: {errors[0]}")
     stored = load_label(truth_path, reference)
     check_label_values(stored, truth_path, classes)
-    truth = np.zeros(stored.shape, dtype=np.uint8)
-    for value, label_value in enumerate(label_values, start=1):
-        truth[stored == label_value] = value
-    return values.astype(np.uint8), truth, voxel_ml
+    return values.astype(np.uint8), selection.remap(stored, str(truth_path)), voxel_ml

@@ -17,6 +17,14 @@ Plane fusion (:func:`~atso_med.inferers.fusion.fuse_planes`):
 
 With one plane both rules give the same mask.
 
+Several organs (models of ``num_classes = C > 1``, :class:`~atso_med.networks.RSTN`): each plane
+gives C class probabilities per voxel, a plane's label map is the most probable class >= the
+threshold, and the planes are fused per class (:class:`~atso_med.inferers.fusion.PlaneFusion`);
+the fine pass refines the box of the union of the classes, the clean-up keeps each class's large
+components, and the inter-round DSC is the mean over the classes present
+(:func:`~atso_med.metrics.class_dice.mean_class_dice`). The volumes of probabilities below are
+then C times as large.
+
 Host memory (``V`` voxels, float32 volume = ``4 V`` bytes; 512x512x300 -> ``4 V`` = 315 MB):
 the inferer never holds all stacks of a plane, only one batch at a time. At the peak of a fine
 round it holds the float32 input (``4 V``; no copy if it is already float32), the previous
@@ -51,6 +59,7 @@ from scipy import ndimage
 from atso_med.data.slices import PLANES, iter_stacks, plane_axis, slice_stack
 from atso_med.errors import ConfigError, GridMismatchError, ImageReadError
 from atso_med.inferers.fusion import FUSIONS, PlaneFusion
+from atso_med.metrics.class_dice import mean_class_dice
 from atso_med.metrics.dice import dice_score
 from atso_med.transforms.triview import StackAccumulator
 
@@ -157,9 +166,11 @@ class VolumePrediction:
     """Result of :class:`CoarseToFineInferer` for one volume.
 
     Attributes:
-        mask: uint8 (0/1) mask of the returned round, shape of the input volume.
+        mask: uint8 mask of the returned round, shape of the input volume: 0/1, or the classes
+            0..C of models of C > 1 classes.
         probability: float32 fused probability of the returned round: the mean of the planes'
-            probabilities (coarse for round 0, fine with skipped stacks as 0 afterwards).
+            probabilities (coarse for round 0, fine with skipped stacks as 0 afterwards); for
+            C > 1 classes one volume per class, ``(C, I, J, K)``.
         rounds: one dict per round run, in order: ``round`` (0 = coarse), ``voxels`` (mask
             size), ``inter_round_dsc`` (DSC with the previous round's mask; ``None`` for round
             0), ``seconds`` (wall time of the round) and, only when a truth was given, ``dsc``.
@@ -222,13 +233,51 @@ def keep_large_components(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def keep_large_class_components(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """:func:`keep_large_components` applied to each class of a label map (0..C) on its own.
+
+    Returns:
+        A new uint8 label map; a removed island becomes background.
+    """
+    if num_classes == 1:
+        return keep_large_components(labels)
+    out = np.zeros(np.shape(labels), dtype=np.uint8)
+    for value in range(1, num_classes + 1):
+        out[keep_large_components(labels == value).view(np.bool_)] = value
+    return out
+
+
+class _PlaneStacks:
+    """The per-class :class:`StackAccumulator` of one plane: (B, 3C, H, W) stacks in, (C, ...) volumes out.
+
+    With one class, the one accumulator's volume (no class axis), exactly as a binary RSTN's.
+    """
+
+    def __init__(self, plane: str, shape: tuple[int, ...], num_classes: int) -> None:
+        self.accumulators = [StackAccumulator(plane, shape) for _ in range(num_classes)]
+
+    def add(self, positions: np.ndarray, probability: np.ndarray) -> None:
+        if len(self.accumulators) == 1:
+            self.accumulators[0].add(positions, probability)
+            return
+        for index, accumulator in enumerate(self.accumulators):
+            accumulator.add(positions, probability[:, 3 * index : 3 * index + 3])
+
+    def result(self, skipped_as_zero: bool = False) -> np.ndarray:
+        volumes = [np.asarray(a.result(skipped_as_zero=skipped_as_zero), dtype=np.float32) for a in self.accumulators]
+        return volumes[0] if len(volumes) == 1 else np.stack(volumes)
+
+
 def _batches(positions: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, positions.size, batch_size):
         yield positions[start : start + batch_size]
 
 
 def _stack_batch(volume: np.ndarray, plane: str, positions: np.ndarray) -> np.ndarray:
-    """The 3-slice stacks of ``volume`` at ``positions`` as one ``(B, 3, H, W)`` array."""
+    """The 3-slice stacks of ``volume`` at ``positions`` as one ``(B, 3, H, W)`` array; a
+    ``(C, I, J, K)`` volume of class maps gives ``(B, 3C, H, W)``, class-major."""
+    if volume.ndim == 4:
+        return np.concatenate([_stack_batch(channel, plane, positions) for channel in volume], axis=1)
     return np.stack([slice_stack(volume, plane, int(p)) for p in positions])
 
 
@@ -285,6 +334,11 @@ class CoarseToFineInferer:
             by_plane[plane] = model
         # Fixed X, Y, Z order: the float sums of the fusion do not depend on the mapping's order.
         self.models = {p: by_plane[p] for p in PLANES if p in by_plane}
+        counts = {plane: int(getattr(model, "num_classes", 1)) for plane, model in self.models.items()}
+        if len(set(counts.values())) > 1:
+            raise ConfigError(f"the plane models segment different numbers of classes: {counts}")
+        #: C, the classes the models segment (1: an organ mask).
+        self.num_classes = next(iter(counts.values()))
         self.device = torch.device(device)
         self.batch_size = self.config.batch_size_on(self.device)
         for model in self.models.values():
@@ -360,8 +414,9 @@ class CoarseToFineInferer:
 
         Args:
             volume: (I, J, K) volume in [0, 1].
-            score_map: previous fused probability (the saliency source), same shape.
-            mask: previous binary mask (the box source), same shape.
+            score_map: previous fused probability (the saliency source), same shape (``(C, I, J, K)``
+                for C > 1 classes).
+            mask: previous mask or label map (the box source: any class), same shape as the volume.
 
         Returns:
             ``(mask, probability)``: uint8 fused (and cleaned, if configured) mask and float32
@@ -372,18 +427,25 @@ class CoarseToFineInferer:
             GridMismatchError: if the score map or the mask does not have the volume's shape.
         """
         volume = self._check_volume(volume)
-        for name, other in (("score_map", score_map), ("mask", mask)):
-            if tuple(np.shape(other)) != volume.shape:
-                raise GridMismatchError(
-                    f"{name} shape {tuple(np.shape(other))} differs from the volume's {volume.shape}"
-                )
+        score_shape = volume.shape if self.num_classes == 1 else (self.num_classes, *volume.shape)
+        for name, other, expected in (("score_map", score_map, score_shape), ("mask", mask, volume.shape)):
+            if tuple(np.shape(other)) != expected:
+                raise GridMismatchError(f"{name} shape {tuple(np.shape(other))} differs from the expected {expected}")
         return self._fine_round(volume, np.asarray(score_map, dtype=np.float32), np.asarray(mask) != 0)
 
+    def _fusion(self) -> PlaneFusion:
+        num_classes = None if self.num_classes == 1 else self.num_classes
+        return PlaneFusion(self.config.fusion, self.config.threshold, num_classes=num_classes)
+
+    def _agreement(self, a: np.ndarray, b: np.ndarray) -> float:
+        """DSC of two masks, or the mean over the classes of two label maps."""
+        return dice_score(a, b) if self.num_classes == 1 else mean_class_dice(a, b, self.num_classes)
+
     def _coarse_round(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fusion = PlaneFusion(self.config.fusion, self.config.threshold)
+        fusion = self._fusion()
         with self._eval_mode():
             for plane, model in self.models.items():
-                acc = StackAccumulator(plane, volume.shape)
+                acc = _PlaneStacks(plane, volume.shape, self.num_classes)
                 for positions, batch in iter_stacks(volume, plane, self.batch_size):
                     prob = model.coarse_probability(self._to_device(batch))
                     acc.add(positions, self._to_numpy(prob))
@@ -392,12 +454,12 @@ class CoarseToFineInferer:
         return fusion.result()
 
     def _fine_round(self, volume: np.ndarray, score_map: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`fine_round` on checked inputs; ``prev`` is the previous mask as bool."""
+        """:meth:`fine_round` on checked inputs; ``prev`` is the previous mask (any class) as bool."""
         cfg = self.config
-        fusion = PlaneFusion(cfg.fusion, cfg.threshold)
+        fusion = self._fusion()
         with self._eval_mode():
             for plane, model in self.models.items():
-                acc = StackAccumulator(plane, volume.shape)
+                acc = _PlaneStacks(plane, volume.shape, self.num_classes)
                 for positions in _batches(_active_positions(prev, plane), self.batch_size):
                     prob = model.fine_probability(
                         self._to_device(_stack_batch(volume, plane, positions)),
@@ -406,11 +468,11 @@ class CoarseToFineInferer:
                         margin=cfg.margin,
                     )
                     acc.add(positions, self._to_numpy(prob))
-                fusion.add(np.asarray(acc.result(skipped_as_zero=True), dtype=np.float32), owned=True)
+                fusion.add(acc.result(skipped_as_zero=True), owned=True)
                 del acc
         fused, probability = fusion.result()
         if cfg.cleanup:
-            fused = keep_large_components(fused)
+            fused = keep_large_class_components(fused, self.num_classes)
         return fused, probability
 
     # -- whole volume ---------------------------------------------------------------------------
@@ -453,11 +515,11 @@ class CoarseToFineInferer:
             rec: dict[str, Any] = {
                 "round": r,
                 "voxels": int(np.count_nonzero(mask)),
-                "inter_round_dsc": None if previous is None else dice_score(previous, mask),
+                "inter_round_dsc": None if previous is None else self._agreement(previous, mask),
                 "seconds": seconds,
             }
             if truth is not None:
-                rec["dsc"] = dice_score(mask, truth)
+                rec["dsc"] = self._agreement(mask, truth)
             return rec
 
         start = time.perf_counter()
@@ -471,8 +533,9 @@ class CoarseToFineInferer:
         while r < cfg.rounds and records[-1]["voxels"] > 0:
             r += 1
             start = time.perf_counter()
-            # Masks made here are 0/1 uint8: a bool view costs no copy.
-            new_mask, new_probability = self._fine_round(volume, probability, mask.view(np.bool_))
+            # A mask made here is 0/1 uint8: a bool view costs no copy (a label map needs one).
+            organ = mask.view(np.bool_) if self.num_classes == 1 else mask != 0
+            new_mask, new_probability = self._fine_round(volume, probability, organ)
             records.append(record(r, new_mask, mask, time.perf_counter() - start))
             self._record(records[-1])
             mask, probability = new_mask, new_probability  # the previous round is released here

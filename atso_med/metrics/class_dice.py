@@ -22,7 +22,7 @@ import numpy as np
 from atso_med.errors import DatasetError, GridMismatchError
 from atso_med.metrics.dice import dice_summary, pooled_dice
 
-__all__ = ["ClassDiceAccumulator", "class_counts", "class_dice"]
+__all__ = ["ClassDiceAccumulator", "class_counts", "class_dice", "mean_class_dice"]
 
 
 def class_counts(prediction: np.ndarray, truth: np.ndarray, num_classes: int) -> list[tuple[int, int, int]]:
@@ -43,6 +43,19 @@ def class_counts(prediction: np.ndarray, truth: np.ndarray, num_classes: int) ->
 def class_dice(intersection: int, prediction_voxels: int, truth_voxels: int) -> float:
     """DSC of one class of one case by MONAI's rule: ``2 |P & G| / (|P| + |G|)``, NaN when the truth is empty."""
     return 2.0 * intersection / (prediction_voxels + truth_voxels) if truth_voxels else math.nan
+
+
+def mean_class_dice(prediction: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
+    """Mean DSC over the classes 1..C that either label map holds (1.0 when neither holds any).
+
+    The agreement of two label maps as one number: the coarse-to-fine inference's inter-round
+    DSC and its per-round DSC against a truth.
+
+    Raises:
+        GridMismatchError: if the shapes differ.
+    """
+    scores = [2.0 * i / (p + t) for i, p, t in class_counts(prediction, truth, num_classes) if p + t]
+    return float(np.mean(scores)) if scores else 1.0
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from atso_med.errors import ConfigError
 from atso_med.inferers.fusion import VoteAccumulator
 from atso_med.networks.plane_models import load_model_sets, resolve_device
 
@@ -30,19 +31,26 @@ class EnsembleInferer:
         self.config = InferenceConfig() if config is None else config
         self.model_sets = load_model_sets(model_sets, self.device)
         self.inferers = [CoarseToFineInferer(models, self.config, self.device) for models in self.model_sets]
+        counts = [inferer.num_classes for inferer in self.inferers]
+        if len(set(counts)) > 1:
+            raise ConfigError(f"the model sets segment different numbers of classes: {counts}")
+        #: C, the classes the models segment (1: an organ mask).
+        self.num_classes = counts[0]
 
     def __call__(self, image: np.ndarray, truth: np.ndarray | None = None) -> dict[str, Any]:
         """Segment one windowed canonical volume.
 
         Returns:
-            ``{"mask": uint8, "probability": float32, "sets": [{"planes", "rounds", "stopped_round"}, ...]}``.
+            ``{"mask": uint8, "probability": float32, "sets": [{"planes", "rounds", "stopped_round"}, ...]}``:
+            a mask and one probability volume, or for C > 1 classes a label map and ``(C, I, J, K)``
+            probabilities.
         """
         if len(self.inferers) == 1:
             result = self.inferers[0](image, truth)
             mask, probability = result.mask, result.probability
             sets = [self._set_record(self.inferers[0], result)]
         else:
-            vote, sets = VoteAccumulator(), []
+            vote, sets = VoteAccumulator(num_classes=None if self.num_classes == 1 else self.num_classes), []
             for inferer in self.inferers:
                 result = inferer(image, truth)
                 vote.add(result.mask, result.probability)

@@ -73,7 +73,9 @@ class PredictionPostprocessing:
 
     The long-axis resampling is undone first (mask: linear interpolation of the 0/1 mask, then
     >= 0.5, which keeps the inferer's fusion and clean-up; probability: linear), then the
-    canonical reorientation (axis permutation / flips only).
+    canonical reorientation (axis permutation / flips only). A label map of C > 1 classes (its
+    probability then has one volume per class, ``(C, I, J, K)``) goes back by nearest neighbour,
+    and each class's probability as one volume.
 
     Raises:
         GridMismatchError: when the result does not have the input's shape (a broken invariant).
@@ -86,14 +88,22 @@ class PredictionPostprocessing:
         d = dict(data)
         meta = d["image_meta"]
         mask, probability = np.asarray(d["mask"]), np.asarray(d["probability"], dtype=np.float32)
+        label_map = probability.ndim == mask.ndim + 1
         record = meta.get("long_axis_spacing")
         if record and int(record["slices"]) != int(record["original_slices"]):
             back = LongAxisSpacing(float(record["target_mm"]))
             slices = int(record["original_slices"])
-            mask = back.inverse(mask.astype(np.float32), slices, mode="linear", threshold=0.5)
+            if label_map:
+                mask = back.inverse(mask, slices, mode="nearest")
+            else:
+                mask = back.inverse(mask.astype(np.float32), slices, mode="linear", threshold=0.5)
             probability = back.inverse(probability, slices, mode="linear")
         d["mask"] = np.ascontiguousarray(reorient_from_canonical(mask, meta["ornt"]), dtype=np.uint8)
-        d["probability"] = np.ascontiguousarray(reorient_from_canonical(probability, meta["ornt"]), dtype=np.float32)
+        if label_map:
+            probability = np.stack([reorient_from_canonical(p, meta["ornt"]) for p in probability])
+        else:
+            probability = reorient_from_canonical(probability, meta["ornt"])
+        d["probability"] = np.ascontiguousarray(probability, dtype=np.float32)
         if tuple(d["mask"].shape) != tuple(meta["shape"]):
             raise GridMismatchError(
                 f"prediction shape {d['mask'].shape} differs from the input's {tuple(meta['shape'])} after inversion"

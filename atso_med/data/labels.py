@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ORGAN_MASK_CLASSES",
     "binarize_label",
+    "check_class_indices",
     "check_label_values",
     "label_value_counts",
     "label_value_errors",
     "load_label_mask",
+    "load_label_values",
     "load_prediction_mask",
 ]
 
@@ -117,6 +119,28 @@ def check_label_values(
     return counts
 
 
+def check_class_indices(label: np.ndarray, num_classes: int, source: str) -> None:
+    """Refuse a class map of a training of ``num_classes`` classes that holds a value outside ``0..num_classes``.
+
+    Args:
+        label: class indices (0 background, ``c`` class ``c``).
+        num_classes: the training's classes.
+        source: the case or file, for the message.
+
+    Raises:
+        LabelValueError: naming ``source`` and the values outside the classes (and their voxel
+            counts), or non-integer values.
+    """
+    label = np.asarray(label)
+    if label.dtype.kind in "iub" and (label.size == 0 or 0 <= label.min() <= label.max() <= num_classes):
+        return  # the common case, without counting every value
+    errors, _ = label_value_errors(label, dict.fromkeys(range(int(num_classes) + 1), ""))
+    if errors:
+        raise LabelValueError(
+            f"{source}: {errors[0]}; a training of {num_classes} classes takes class indices 0..{num_classes}"
+        )
+
+
 def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) -> np.ndarray:
     """Organ mask of a label map.
 
@@ -132,6 +156,30 @@ def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) 
     if foreground is None:
         return values != 0
     return np.isin(values, np.asarray(list(foreground)))
+
+
+def load_label_values(
+    path: str | os.PathLike, reference: Volume, classes: Mapping[int, str] | None = None
+) -> np.ndarray:
+    """Read a label on its image's grid and check its values: the class map, as stored.
+
+    Args:
+        path: label NIfTI.
+        reference: the image (or a stand-in with its grid) the label belongs to.
+        classes: the declared class values, or ``None`` for any integer value.
+
+    Returns:
+        The label values indexed like ``reference.array``, in the stored dtype.
+
+    Raises:
+        ImageReadError / GridMismatchError: see :func:`atso_med.data.readers.load_label`.
+        LabelValueError: see :func:`check_label_values`.
+    """
+    from atso_med.data.readers import load_label
+
+    values = load_label(path, reference)
+    check_label_values(values, path, classes)
+    return values
 
 
 def load_label_mask(
@@ -155,11 +203,7 @@ def load_label_mask(
         ImageReadError / GridMismatchError: see :func:`atso_med.data.readers.load_label`.
         LabelValueError: see :func:`check_label_values`.
     """
-    from atso_med.data.readers import load_label
-
-    values = load_label(path, reference)
-    check_label_values(values, path, classes)
-    return binarize_label(values, foreground)
+    return binarize_label(load_label_values(path, reference, classes), foreground)
 
 
 def load_prediction_mask(

@@ -15,13 +15,13 @@ cross-entropy stays the mean over every channel. With ``C = 1`` both are the sin
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import torch
 from torch import nn
 
 from atso_med.errors import ConfigError
+from atso_med.flags import as_count
 
 __all__ = ["RSTNLoss", "SoftDiceLoss", "probability_bce"]
 
@@ -47,12 +47,6 @@ def probability_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Te
     return -(g * p.log() + (1.0 - g) * (1.0 - p).log()).mean()
 
 
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 1:
-        raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    return int(num_classes)
-
-
 class SoftDiceLoss(nn.Module):
     """Per-sample (and per-class) soft Dice loss, averaged over the classes and the batch.
 
@@ -74,7 +68,7 @@ class SoftDiceLoss(nn.Module):
         if not float(eps) >= 0.0:
             raise ConfigError(f"SoftDiceLoss eps must be >= 0, got {eps!r}")
         self.eps = float(eps)
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = as_count(num_classes, "num_classes")
 
     def forward(self, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Computes the loss.

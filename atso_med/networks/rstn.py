@@ -26,7 +26,6 @@ RSTN.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral
 from typing import NamedTuple
 
 import torch
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atso_med.errors import ConfigError
+from atso_med.flags import as_count
 from atso_med.networks.boxes import DEFAULT_MARGIN, box_from_mask, equalize_boxes
 from atso_med.networks.fcn import FCN8s, named_generator
 from atso_med.networks.scriptable import ScriptableRSTN
@@ -94,12 +94,10 @@ class SaliencyTransform(nn.Module):
 
     def __init__(self, channels: int = 3, num_classes: int = 1) -> None:
         super().__init__()
-        if int(channels) < 1 or int(num_classes) < 1:
-            raise ConfigError(
-                f"SaliencyTransform needs >= 1 channel and class, got {channels!r} channels, {num_classes!r} classes"
-            )
+        if int(channels) < 1:
+            raise ConfigError(f"SaliencyTransform needs >= 1 channel, got {channels!r}")
         self.channels = int(channels)
-        self.num_classes = int(num_classes)
+        self.num_classes = as_count(num_classes, "SaliencyTransform num_classes")
         self.conv1 = nn.Conv2d(self.channels * self.num_classes, self.channels, 3, padding=1)
         self.conv2 = nn.Conv2d(self.channels, self.channels, 5, padding=2)
         self.reset_parameters()
@@ -180,13 +178,11 @@ class RSTN(nn.Module):
         super().__init__()
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown RSTN backbone {backbone!r}; expected one of {', '.join(BACKBONES)}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 1:
-            raise ConfigError(f"RSTN num_classes must be an integer >= 1, got {num_classes!r}")
         self.backbone = backbone
         self.width = width
         self.fc_channels = fc_channels
         self.in_channels = int(in_channels)
-        self.num_classes = int(num_classes)
+        self.num_classes = as_count(num_classes, "RSTN num_classes")
         #: Outputs of each half: ``in_channels`` per class, class-major.
         self.out_channels = self.in_channels * self.num_classes
         out = self.out_channels

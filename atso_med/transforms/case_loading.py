@@ -7,7 +7,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 import numpy as np
 from monai.transforms import MapTransform
 
-from atso_med.errors import ImageReadError
+from atso_med.errors import ConfigError, ImageReadError
+from atso_med.flags import as_count
 
 
 def load_canonical(path: str, series_uid: str | None = None):
@@ -56,7 +57,10 @@ class LoadCTd(MapTransform):
     picks one series of a DICOM folder that holds several. A label holding a value outside
     ``classes`` is refused, as ``verify`` refuses it. An item whose ``source`` is ``"pseudo"`` (a
     pseudo label the experiment wrote) is an organ mask: its values must be 0 and 1, and 1 is the
-    organ whatever ``foreground`` says.
+    organ whatever ``foreground`` says. A training of several classes (``num_classes > 1``) keeps
+    the label's values, the class indices (0 background, ``c`` class ``c``), in their stored dtype,
+    pseudo labels included; :class:`~atso_med.data.SliceStackDataset` checks that they lie in
+    ``0..num_classes``.
 
     Args:
         image_key: key of the image path.
@@ -65,8 +69,10 @@ class LoadCTd(MapTransform):
         meta_key: key under which the geometry of the image is stored.
         classes: the declared label values (``dataset.json``'s ``labels``); ``None`` accepts any
             integer value.
+        num_classes: the classes of the training: 1 binarises the label, more keep its values.
 
     Raises:
+        ConfigError: ``foreground`` given with ``num_classes > 1`` (the values are the classes).
         LabelValueError: (when called) a label value outside ``classes``, a NaN or a fraction.
     """
 
@@ -78,14 +84,21 @@ class LoadCTd(MapTransform):
         meta_key: str = "image_meta",
         allow_missing_keys: bool = True,
         classes: Iterable[int] | None = None,
+        num_classes: int = 1,
     ):
         super().__init__(keys=[image_key], allow_missing_keys=allow_missing_keys)
         self.image_key, self.label_key, self.meta_key = image_key, label_key, meta_key
         self.foreground = None if foreground is None else tuple(int(v) for v in foreground)
         self.classes = None if classes is None else frozenset(int(v) for v in classes)
+        self.num_classes = as_count(num_classes, "num_classes")
+        if self.num_classes > 1 and self.foreground is not None:
+            raise ConfigError(
+                f"foreground {list(self.foreground)} picks the organ of a one-class training; with num_classes "
+                f"{self.num_classes} the label's values are the classes: leave foreground unset"
+            )
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask
+        from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask, load_label_values
         from atso_med.data.readers import reorient_to_canonical
         from atso_med.data.volume import Volume
 
@@ -94,11 +107,14 @@ class LoadCTd(MapTransform):
             str(data[self.image_key]), series_uid=data.get("series_uid")
         )
         if data.get(self.label_key):
-            if data.get("source") == "pseudo":
-                organ = load_label_mask(str(data[self.label_key]), volume, None, ORGAN_MASK_CLASSES)
+            path = str(data[self.label_key])
+            if self.num_classes > 1:
+                label = load_label_values(path, volume, self.classes)
+            elif data.get("source") == "pseudo":
+                label = load_label_mask(path, volume, None, ORGAN_MASK_CLASSES).astype(np.uint8)
             else:
-                organ = load_label_mask(str(data[self.label_key]), volume, self.foreground, self.classes)
-            canonical_label, _ = reorient_to_canonical(Volume(organ.astype(np.uint8), volume.affine))
+                label = load_label_mask(path, volume, self.foreground, self.classes).astype(np.uint8)
+            canonical_label, _ = reorient_to_canonical(Volume(label, volume.affine))
             result[self.label_key] = np.ascontiguousarray(canonical_label.array)
         return result
 

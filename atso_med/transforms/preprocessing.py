@@ -39,7 +39,7 @@ def optional_spacing_mm(value: Any) -> float | None:
 class CTPreprocessingd(Transform):
     """Read a case (data-list item) and turn it into the networks' input.
 
-    Steps: :class:`~atso_med.transforms.LoadCTd` (canonical image in HU, binarised canonical label,
+    Steps: :class:`~atso_med.transforms.LoadCTd` (canonical image in HU, canonical label binarised or class indices,
     geometry under ``image_meta``), :class:`~atso_med.transforms.LongAxisSpacingd` (image linear,
     label nearest; identity when ``long_axis_spacing`` is ``None``), then
     :class:`~atso_med.transforms.HUWindowd` on the image. :attr:`load` and :attr:`normalize` are the
@@ -52,9 +52,12 @@ class CTPreprocessingd(Transform):
         label_key: key of the label (path before loading, canonical mask after).
         classes: the declared label values (a label holding another is refused); ``None`` accepts
             any integer value.
+        num_classes: the classes of the training: 1 binarises the label, more keep its class
+            indices (see :class:`~atso_med.transforms.LoadCTd`).
 
     Raises:
-        ConfigError: a window that is not two numbers, or a bad spacing.
+        ConfigError: a window that is not two numbers, a bad spacing, or ``foreground`` with
+            several classes.
     """
 
     def __init__(
@@ -64,12 +67,13 @@ class CTPreprocessingd(Transform):
         foreground: Sequence[int] | None = None,
         label_key: str = "label",
         classes: Iterable[int] | None = None,
+        num_classes: int = 1,
     ) -> None:
         if len(hu_window) != 2:
             raise ConfigError(f"hu_window must be [low, high], got {hu_window!r}")
         self.hu_window = (float(hu_window[0]), float(hu_window[1]))
         self.long_axis_spacing = optional_spacing_mm(long_axis_spacing)
-        self.load = LoadCTd(label_key=label_key, foreground=foreground, classes=classes)
+        self.load = LoadCTd(label_key=label_key, foreground=foreground, classes=classes, num_classes=num_classes)
         self.normalize = Compose(
             [
                 LongAxisSpacingd(

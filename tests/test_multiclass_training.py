@@ -53,6 +53,7 @@ TRAINING = {
     "amp": False,
     "num_classes": len(CLASSES),
     "class_names": list(CLASSES),
+    "snapshot_file": "snapshot_SI.pt",
 }
 
 
@@ -233,6 +234,10 @@ def test_a_short_training_of_three_classes_segments_each_on_held_out_cases(organ
     with pytest.raises(ConfigError, match=r"segments 3 class\(es\) \(liver, spleen, kidneys\), not the 1 expected"):
         load_plane_models(model_file, num_classes=1)
     model = load_plane_models(model_file, num_classes=3)["Z"]
+    snapshot = load_plane_models(tmp_path / "run" / "snapshot_SI.pt", num_classes=3)[
+        "Z"
+    ]  # saliency reset for 3 classes
+    assert torch.equal(snapshot.saliency.conv2.weight, torch.zeros(3, 3, 5, 5))
     preprocessing = CTPreprocessingd(num_classes=3)
     scores = {name: [] for name in CLASSES}
     for item in held_out:

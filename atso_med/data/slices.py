@@ -13,8 +13,8 @@ Conventions (shared by the whole package):
 Training cuts stacks where the label has organ (:func:`positive_slice_filter`) from cached volumes
 (:class:`SliceStackDataset`) and draws them with :func:`training_sampler`. A training of several
 classes reads label volumes of class indices (0 background, ``c`` class ``c``) and gives each
-stack's label as one binary channel per slice and class, class-major (:func:`class_channels`). The MONAI transforms
-around stacks, and their inverse, are in :mod:`atso_med.transforms.triview`.
+stack's label as one binary channel per slice and class, class-major (:func:`class_channels`).
+The MONAI transforms around stacks, and their inverse, are in :mod:`atso_med.transforms.triview`.
 """
 
 from __future__ import annotations
@@ -195,12 +195,12 @@ def positive_slice_filter(
 
     A slice is positive if its centre slice has at least one organ voxel (a non-zero voxel: in a
     map of several classes, a voxel of any class, and the count is that of all classes together).
-    Over all ``N_pos``
-    positive slices of the whole training set, ``n_keep = floor((1 - drop_fraction) * N_pos)``
-    (at least 1); the threshold is the organ pixel count of the ``n_keep``-th largest positive
-    slice, and every slice with a count ``>= threshold`` is kept. So about ``drop_fraction`` of
-    the positive slices are dropped (fewer when counts tie at the threshold), and no empty slice
-    is ever kept. ``drop_fraction=0`` keeps every positive slice.
+    Over all ``N_pos`` positive slices of the whole training set,
+    ``n_keep = floor((1 - drop_fraction) * N_pos)`` (at least 1); the threshold is the organ pixel
+    count of the ``n_keep``-th largest positive slice, and every slice with a count
+    ``>= threshold`` is kept. So about ``drop_fraction`` of the positive slices are dropped (fewer
+    when counts tie at the threshold), and no empty slice is ever kept. ``drop_fraction=0`` keeps
+    every positive slice.
 
     Args:
         label_volumes: label volumes ``(I, J, K)`` or ``(1, I, J, K)``, binary or class indices

@@ -1,10 +1,12 @@
-"""Yes/no flags that may arrive as text (``python -m monai.bundle run --amp false``)."""
+"""Yes/no flags and counts that may arrive as text (``python -m monai.bundle run --amp false``)."""
 
 from __future__ import annotations
 
+from numbers import Integral
+
 from atso_med.errors import ConfigError
 
-__all__ = ["as_bool"]
+__all__ = ["as_bool", "as_count"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -29,3 +31,21 @@ def as_bool(value: object) -> bool:
             return False
         raise ConfigError(f"expected a true/false flag, got {value!r}")
     return bool(value)
+
+
+def as_count(value: object, what: str) -> int:
+    """Read a count of at least 1 (a number of classes) that may arrive as text.
+
+    Args:
+        value: an integer, or its decimal text.
+        what: the setting's name, for the message.
+
+    Raises:
+        ConfigError: for anything but a whole number >= 1 (booleans and fractions included).
+    """
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None and text.isdigit():
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ConfigError(f"{what} must be an integer >= 1, got {value!r}")
+    return int(value)

@@ -74,15 +74,19 @@ def read_datalist(
     return _cases(read_json(path, "data list"), path, key, required, Path(base_dir) if base_dir else path.parent)
 
 
-def datalist_classes(path: str | os.PathLike, foreground: Sequence[int] | None = None) -> dict[int, str] | None:
-    """The label values a data list declares: its ``labels`` (as ``dataset.json``'s), or the binary default.
+def datalist_classes(
+    path: str | os.PathLike, foreground: Sequence[int] | None = None, num_classes: int = 1
+) -> dict[int, str] | None:
+    """The label values a data list declares: its ``labels`` (as ``dataset.json``'s), or the default.
 
     A data list without ``labels`` declares background (0) and the organ: 1, or the ``foreground``
-    values when they are given. A label holding any other value is refused when it is read.
+    values when they are given; for a training of ``num_classes > 1`` classes, the class indices
+    ``0..num_classes``. A label holding any other value is refused when it is read.
 
     Args:
         path: the data-list file.
         foreground: the run's foreground values (``None``: the organ is 1).
+        num_classes: the classes of the training.
 
     Returns:
         Class value -> name; ``None`` (any value) when no data list is given.
@@ -99,6 +103,8 @@ def datalist_classes(path: str | os.PathLike, foreground: Sequence[int] | None =
         if problems:
             raise ConfigError(f"data list {path}: {problems[0]}")
         return labels
+    if int(num_classes) > 1:
+        return {0: "background", **{c: f"class {c}" for c in range(1, int(num_classes) + 1)}}
     if foreground is None:
         return dict(ORGAN_MASK_CLASSES)
     return {0: "background", **{int(v): "organ" for v in foreground}}

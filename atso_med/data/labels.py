@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ORGAN_MASK_CLASSES",
     "binarize_label",
+    "check_class_indices",
     "check_label_values",
     "class_names",
     "label_value_counts",
@@ -154,6 +155,28 @@ def class_names(classes: Mapping[int | str, str]) -> list[str]:
     return names
 
 
+def check_class_indices(label: np.ndarray, num_classes: int, source: str) -> None:
+    """Refuse a class map of a training of ``num_classes`` classes that holds a value outside ``0..num_classes``.
+
+    Args:
+        label: class indices (0 background, ``c`` class ``c``).
+        num_classes: the training's classes.
+        source: the case or file, for the message.
+
+    Raises:
+        LabelValueError: naming ``source`` and the values outside the classes (and their voxel
+            counts), or non-integer values.
+    """
+    label = np.asarray(label)
+    if label.dtype.kind in "iub" and (label.size == 0 or 0 <= label.min() <= label.max() <= num_classes):
+        return  # the common case, without counting every value
+    errors, _ = label_value_errors(label, dict.fromkeys(range(int(num_classes) + 1), ""))
+    if errors:
+        raise LabelValueError(
+            f"{source}: {errors[0]}; a training of {num_classes} classes takes class indices 0..{num_classes}"
+        )
+
+
 def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) -> np.ndarray:
     """Organ mask of a label map.
 
@@ -174,7 +197,7 @@ def binarize_label(values: np.ndarray, foreground: Sequence[int] | None = None) 
 def load_label_values(
     path: str | os.PathLike, reference: Volume, classes: Mapping[int, str] | None = None
 ) -> np.ndarray:
-    """Read a label on its image's grid and check its values.
+    """Read a label on its image's grid and check its values: the class map, as stored.
 
     Args:
         path: label NIfTI.
@@ -182,7 +205,7 @@ def load_label_values(
         classes: the declared class values, or ``None`` for any integer value.
 
     Returns:
-        The stored label values, indexed like ``reference.array``.
+        The label values indexed like ``reference.array``, in the stored dtype.
 
     Raises:
         ImageReadError / GridMismatchError: see :func:`atso_med.data.readers.load_label`.

@@ -11,8 +11,10 @@ Conventions (shared by the whole package):
   neighbour repeats slice ``j``; a size-1 axis gives three copies of its only slice.
 
 Training cuts stacks where the label has organ (:func:`positive_slice_filter`) from cached volumes
-(:class:`SliceStackDataset`) and draws them with :func:`training_sampler`. The MONAI transforms
-around stacks, and their inverse, are in :mod:`atso_med.transforms.triview`.
+(:class:`SliceStackDataset`) and draws them with :func:`training_sampler`. A training of several
+classes reads label volumes of class indices (0 background, ``c`` class ``c``) and gives each
+stack's label as one binary channel per slice and class, class-major (:func:`class_channels`).
+The MONAI transforms around stacks, and their inverse, are in :mod:`atso_med.transforms.triview`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import torch
 from monai.config import NdarrayOrTensor
 from torch.utils.data import Dataset as TorchDataset
 
+from atso_med.data.labels import check_class_indices
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError
+from atso_med.flags import as_count
 
 PLANES: tuple[str, str, str] = ("X", "Y", "Z")
 
@@ -189,16 +193,18 @@ def positive_slice_filter(
 ) -> tuple[list[tuple[int, int]], int]:
     """Training slices of a plane, as RSTN picks them: organ slices minus the smallest few.
 
-    A slice is positive if its centre slice has at least one organ voxel. Over all ``N_pos``
-    positive slices of the whole training set, ``n_keep = floor((1 - drop_fraction) * N_pos)``
-    (at least 1); the threshold is the organ pixel count of the ``n_keep``-th largest positive
-    slice, and every slice with a count ``>= threshold`` is kept. So about ``drop_fraction`` of
-    the positive slices are dropped (fewer when counts tie at the threshold), and no empty slice
-    is ever kept. ``drop_fraction=0`` keeps every positive slice.
+    A slice is positive if its centre slice has at least one organ voxel (a non-zero voxel: in a
+    map of several classes, a voxel of any class, and the count is that of all classes together).
+    Over all ``N_pos`` positive slices of the whole training set,
+    ``n_keep = floor((1 - drop_fraction) * N_pos)`` (at least 1); the threshold is the organ pixel
+    count of the ``n_keep``-th largest positive slice, and every slice with a count
+    ``>= threshold`` is kept. So about ``drop_fraction`` of the positive slices are dropped (fewer
+    when counts tie at the threshold), and no empty slice is ever kept. ``drop_fraction=0`` keeps
+    every positive slice.
 
     Args:
-        label_volumes: label volumes ``(I, J, K)`` or ``(1, I, J, K)`` (arrays or tensors; may
-            be a lazy iterable, each volume is only counted and released).
+        label_volumes: label volumes ``(I, J, K)`` or ``(1, I, J, K)``, binary or class indices
+            (arrays or tensors; may be a lazy iterable, each volume is only counted and released).
         plane: ``"X"``, ``"Y"`` or ``"Z"``.
         drop_fraction: fraction of the positive slices to drop, in ``[0, 1)``.
 
@@ -228,13 +234,30 @@ def positive_slice_filter(
     return selected, threshold
 
 
+def class_channels(label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """A stack of class indices as one binary channel per slice and class, class-major.
+
+    Args:
+        label: ``(S, H, W)`` class indices (0 background, ``c`` class ``c``).
+        num_classes: the classes C.
+
+    Returns:
+        float32 ``(S * C, H, W)``: channel ``c * S + s`` is 1 where slice ``s`` holds class ``c + 1``
+        (the order of :class:`~atso_med.networks.RSTN`'s outputs).
+    """
+    return torch.cat([label == c for c in range(1, num_classes + 1)]).to(torch.float32)
+
+
 class SliceStackDataset(TorchDataset):
     """3-slice stacks of one plane, cut from CT volumes that a MONAI ``CacheDataset`` loads and keeps.
 
     Each item is ``{"image": (3, H, W) float tensor, "label": (3, H, W) float tensor, "id": case id,
-    "slice_index": j}``. The volumes (``image`` with the HU window applied, ``label`` binary, both in
+    "slice_index": j}``; with ``num_classes = C > 1`` the label is ``(3 C, H, W)``, one binary
+    channel per slice and class, class-major (:func:`class_channels`, after the augmentation). The
+    volumes (``image`` with the HU window applied, ``label`` binary or class indices, both in
     canonical order) are cached once in memory that the data loader's workers share, and every
     sample is cut from them on the fly; uncached volumes (``cache_rate < 1``) are re-read on access.
+    Every label volume is checked to hold class indices ``0..C`` when the dataset is built.
 
     Args:
         data: data-list items (``{"id", "image", "label"}``).
@@ -246,9 +269,13 @@ class SliceStackDataset(TorchDataset):
         num_workers: threads that load the cache.
         augmentation: optional random transform of every sample (a stack dictionary), e.g.
             :func:`~atso_med.transforms.augment.stack_augmentation`; ``None`` for evaluation.
+        num_classes: the classes C of the training (1: binary labels).
 
     Raises:
+        ConfigError: ``num_classes`` not an integer >= 1.
         DatasetError: when a training data list is empty, or the filter leaves no slice to train on.
+        LabelValueError: a label volume holding a value outside ``0..num_classes`` (the message
+            names the case, its label file and the values).
     """
 
     def __init__(
@@ -260,26 +287,37 @@ class SliceStackDataset(TorchDataset):
         cache_rate: float = 1.0,
         num_workers: int = 0,
         augmentation: Callable | None = None,
+        num_classes: int = 1,
     ):
         from monai.data import CacheDataset
 
         if len(data) == 0 and drop_fraction is not None:
             raise DatasetError("the training data list holds no case")
         self.axis = plane_axis(plane)
+        self.num_classes = as_count(num_classes, "num_classes")
         self.volumes = CacheDataset(
             data, transform, cache_rate=cache_rate, num_workers=num_workers or None, progress=False
         )
         self.plane = plane
         self.augmentation = augmentation
         if drop_fraction is None:
-            shapes = [self.volumes[v]["image"].shape for v in range(len(self.volumes))]
+            shapes = [self._checked_volume(v)["image"].shape for v in range(len(self.volumes))]
             self.samples = [(v, j) for v, shape in enumerate(shapes) for j in range(shape[-3 + self.axis])]
             self.threshold = 0
         else:
-            labels = [self.volumes[v]["label"] for v in range(len(self.volumes))]
+            labels = [self._checked_volume(v)["label"] for v in range(len(self.volumes))]
             self.samples, self.threshold = positive_slice_filter(labels, plane, drop_fraction=drop_fraction)
             if not self.samples:
                 raise DatasetError(f"no slice of plane {plane} contains the organ: nothing to train on")
+
+    def _checked_volume(self, index: int) -> dict:
+        """Volume ``index``, its label (if any) checked to hold class indices ``0..num_classes``."""
+        item = self.volumes[index]
+        if "label" in item:
+            case = self.volumes.data[index]
+            source = f"case {case.get('id', index)} (label {case.get('label')})"
+            check_class_indices(np.asarray(item["label"]), self.num_classes, source)
+        return item
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -298,6 +336,8 @@ class SliceStackDataset(TorchDataset):
             )
         if self.augmentation is not None:
             sample = self.augmentation(sample)
+        if self.num_classes > 1 and "label" in sample:
+            sample["label"] = class_channels(sample["label"], self.num_classes)
         return sample
 
 

@@ -4,6 +4,7 @@ is finished already."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from atso_med.data.datalist import read_datalist
@@ -56,6 +57,8 @@ def check_training_args(
     init_weights: str | os.PathLike | None = None,
     allow_random_init: object = False,
     overwrite: object = False,
+    num_classes: object = 1,
+    class_names: Sequence[str] | None = None,
 ) -> None:
     """Check a training run's main arguments before any data is read or any model is built.
 
@@ -73,17 +76,21 @@ def check_training_args(
         init_weights: the local weights file, if any.
         allow_random_init: train the ``paper`` recipe from random weights anyway.
         overwrite: replace a finished training in ``output_dir``.
+        num_classes: the classes the network segments.
+        class_names: their names (``None``, or ``num_classes`` distinct names).
 
     Raises:
-        ConfigError: naming the bad argument; when the ``paper`` recipe would start from random
+        ConfigError: naming the bad argument (``num_classes`` and ``class_names`` included); when the ``paper`` recipe would start from random
             weights; an output folder that cannot be written; ``resume`` with nothing to resume;
             a finished training in ``output_dir`` without ``overwrite``; checkpoints of another
             run in ``output_dir`` without ``resume`` (a new run must not mix with an old one's files).
     """
     from atso_med.data.slices import plane_axis
     from atso_med.engines.recipes import check_initialization
+    from atso_med.networks.plane_models import class_names_for
 
     plane_axis(plane)
+    class_names_for(num_classes, class_names)
     check_initialization(settings, init_weights, allow_random_init)
     read_datalist(datalist, "training")
     check_output_folder(output_dir)

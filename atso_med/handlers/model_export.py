@@ -114,7 +114,7 @@ class StageSnapshotHandler:
 
         model = self.network.module if hasattr(self.network, "module") else self.network
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        fresh = SaliencyTransform(model.saliency.channels)
+        fresh = SaliencyTransform(model.saliency.channels, model.saliency.num_classes)
         fresh.reset_parameters(self.seed, prefix="saliency.")
         weights.update({f"saliency.{k}": v for k, v in fresh.state_dict().items()})
         save_model_atomic(

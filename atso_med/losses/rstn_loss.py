@@ -5,6 +5,12 @@ The reference computes one soft Dice per sample over all 3 channels x H x W toge
 probabilities and on the uncropped fine ones, and trains on ``1/3 coarse + 2/3 fine``. Training
 from random weights adds binary cross-entropy to each term (nnU-Net's Dice + CE): Dice alone gives
 a weak, noisy gradient while the prediction of a small organ is still nearly empty.
+
+A network of several classes (``num_classes = C > 1``, outputs class-major as
+:class:`~atso_med.networks.rstn.RSTN` orders them) gets one soft Dice per sample and class, over
+that class's channels x H x W, averaged over the classes: a small organ counts as much as the
+liver, where one Dice over all channels together would be dominated by the largest organ. The
+cross-entropy stays the mean over every channel. With ``C = 1`` both are the single-organ losses.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import torch
 from torch import nn
 
 from atso_med.errors import ConfigError
+from atso_med.flags import as_count
 
 __all__ = ["RSTNLoss", "SoftDiceLoss", "probability_bce"]
 
@@ -41,44 +48,58 @@ def probability_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 
 class SoftDiceLoss(nn.Module):
-    """Per-sample soft Dice loss over every non-batch dimension, averaged over the batch.
+    """Per-sample (and per-class) soft Dice loss, averaged over the classes and the batch.
+
+    With one class the Dice of a sample is taken over every non-batch dimension; with
+    ``num_classes = C`` the channels are split into C equal class-major groups and each group
+    (its channels x H x W) has its own Dice.
 
     Args:
         eps: smoothing added to numerator and denominator (an empty prediction of an empty
             target then scores a loss of 0).
+        num_classes: class groups of the channel axis.
 
     Raises:
-        ConfigError: if ``eps`` is negative.
+        ConfigError: if ``eps`` is negative or ``num_classes`` is not an integer >= 1.
     """
 
-    def __init__(self, eps: float = 1e-6) -> None:
+    def __init__(self, eps: float = 1e-6, num_classes: int = 1) -> None:
         super().__init__()
         if not float(eps) >= 0.0:
             raise ConfigError(f"SoftDiceLoss eps must be >= 0, got {eps!r}")
         self.eps = float(eps)
+        self.num_classes = as_count(num_classes, "num_classes")
 
     def forward(self, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Computes the loss.
 
         Args:
-            probability: probabilities in [0, 1], (B, ...).
+            probability: probabilities in [0, 1], (B, K, ...) with K a multiple of ``num_classes``.
             target: ground truth of the same shape (binary; any numeric or bool dtype).
 
         Returns:
-            Scalar loss (float32, or float64 for float64 input): mean over the batch of ``1 - soft Dice``.
+            Scalar loss (float32, or float64 for float64 input): mean over the batch and the
+            classes of ``1 - soft Dice``.
 
         Raises:
-            ValueError: if the shapes differ or there is no batch dimension.
+            ValueError: if the shapes differ, there is no batch dimension, or the channels do not
+                split into ``num_classes`` groups.
         """
         if probability.shape != target.shape or probability.ndim < 2:
             raise ValueError(
                 f"SoftDiceLoss expects equal (B, ...) shapes, got {tuple(probability.shape)} and {tuple(target.shape)}"
             )
+        if probability.shape[1] % self.num_classes:
+            raise ValueError(
+                f"SoftDiceLoss of {self.num_classes} classes needs a multiple of {self.num_classes} channels, "
+                f"got shape {tuple(probability.shape)}"
+            )
         # At least float32 sums: half precision overflows on a 512x512x3 sum.
         p = probability if probability.dtype == torch.float64 else probability.float()
-        p = p.flatten(1)
-        g = target.to(p.dtype).flatten(1)
-        dice = (2.0 * (p * g).sum(1) + self.eps) / (p.sum(1) + g.sum(1) + self.eps)
+        # (B, classes, everything of one class): the channels are class-major.
+        p = p.reshape(p.shape[0], self.num_classes, -1)
+        g = target.to(p.dtype).reshape(p.shape)
+        dice = (2.0 * (p * g).sum(2) + self.eps) / (p.sum(2) + g.sum(2) + self.eps)
         return (1.0 - dice).mean()
 
 
@@ -96,9 +117,11 @@ class RSTNLoss(nn.Module):
         fine_weight: weight of the fine loss (2/3 in the paper).
         eps: soft Dice smoothing.
         bce_weight: weight of the binary cross-entropy added to each part's Dice (0 in the paper).
+        num_classes: classes of the network (its channels are class-major); the Dice is per class.
 
     Raises:
-        ConfigError: if a weight is negative or both part weights are zero.
+        ConfigError: if a weight is negative, both part weights are zero, or ``num_classes`` is
+            not an integer >= 1.
     """
 
     def __init__(
@@ -107,6 +130,7 @@ class RSTNLoss(nn.Module):
         fine_weight: float = 2.0 / 3.0,
         eps: float = 1e-6,
         bce_weight: float = 0.0,
+        num_classes: int = 1,
     ) -> None:
         super().__init__()
         if not (float(coarse_weight) >= 0.0 and float(fine_weight) >= 0.0) or coarse_weight + fine_weight == 0:
@@ -116,7 +140,7 @@ class RSTNLoss(nn.Module):
         self.coarse_weight = float(coarse_weight)
         self.fine_weight = float(fine_weight)
         self.bce_weight = float(bce_weight)
-        self.dice = SoftDiceLoss(eps)
+        self.dice = SoftDiceLoss(eps, num_classes)
         self.last_parts: dict[str, torch.Tensor] = {}
 
     @staticmethod
@@ -138,7 +162,8 @@ class RSTNLoss(nn.Module):
 
         Args:
             output: an RSTNOutput (or anything with ``coarse``/``fine`` probabilities).
-            label: ground truth (B, C, H, W); a (B, 1, H, W) label is broadcast over C.
+            label: ground truth (B, K, H, W), class-major one-hot for several classes; with one class
+                a (B, 1, H, W) label is broadcast over the channels.
 
         Returns:
             ``{"coarse": ..., "fine": ..., "total": ...}`` scalar tensors.
@@ -148,7 +173,7 @@ class RSTNLoss(nn.Module):
         """
         coarse = self._get(output, "coarse")
         fine = self._get(output, "fine")
-        if label.ndim == coarse.ndim and label.shape[1] == 1 and coarse.shape[1] != 1:
+        if self.dice.num_classes == 1 and label.ndim == coarse.ndim and label.shape[1] == 1 and coarse.shape[1] != 1:
             label = label.expand_as(coarse)
         parts = {"coarse": self.dice(coarse, label), "fine": self.dice(fine, label)}
         if self.bce_weight:
@@ -162,7 +187,7 @@ class RSTNLoss(nn.Module):
 
         Args:
             output: an RSTNOutput.
-            label: ground truth (B, C, H, W) or (B, 1, H, W).
+            label: ground truth, as :meth:`components` takes it.
 
         Returns:
             The scalar total loss (differentiable); the parts go to :attr:`last_parts`.

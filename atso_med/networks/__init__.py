@@ -12,10 +12,13 @@ from atso_med.networks.fcn import FCN8s, bilinear_kernel
 from atso_med.networks.initialization import initialize_rstn, load_state_file, parameter_groups
 from atso_med.networks.plane_models import (
     MODEL_FILE,
+    StoredClasses,
+    class_names_for,
     load_model_sets,
     load_plane_models,
     plane_model_files,
     resolve_device,
+    stored_classes,
 )
 from atso_med.networks.presets import RSTN_PRESETS, build_rstn
 from atso_med.networks.rstn import BACKBONES, FILL_LOGIT, MODES, RSTN, RSTNOutput, SaliencyTransform
@@ -37,11 +40,13 @@ __all__ = [
     "RSTNPart",
     "SaliencyTransform",
     "ScriptableRSTN",
+    "StoredClasses",
     "UNet2d",
     "bilinear_kernel",
     "box_from_mask",
     "build_rstn",
     "check_state_matches",
+    "class_names_for",
     "equalize_boxes",
     "initialize_rstn",
     "load_checkpoint",
@@ -53,4 +58,5 @@ __all__ = [
     "resolve_device",
     "sample_training_margins",
     "save_model_atomic",
+    "stored_classes",
 ]

@@ -3,6 +3,11 @@
 A model set is the plane models X / Y / Z of one training run or fold: a folder holding
 ``plane_<P>/model.pt`` (what ``atso-med train --plane P`` exports), one ``model.pt``, an explicit
 ``{plane: file}`` mapping, or already built networks. Files are read with ``weights_only=True``.
+
+A model file stores the classes it segments in its ``config``: ``num_classes`` (C, 1 for files
+written before the setting existed) and ``class_names`` (``null`` or C names, class 1 first);
+:func:`stored_classes` reads them back, and :func:`load_plane_models` builds the network of the
+stored C and can refuse a file of another C.
 """
 
 from __future__ import annotations
@@ -11,21 +16,25 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from atso_med.errors import ConfigError
+from atso_med.flags import as_count
 from atso_med.transforms.intensity import HU_WINDOW
 
 __all__ = [
     "MODEL_FILE",
+    "StoredClasses",
+    "class_names_for",
     "is_model_set",
     "load_model_sets",
     "load_plane_models",
     "network_definition",
     "plane_model_files",
     "resolve_device",
+    "stored_classes",
     "stored_preset",
     "trained_hu_window",
 ]
@@ -116,30 +125,108 @@ def plane_model_files(source: str | os.PathLike | Mapping[str, str | os.PathLike
     return files
 
 
+class StoredClasses(NamedTuple):
+    """The classes a model file segments.
+
+    Attributes:
+        num_classes: C.
+        class_names: C names, class 1 first (``class_1``, ... where the file stores none).
+    """
+
+    num_classes: int
+    class_names: tuple[str, ...]
+
+
+def class_names_for(num_classes: object, names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The names of a training's classes: the given ones, checked, or ``class_1`` ... ``class_C``.
+
+    Args:
+        num_classes: C.
+        names: C distinct non-empty names, class 1 first; ``None`` for the defaults.
+
+    Raises:
+        ConfigError: C is not an integer >= 1, or ``names`` are not C distinct non-empty strings.
+    """
+    count = as_count(num_classes, "num_classes")
+    if names is None:
+        return tuple(f"class_{c}" for c in range(1, count + 1))
+    if (
+        isinstance(names, str)
+        or not isinstance(names, Sequence)
+        or len(names) != count
+        or not all(isinstance(n, str) and n.strip() for n in names)
+        or len(set(names)) != count
+    ):
+        raise ConfigError(f"class_names must be {count} distinct non-empty names (one per class), got {names!r}")
+    return tuple(names)
+
+
+def _classes_of(config: Mapping, source: str) -> StoredClasses:
+    """The classes a model file's ``config`` stores (1 unnamed class for files without them)."""
+    try:
+        count = as_count(config.get("num_classes", 1), "num_classes")
+        return StoredClasses(count, class_names_for(count, config.get("class_names")))
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def stored_classes(source: str | os.PathLike | Mapping[str, str | os.PathLike]) -> StoredClasses:
+    """The classes that a model file, or the plane models of a model set, segment.
+
+    Only the files' small ``config`` is read (memory-mapped), not their weights.
+
+    Args:
+        source: a ``model.pt``, or a model set as :func:`plane_model_files` finds it.
+
+    Returns:
+        C and the class names (see :class:`StoredClasses`).
+
+    Raises:
+        ConfigError: no model found, a file that cannot be read, a malformed stored C or names, or
+            plane models that segment different classes.
+    """
+    found: dict[StoredClasses, str] = {}
+    for path in plane_model_files(source).values():
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as error:  # noqa: BLE001 - torch raises several types for corrupt files
+            raise ConfigError(f"model file {path} cannot be read: {error}") from None
+        config = content.get("config") if isinstance(content, Mapping) else None
+        found.setdefault(_classes_of(config if isinstance(config, Mapping) else {}, str(path)), str(path))
+    if len(found) > 1:
+        listed = "; ".join(f"{c.num_classes} {list(c.class_names)} in {path}" for c, path in found.items())
+        raise ConfigError(f"the plane models segment different classes ({listed}): they cannot predict together")
+    return next(iter(found))
+
+
 def load_plane_models(
     source: str | os.PathLike | Mapping[str, str | os.PathLike],
     device: str | torch.device | None = "cpu",
     preset: str | None = None,
+    num_classes: int | None = None,
 ) -> dict[str, torch.nn.Module]:
     """Load the trained RSTN of each plane, checked against the network its file declares.
 
     Each file is read with ``weights_only=True`` (a model file never runs code). The network is
-    built from the preset stored in the file's ``"config"`` and the weights are checked against it
-    before loading, so a file of another width is refused with the first differing weight named.
+    built from the preset and the number of classes stored in the file's ``"config"`` and the
+    weights are checked against it before loading, so a file of another width is refused with the
+    first differing weight named.
 
     Args:
         source: see :func:`plane_model_files`.
         device: where the networks go.
         preset: network preset for files that do not store one (older exports); a stored preset
             always wins.
+        num_classes: the number of classes the caller expects; a file of another is refused.
+            ``None`` takes each file's.
 
     Returns:
         ``{plane: RSTN}`` in eval mode, in X, Y, Z order.
 
     Raises:
         ConfigError: missing or unloadable file; no weights or no preset in a file; a file whose
-            stored plane differs from the plane it is given for; weights that do not fit the
-            preset's network.
+            stored plane differs from the plane it is given for; a file of other classes than
+            ``num_classes``; weights that do not fit the preset's network.
     """
     from atso_med.networks.presets import build_rstn
     from atso_med.networks.weight_files import check_state_matches, load_checkpoint
@@ -169,10 +256,16 @@ def load_plane_models(
         chosen = config.get("preset") or preset
         if not chosen:
             raise ConfigError(f"{path} does not say which network preset it holds (config.preset); pass the preset")
+        classes = _classes_of(config, str(path))
+        if num_classes is not None and classes.num_classes != as_count(num_classes, "num_classes"):
+            raise ConfigError(
+                f"{path} segments {classes.num_classes} class(es) ({', '.join(classes.class_names)}), "
+                f"not the {num_classes} expected"
+            )
         # Built on the meta device and given the file's tensors: no random initialisation, and a
         # full-size network is never held twice.
         with torch.device("meta"):
-            network = build_rstn(str(chosen))
+            network = build_rstn(str(chosen), num_classes=classes.num_classes)
         check_state_matches(content["network"], network, str(path))
         network.load_state_dict(content["network"], assign=True)
         models[plane] = network.eval().to(device)

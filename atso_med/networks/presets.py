@@ -34,8 +34,9 @@ def build_rstn(preset: str = "full", **overrides: Any) -> RSTN:
 
     Args:
         preset: one of :data:`RSTN_PRESETS` (``"full"`` = the paper's network).
-        **overrides: RSTN constructor arguments replacing the preset's (``width``,
-            ``fc_channels``, ``dropout``, ``in_channels``, ``backbone``, ``channels``, ``strides``, ``num_res_units``, ``norm``).
+        **overrides: RSTN constructor arguments replacing the preset's (``width``, ``fc_channels``,
+            ``dropout``, ``in_channels``, ``backbone``, ``channels``, ``strides``, ``num_res_units``,
+            ``norm``, ``num_classes``).
 
     Returns:
         A randomly initialised (global RNG) RSTN; call

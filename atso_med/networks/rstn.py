@@ -7,6 +7,20 @@ logits are pasted back into a full-size canvas that is very negative outside the
 
 Boxes are ``(top, bottom, left, right)`` with ``top``/``left`` inclusive and
 ``bottom``/``right`` exclusive, so a box's crop is ``x[..., top:bottom, left:right]``.
+
+Several organs at once (``num_classes = C > 1``): each half predicts ``C x in_channels`` outputs,
+class-major (channels ``c * in_channels`` to ``(c + 1) * in_channels - 1`` are the slices of class
+``c + 1``), each with its own sigmoid: one-vs-rest, so the classes' maps are independent of each
+other (no softmax couples them). The saliency module reads all ``C x in_channels`` coarse
+probabilities and returns ``in_channels`` maps, one per input slice, that multiply the image.
+There is one fine pass whatever C: its box is that of the union of the classes' foreground (the
+label in modes S and I, the coarse prediction >= 0.5 of any class in J). A pass per class, each in
+its own box, would cost C fine passes per stack in training and at test time; the organs of one
+abdominal slice lie close together, so their union box is not much larger than the largest
+organ's, and the fine half still sees the image at native resolution. The price is that a small
+organ next to a large one is refined inside the large one's box instead of a tight crop of its own.
+With ``C = 1`` the network, its initialisation and every output are those of the single-organ
+RSTN.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atso_med.errors import ConfigError
+from atso_med.flags import as_count
 from atso_med.networks.boxes import DEFAULT_MARGIN, box_from_mask, equalize_boxes
 from atso_med.networks.fcn import FCN8s, named_generator
 from atso_med.networks.scriptable import ScriptableRSTN
@@ -47,8 +62,8 @@ class RSTNOutput(NamedTuple):
     """What :meth:`RSTN.forward` returns.
 
     Attributes:
-        coarse: coarse probabilities (sigmoid), float32, (B, C, H, W).
-        fine: fine probabilities (sigmoid), float32, (B, C, H, W); 0 outside each box.
+        coarse: coarse probabilities (sigmoid), float32, (B, K, H, W) with ``K = in_channels * num_classes``.
+        fine: fine probabilities (sigmoid), float32, (B, K, H, W); 0 outside each box.
         boxes: int64 (B, 4) boxes ``(top, bottom, left, right)`` the fine FCN saw.
     """
 
@@ -57,30 +72,33 @@ class RSTNOutput(NamedTuple):
     boxes: torch.Tensor
 
     def stacked(self) -> torch.Tensor:
-        """Coarse and fine probabilities concatenated on the channel axis: (B, 2C, H, W)."""
+        """Coarse and fine probabilities concatenated on the channel axis: (B, 2K, H, W)."""
         return torch.cat([self.coarse, self.fine], dim=1)
 
 
 class SaliencyTransform(nn.Module):
     """Saliency transformation: conv 3x3 -> ReLU -> conv 5x5, no final activation.
 
-    Initialised so that the map starts as a per-channel constant: the first conv is
-    Xavier-normal with bias 1, the second has zero weights and biases spread evenly over
-    [1.0, 2.0] (exactly (1.0, 1.5, 2.0) for 3 channels).
+    The first conv reads the probabilities of every class (``channels * num_classes`` inputs) and
+    both convs have ``channels`` outputs, one map per input slice. Initialised so that the map
+    starts as a per-channel constant: the first conv is Xavier-normal with bias 1, the second has
+    zero weights and biases spread evenly over [1.0, 2.0] (exactly (1.0, 1.5, 2.0) for 3 channels).
 
     Args:
-        channels: input = output channels (one per input slice).
+        channels: output channels (one per input slice).
+        num_classes: classes whose probabilities come in (``channels`` each, class-major).
 
     Raises:
-        ConfigError: if ``channels < 1``.
+        ConfigError: if ``channels < 1`` or ``num_classes < 1``.
     """
 
-    def __init__(self, channels: int = 3) -> None:
+    def __init__(self, channels: int = 3, num_classes: int = 1) -> None:
         super().__init__()
         if int(channels) < 1:
             raise ConfigError(f"SaliencyTransform needs >= 1 channel, got {channels!r}")
         self.channels = int(channels)
-        self.conv1 = nn.Conv2d(self.channels, self.channels, 3, padding=1)
+        self.num_classes = as_count(num_classes, "SaliencyTransform num_classes")
+        self.conv1 = nn.Conv2d(self.channels * self.num_classes, self.channels, 3, padding=1)
         self.conv2 = nn.Conv2d(self.channels, self.channels, 5, padding=2)
         self.reset_parameters()
 
@@ -102,13 +120,13 @@ class SaliencyTransform(nn.Module):
         self.conv2.bias.copy_(torch.linspace(1.0, 2.0, self.channels) if self.channels > 1 else torch.ones(1))
 
     def forward(self, probability: torch.Tensor) -> torch.Tensor:
-        """Maps probabilities (B, C, H, W) to a saliency map of the same shape.
+        """Maps probabilities (B, channels * num_classes, H, W) to a saliency map (B, channels, H, W).
 
         Args:
-            probability: coarse probabilities or a fused score map, (B, C, H, W).
+            probability: coarse probabilities or a fused score map, class-major.
 
         Returns:
-            The saliency map (B, C, H, W).
+            The saliency map (B, channels, H, W).
         """
         return self.conv2(F.relu(self.conv1(probability)))
 
@@ -118,7 +136,8 @@ class RSTN(nn.Module):
 
     Two segmentation networks (``coarse`` and ``fine``, same layout, no weight sharing) and a
     :class:`SaliencyTransform` (``saliency``). The network predicts one output per input channel
-    (the reference feeds 3 adjacent slices and predicts all 3), with a sigmoid per output.
+    and class (the reference feeds 3 adjacent slices and predicts all 3 for its one organ), with a
+    sigmoid per output; see the module's description for several classes.
 
     Each half is a ``backbone``: ``"fcn8s"``, the paper's FCN-8s (at full size 268,555,786
     parameters in all: 268,550,602 trainable plus 2 x 2,592 frozen bilinear decoder weights),
@@ -131,12 +150,13 @@ class RSTN(nn.Module):
         width: FCN-8s trunk width multiplier (1.0 = VGG16).
         fc_channels: FCN-8s channels of fc6/fc7 (4096 in the paper).
         dropout: FCN-8s: dropout after fc6 and fc7; U-Net: dropout inside each block.
-        in_channels: input slices per sample = outputs per sample (3 in the paper).
+        in_channels: input slices per sample = outputs per sample and class (3 in the paper).
         backbone: ``"fcn8s"`` or ``"unet"``.
         channels: U-Net channels per level (see :class:`~atso_med.networks.unet.UNet2d`).
         strides: U-Net downsampling factors between levels.
         num_res_units: U-Net residual units per block.
         norm: U-Net normalisation, ``"batch"`` or ``"instance"``.
+        num_classes: organs segmented at once (C); the halves have ``in_channels * C`` outputs.
 
     Raises:
         ConfigError: if the backbone is unknown or a size or probability is out of range.
@@ -153,6 +173,7 @@ class RSTN(nn.Module):
         strides: Sequence[int] = (2, 2, 2),
         num_res_units: int = 2,
         norm: str = "batch",
+        num_classes: int = 1,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -161,15 +182,19 @@ class RSTN(nn.Module):
         self.width = width
         self.fc_channels = fc_channels
         self.in_channels = int(in_channels)
+        self.num_classes = as_count(num_classes, "RSTN num_classes")
+        #: Outputs of each half: ``in_channels`` per class, class-major.
+        self.out_channels = self.in_channels * self.num_classes
+        out = self.out_channels
 
         def half() -> nn.Module:
             if backbone == "unet":
-                return UNet2d(in_channels, in_channels, channels, strides, num_res_units, norm=norm, dropout=dropout)
-            return FCN8s(in_channels, in_channels, width=width, fc_channels=fc_channels, dropout=dropout)
+                return UNet2d(in_channels, out, channels, strides, num_res_units, norm=norm, dropout=dropout)
+            return FCN8s(in_channels, out, width=width, fc_channels=fc_channels, dropout=dropout)
 
         self.coarse = half()
         self.fine = half()
-        self.saliency = SaliencyTransform(in_channels)
+        self.saliency = SaliencyTransform(in_channels, self.num_classes)
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Re-initialises both halves randomly and the saliency module as the reference does.
@@ -198,15 +223,11 @@ class RSTN(nn.Module):
 
     def _check_mask(self, mask: torch.Tensor, image: torch.Tensor, what: str) -> None:
         b, _, h, w = image.shape
-        if (
-            mask.ndim != 4
-            or mask.shape[0] != b
-            or mask.shape[2:] != (h, w)
-            or mask.shape[1] not in (1, self.in_channels)
-        ):
+        allowed = sorted({1, self.in_channels, self.out_channels})
+        if mask.ndim != 4 or mask.shape[0] != b or mask.shape[2:] != (h, w) or mask.shape[1] not in allowed:
             raise ValueError(
-                f"{what} must be (B, {self.in_channels} or 1, H, W) matching the image {tuple(image.shape)}, "
-                f"got {tuple(mask.shape)}"
+                f"{what} must be (B, {' or '.join(map(str, allowed))}, H, W) matching the image "
+                f"{tuple(image.shape)}, got {tuple(mask.shape)}"
             )
 
     def _fine_canvas(
@@ -240,7 +261,7 @@ class RSTN(nn.Module):
                 pieces[i] = F.pad(logits[k : k + 1], (left, width - right, top, height - bottom), value=FILL_LOGIT)
         for i in range(batch):
             if pieces[i] is None:
-                pieces[i] = fine_input.new_full((1, self.in_channels, height, width), FILL_LOGIT)
+                pieces[i] = fine_input.new_full((1, self.out_channels, height, width), FILL_LOGIT)
         return torch.cat(pieces)  # type: ignore[arg-type]
 
     # -- public API --------------------------------------------------------------------------
@@ -249,10 +270,10 @@ class RSTN(nn.Module):
         """Coarse probabilities of whole images.
 
         Args:
-            image: (B, C, H, W) images.
+            image: (B, in_channels, H, W) images.
 
         Returns:
-            float32 sigmoid probabilities (B, C, H, W).
+            float32 sigmoid probabilities (B, K, H, W), ``K = in_channels * num_classes``, class-major.
 
         Raises:
             ValueError: on a malformed image.
@@ -270,15 +291,16 @@ class RSTN(nn.Module):
         """Test-time fine pass: saliency from a score map, fine FCN in the box of a given mask.
 
         Args:
-            image: (B, C, H, W) images.
+            image: (B, in_channels, H, W) images.
             score_map: coarse probabilities or the previous round's fused score map,
-                (B, C, H, W); it feeds the saliency module.
-            mask: the previous round's binary mask, (B, C, H, W) or (B, 1, H, W); its box
-                (joint over channels) plus ``margin`` is what the fine FCN sees.
+                (B, K, H, W) with ``K = in_channels * num_classes``; it feeds the saliency module.
+            mask: the previous round's binary mask, (B, K, H, W), (B, in_channels, H, W) or
+                (B, 1, H, W); its box (joint over channels, so over classes too) plus ``margin``
+                is what the fine FCN sees.
             margin: pixels per side (int, 4 values or a (B, 4) tensor).
 
         Returns:
-            float32 fine probabilities (B, C, H, W): 0 outside each box, and 0 everywhere
+            float32 fine probabilities (B, K, H, W): 0 outside each box, and 0 everywhere
             for a sample whose mask is empty (that sample is not computed).
 
         Raises:
@@ -286,10 +308,9 @@ class RSTN(nn.Module):
             ConfigError: on malformed margins.
         """
         self._check_image(image)
-        if score_map.shape != image.shape:
-            raise ValueError(
-                f"score_map must have the image's shape {tuple(image.shape)}, got {tuple(score_map.shape)}"
-            )
+        expected = (image.shape[0], self.out_channels, *image.shape[2:])
+        if tuple(score_map.shape) != expected:
+            raise ValueError(f"score_map must have the shape {expected}, got {tuple(score_map.shape)}")
         self._check_mask(mask, image, "mask")
         boxes = box_from_mask(mask, margin)
         active = (mask != 0).flatten(1).any(dim=1)
@@ -307,11 +328,12 @@ class RSTN(nn.Module):
         """One coarse -> saliency -> fine pass, as one tensor.
 
         MONAI's engines, post-transforms and bundle checks handle plain tensors, so the module's
-        call returns :meth:`RSTNOutput.stacked`: channels ``0..C-1`` are the coarse and
-        ``C..2C-1`` the fine probabilities. Arguments as in :meth:`forward_parts`.
+        call returns :meth:`RSTNOutput.stacked`: channels ``0..K-1`` are the coarse and
+        ``K..2K-1`` the fine probabilities (``K = in_channels * num_classes``). Arguments as in
+        :meth:`forward_parts`.
 
         Returns:
-            (B, 2C, H, W) float32 probabilities.
+            (B, 2K, H, W) float32 probabilities.
         """
         return self.forward_parts(image, label, mode=mode, margins=margins, equal_boxes=equal_boxes).stacked()
 
@@ -326,13 +348,16 @@ class RSTN(nn.Module):
         """One coarse -> saliency -> fine pass.
 
         Args:
-            image: (B, C, H, W) images (C = ``in_channels``).
-            label: (B, C, H, W) or (B, 1, H, W) ground truth; required in modes S and I,
-                optional in J (the fallback box where the coarse prediction is empty).
+            image: (B, in_channels, H, W) images.
+            label: ground truth, (B, K, H, W) class-major one-hot (``K = in_channels *
+                num_classes``), (B, in_channels, H, W) or (B, 1, H, W); its box is that of every
+                non-zero channel together. Required in modes S and I, optional in J (the fallback
+                box where the coarse prediction is empty).
             mode: ``"S"``: box from the label, fine input = raw image; ``"I"``: box from the
                 label, fine input = image x saliency(coarse); ``"J"``: box from the coarse
-                probabilities >= 0.5 (joint over channels), per sample falling back to the
-                label and then to the whole image where empty; image x saliency(coarse).
+                probabilities >= 0.5 (joint over channels, so the union of the classes), per
+                sample falling back to the label and then to the whole image where empty;
+                image x saliency(coarse).
             margins: per-side margins: an int, 4 values or a (B, 4) tensor (top, bottom,
                 left, right); ``None`` = 20 on every side. Trainers pass
                 :func:`sample_training_margins` to reproduce the reference's training.
@@ -364,7 +389,7 @@ class RSTN(nn.Module):
                 pred = coarse_prob >= 0.5
                 has_pred = pred.flatten(1).any(dim=1)
                 if label is not None:
-                    gt = (label > 0.5).expand_as(pred)
+                    gt = (label > 0.5).any(dim=1, keepdim=True).expand_as(pred)
                     mask = torch.where(has_pred[:, None, None, None], pred, gt)
                 else:
                     mask = pred

@@ -7,7 +7,8 @@ margins, and groups boxes by size in Python: TorchScript cannot compile that. Sc
 fine and saliency modules (same state-dict keys) behind the inference passes only,
 
 - ``forward(image)``: one coarse -> saliency -> fine pass, box from the coarse mask (the output
-  of ``RSTN(image)``: coarse then fine probabilities, (B, 2C, H, W));
+  of ``RSTN(image)``: coarse then fine probabilities, (B, 2K, H, W), ``K = in_channels *
+  num_classes``);
 - ``coarse_probability(image)`` and ``fine_probability(image, score_map, mask, margin)``: the
   two calls the whole-volume coarse-to-fine inference makes
   (:class:`~atso_med.inferers.CoarseToFineInferer`), so a loaded ``model.ts`` can stand in for the
@@ -16,8 +17,9 @@ fine and saliency modules (same state-dict keys) behind the inference passes onl
 ONNX graphs have no data-dependent crops, so ONNX export takes the parts one at a time
 (:class:`RSTNPart`): the coarse network, the saliency module and the fine network, each a
 module with the RSTN's state-dict keys (it loads ``model.pt`` as it is) and one image input.
-Inference with them: ``p = sigmoid(coarse(x))``; box of ``p >= 0.5`` (joint over channels) plus
-a margin; ``f = sigmoid(fine((x * saliency(p))[box]))`` pasted into zeros.
+Inference with them: ``p = sigmoid(coarse(x))``; box of ``p >= 0.5`` (joint over channels, so over
+the classes too) plus a margin; ``f = sigmoid(fine((x * saliency(p))[box]))`` pasted into zeros.
+Networks of several classes export the same way (their outputs are class-major, as the RSTN's).
 """
 
 from __future__ import annotations
@@ -47,14 +49,16 @@ class ScriptableRSTN(nn.Module):
         self.fine = rstn.fine
         self.saliency = rstn.saliency
         self.in_channels = int(rstn.in_channels)
+        self.out_channels = int(rstn.out_channels)
         self.margin = DEFAULT_MARGIN  # an attribute: TorchScript reads no globals
 
     def _fine_canvas(
         self, fine_input: torch.Tensor, inside: torch.Tensor, margin: int, skip_empty: bool
     ) -> torch.Tensor:
         """Fine probabilities of each sample's box, 0 outside; an empty mask gives the whole image or zeros."""
-        out = torch.zeros(fine_input.shape, dtype=torch.float32, device=fine_input.device)
-        for i in range(fine_input.shape[0]):
+        batch, height, width = fine_input.shape[0], fine_input.shape[2], fine_input.shape[3]
+        out = torch.zeros([batch, self.out_channels, height, width], dtype=torch.float32, device=fine_input.device)
+        for i in range(batch):
             empty = not bool(inside[i].any())
             if empty and skip_empty:
                 continue
@@ -70,10 +74,10 @@ class ScriptableRSTN(nn.Module):
         """Coarse probabilities, as :meth:`RSTN.coarse_probability <atso_med.networks.RSTN.coarse_probability>`.
 
         Args:
-            image: (B, C, H, W) images.
+            image: (B, in_channels, H, W) images.
 
         Returns:
-            float32 sigmoid probabilities (B, C, H, W).
+            float32 sigmoid probabilities (B, K, H, W).
         """
         return torch.sigmoid(self.coarse(image).float())
 
@@ -84,13 +88,14 @@ class ScriptableRSTN(nn.Module):
         """Test-time fine pass, as :meth:`RSTN.fine_probability <atso_med.networks.RSTN.fine_probability>`.
 
         Args:
-            image: (B, C, H, W) images.
-            score_map: probabilities that feed the saliency module, (B, C, H, W).
-            mask: the previous mask, (B, C or 1, H, W); its box plus ``margin`` is what the fine half sees.
+            image: (B, in_channels, H, W) images.
+            score_map: probabilities that feed the saliency module, (B, K, H, W).
+            mask: the previous mask, (B, K or in_channels or 1, H, W); its box plus ``margin`` is what the
+                fine half sees.
             margin: pixels on every side of the box.
 
         Returns:
-            float32 fine probabilities (B, C, H, W): 0 outside each box and for an empty mask.
+            float32 fine probabilities (B, K, H, W): 0 outside each box and for an empty mask.
         """
         fine_input = image * self.saliency(score_map.to(image.dtype))
         return self._fine_canvas(fine_input, mask != 0, margin, skip_empty=True)
@@ -99,10 +104,10 @@ class ScriptableRSTN(nn.Module):
         """One coarse -> saliency -> fine pass with the box of the coarse mask, as ``RSTN(image)``.
 
         Args:
-            image: (B, C, H, W) images.
+            image: (B, in_channels, H, W) images.
 
         Returns:
-            (B, 2C, H, W) float32: coarse then fine probabilities (an empty coarse mask: the whole image's box).
+            (B, 2K, H, W) float32: coarse then fine probabilities (an empty coarse mask: the whole image's box).
         """
         coarse = self.coarse_probability(image)
         fine_input = image * self.saliency(coarse.to(image.dtype))
@@ -138,9 +143,9 @@ class RSTNPart(nn.Module):
         """Runs the chosen part.
 
         Args:
-            x: (B, C, H, W) images (coarse, fine) or probabilities (saliency).
+            x: (B, in_channels, H, W) images (coarse, fine) or (B, K, H, W) probabilities (saliency).
 
         Returns:
-            (B, C, H, W) logits (coarse, fine) or the saliency map.
+            (B, K, H, W) logits (coarse, fine) or the (B, in_channels, H, W) saliency map.
         """
         return getattr(self, self.part)(x)

@@ -9,6 +9,7 @@ import numpy as np
 from monai.transforms import MapTransform
 
 from atso_med.errors import ConfigError, ImageReadError
+from atso_med.flags import as_count
 
 if TYPE_CHECKING:
     from atso_med.data.class_selection import ClassSelection
@@ -62,7 +63,10 @@ class LoadCTd(MapTransform):
     picks one series of a DICOM folder that holds several. A label holding a value outside
     ``classes`` is refused, as ``verify`` refuses it. An item whose ``source`` is ``"pseudo"`` (a
     pseudo label the experiment wrote) already holds output classes: 0 and 1 (the organ whatever
-    ``foreground`` says), or ``0..C`` with a ``selection``; any other value is refused.
+    ``foreground`` says), or ``0..C``; any other value is refused. A training of several classes
+    without a ``selection`` (``num_classes > 1``) keeps the label's values as the class indices (0
+    background, ``c`` class ``c``); :class:`~atso_med.data.SliceStackDataset` checks that they lie
+    in ``0..num_classes``.
 
     Args:
         image_key: key of the image path.
@@ -72,9 +76,12 @@ class LoadCTd(MapTransform):
         classes: the declared label values (``dataset.json``'s ``labels``); ``None`` accepts any
             integer value.
         selection: the classes to segment, by name (instead of ``foreground``).
+        num_classes: the classes of a training whose labels already hold class indices ``0..C``
+            (without a ``selection``): 1 binarises the label, more keep its values.
 
     Raises:
-        ConfigError: both ``foreground`` and ``selection``.
+        ConfigError: both ``foreground`` and ``selection``; ``foreground`` with ``num_classes > 1``;
+            a ``num_classes`` other than the selection's.
         LabelValueError: (when called) a label value outside ``classes``, a NaN or a fraction.
     """
 
@@ -87,6 +94,7 @@ class LoadCTd(MapTransform):
         allow_missing_keys: bool = True,
         classes: Iterable[int] | None = None,
         selection: ClassSelection | None = None,
+        num_classes: int = 1,
     ):
         super().__init__(keys=[image_key], allow_missing_keys=allow_missing_keys)
         if foreground is not None and selection is not None:
@@ -95,6 +103,19 @@ class LoadCTd(MapTransform):
         self.foreground = None if foreground is None else tuple(int(v) for v in foreground)
         self.classes = None if classes is None else frozenset(int(v) for v in classes)
         self.selection = selection
+        self.num_classes = as_count(num_classes, "num_classes")
+        if selection is not None and self.num_classes not in (1, selection.num_classes):
+            raise ConfigError(
+                f"num_classes {self.num_classes} differs from the {selection.num_classes} classes selected "
+                f"({selection.describe()})"
+            )
+        if selection is not None:
+            self.num_classes = selection.num_classes
+        if self.num_classes > 1 and self.foreground is not None:
+            raise ConfigError(
+                f"foreground {list(self.foreground)} picks the organ of a one-class training; with num_classes "
+                f"{self.num_classes} the label's values are the classes: leave foreground unset"
+            )
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         from atso_med.data.labels import ORGAN_MASK_CLASSES, binarize_label, load_label_values
@@ -108,13 +129,19 @@ class LoadCTd(MapTransform):
         if data.get(self.label_key):
             path = str(data[self.label_key])
             if data.get("source") == "pseudo":
-                output_classes = ORGAN_MASK_CLASSES if self.selection is None else self.selection.classes
+                output_classes = (
+                    ORGAN_MASK_CLASSES if self.num_classes == 1 else dict.fromkeys(range(self.num_classes + 1), "")
+                )
                 label = load_label_values(path, volume, output_classes)
             elif self.selection is not None:
                 label = self.selection.remap(load_label_values(path, volume, self.classes), path)
+            elif self.num_classes > 1:
+                label = load_label_values(path, volume, self.classes)
             else:
                 label = binarize_label(load_label_values(path, volume, self.classes), self.foreground)
-            canonical_label, _ = reorient_to_canonical(Volume(label.astype(np.uint8), volume.affine))
+            if label.dtype == bool:
+                label = label.view(np.uint8)
+            canonical_label, _ = reorient_to_canonical(Volume(label, volume.affine))
             result[self.label_key] = np.ascontiguousarray(canonical_label.array)
         return result
 

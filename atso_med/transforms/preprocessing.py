@@ -57,10 +57,13 @@ class CTPreprocessingd(Transform):
             any integer value.
         selection: the classes to segment, by name (instead of ``foreground``): the label
             becomes the output classes ``0..C``.
+        num_classes: the classes of a training whose labels already hold class indices (without a
+            ``selection``): 1 binarises the label, more keep its values (see
+            :class:`~atso_med.transforms.LoadCTd`).
 
     Raises:
-        ConfigError: a window that is not two numbers, a bad spacing, or both ``foreground`` and
-            ``selection``.
+        ConfigError: a window that is not two numbers, a bad spacing, or a label definition
+            :class:`~atso_med.transforms.LoadCTd` refuses.
     """
 
     def __init__(
@@ -71,12 +74,15 @@ class CTPreprocessingd(Transform):
         label_key: str = "label",
         classes: Iterable[int] | None = None,
         selection: ClassSelection | None = None,
+        num_classes: int = 1,
     ) -> None:
         if len(hu_window) != 2:
             raise ConfigError(f"hu_window must be [low, high], got {hu_window!r}")
         self.hu_window = (float(hu_window[0]), float(hu_window[1]))
         self.long_axis_spacing = optional_spacing_mm(long_axis_spacing)
-        self.load = LoadCTd(label_key=label_key, foreground=foreground, classes=classes, selection=selection)
+        self.load = LoadCTd(
+            label_key=label_key, foreground=foreground, classes=classes, selection=selection, num_classes=num_classes
+        )
         self.normalize = Compose(
             [
                 LongAxisSpacingd(

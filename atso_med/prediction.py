@@ -40,7 +40,7 @@ from atso_med.engines.prediction_folder import (
 )
 from atso_med.errors import ConfigError
 from atso_med.inferers.ensemble import EnsembleInferer
-from atso_med.networks.plane_models import trained_hu_window
+from atso_med.networks.plane_models import prediction_classes, trained_hu_window
 from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 
 __all__ = ["predict_case", "predict_datalist"]
@@ -60,7 +60,7 @@ def predict_case(
     hu_window: Sequence[float] | None = None,
     foreground: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Segment one CT and write the mask on its own grid.
+    """Segment one CT and write the mask on its own grid (a label map 0..C for models of C > 1 classes).
 
     Args:
         image_path: NIfTI file or DICOM series folder.
@@ -123,7 +123,8 @@ def predict_case(
         "probability": None if probability_path is None else Path(probability_path),
         "seg_nrrd": None if seg_nrrd_path is None else Path(seg_nrrd_path),
     }
-    return run_case(data, inferer, PredictionPostprocessing(), paths)
+    classes = prediction_classes(models)
+    return run_case(data, inferer, PredictionPostprocessing(), paths, classes if len(classes) > 2 else None)
 
 
 def predict_datalist(
@@ -188,6 +189,7 @@ def predict_datalist(
         overwrite=overwrite,
         preprocessing=preprocessing,
         fail_fast=fail_fast,
+        classes=prediction_classes(models),
     )
     check_output_dir(Path(output_dir), items)
     if save_seg_nrrd:

@@ -108,8 +108,12 @@ def run_case(
     inferer: EnsembleInferer,
     postprocessing: PredictionPostprocessing,
     paths: Mapping[str, Path | None],
+    classes: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
-    """Infer, invert and write one preprocessed case; return its statistics."""
+    """Infer, invert and write one preprocessed case; return its statistics.
+
+    ``classes`` names the values of a label map of C > 1 classes (``None``: an organ mask).
+    """
     from atso_med.metrics.dice import dice_score
 
     start = time.perf_counter()
@@ -124,6 +128,7 @@ def run_case(
         probability_path=paths.get("probability"),
         seg_nrrd_path=paths.get("seg_nrrd"),
         qform=meta.get("qform"),
+        classes=classes,
     )
     voxels = int(np.count_nonzero(d["mask"]))
     record = meta.get("long_axis_spacing")
@@ -143,6 +148,9 @@ def run_case(
         else {k: v for k, v in record.items() if k != "original_canonical_affine"},
         "seconds": time.perf_counter() - start,
     }
+    if classes is not None:
+        counts = np.bincount(np.asarray(d["mask"]).ravel(), minlength=len(classes))
+        stats["classes"] = {name: int(counts[value]) for value, name in sorted(classes.items()) if value}
     if len(result["sets"]) == 1:
         stats.update(result["sets"][0])
     else:
@@ -189,7 +197,8 @@ def _naming_the_image(item: Mapping[str, Any], error: Exception) -> str:
 class PredictionEngine:
     """Predict every case of a dataset into a folder: the bundle's ``evaluator`` (an engine with ``run()``).
 
-    Outputs per case: ``<id>.nii.gz`` (uint8 mask), optionally ``<id>_probability.nii.gz``
+    Outputs per case: ``<id>.nii.gz`` (uint8 mask, or label map 0..C of models of C > 1
+    classes), optionally ``<id>_probability.nii.gz``
     (float32) and ``<id>.seg.nrrd`` (3D Slicer), and the case's statistics merged into
     ``prediction_stats.json``. A case whose requested files all exist already is skipped (the run
     is resumable) unless ``overwrite`` is set.
@@ -207,6 +216,10 @@ class PredictionEngine:
         fail_fast: stop at the first case that fails; by default a case whose image cannot be read
             or used is recorded as failed, the other cases are predicted, and
             :class:`~atso_med.errors.CaseFailuresError` lists the failures at the end.
+        classes: the models' classes ``{0: "background", 1: name, ...}``
+            (:func:`~atso_med.networks.plane_models.prediction_classes`): with C > 1 of them, the
+            files are label maps whose ``.seg.nrrd`` segments carry the names, and each case's
+            statistics count the voxels per class. ``None`` or one class: an organ mask.
 
     Raises:
         ConfigError: an output folder equal to an input folder, ``.seg.nrrd`` asked without slicerio.
@@ -223,6 +236,7 @@ class PredictionEngine:
         overwrite: bool = False,
         preprocessing: PredictionPreprocessing | None = None,
         fail_fast: bool = False,
+        classes: Mapping[int, str] | None = None,
     ) -> None:
         from atso_med.flags import as_bool
 
@@ -240,6 +254,11 @@ class PredictionEngine:
         self.save_seg_nrrd = as_bool(save_seg_nrrd)
         self.overwrite = as_bool(overwrite)
         self.fail_fast = as_bool(fail_fast)
+        self.classes = dict(classes) if classes is not None and len(classes) > 2 else None
+        if self.classes is not None and getattr(inferer, "num_classes", len(self.classes) - 1) != len(self.classes) - 1:
+            raise ConfigError(
+                f"the models segment {inferer.num_classes} class(es), but {len(self.classes) - 1} classes are named"
+            )
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ConfigError(f"output folder {self.output_dir} is a file")
         check_output_dir(self.output_dir, self.items)
@@ -284,7 +303,7 @@ class PredictionEngine:
                 self.results.append({"id": item["id"], "status": "skipped", "output": str(paths["output"])})
                 continue
             try:
-                stats = run_case(self._prepared(index), self.inferer, self.postprocessing, paths)
+                stats = run_case(self._prepared(index), self.inferer, self.postprocessing, paths, self.classes)
             except Exception as raised:  # only input errors are a failed case; any other propagates
                 error = input_error_cause(raised)
                 if error is None:

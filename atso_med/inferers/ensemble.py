@@ -40,11 +40,19 @@ class EnsembleInferer:
     def __call__(self, image: np.ndarray, truth: np.ndarray | None = None) -> dict[str, Any]:
         """Segment one windowed canonical volume.
 
+        Raises:
+            ConfigError: a truth with models of several classes.
+
         Returns:
             ``{"mask": uint8, "probability": float32, "sets": [{"planes", "rounds", "stopped_round"}, ...]}``:
             a mask and one probability volume, or for C > 1 classes a label map and ``(C, I, J, K)``
             probabilities.
         """
+        if truth is not None and self.num_classes > 1:
+            raise ConfigError(
+                f"a per-round DSC against a truth is measured for one organ; these models segment {self.num_classes} "
+                "classes (evaluate the written label maps per class instead: atso-med evaluate --classes)"
+            )
         if len(self.inferers) == 1:
             result = self.inferers[0](image, truth)
             mask, probability = result.mask, result.probability

@@ -33,6 +33,7 @@ __all__ = [
     "load_plane_models",
     "network_definition",
     "plane_model_files",
+    "prediction_classes",
     "resolve_device",
     "stored_classes",
     "stored_preset",
@@ -316,7 +317,34 @@ def load_model_sets(
     return sets
 
 
-def network_definition(preset: str = "full") -> torch.nn.Module:
+def prediction_classes(models: Any) -> dict[int, str]:
+    """The classes that one or several model sets predict: ``{0: "background", 1: name, ...}``.
+
+    Files give their stored names (:func:`stored_classes`); built networks give ``class_c``.
+
+    Args:
+        models: what :func:`load_model_sets` accepts.
+
+    Raises:
+        ConfigError: as :func:`stored_classes`; sets that segment different classes.
+    """
+    items = [models] if isinstance(models, (str, os.PathLike, Mapping)) or models is None else list(models)
+    found = set()
+    for item in items:
+        if is_model_set(item):
+            counts = {int(getattr(network, "num_classes", 1)) for network in item.values()}
+            if len(counts) > 1:
+                raise ConfigError(f"the plane models segment different numbers of classes: {sorted(counts)}")
+            count = counts.pop()
+            found.add(StoredClasses(count, class_names_for(count)))
+        else:
+            found.add(stored_classes(item))
+    if len(found) > 1:
+        raise ConfigError(f"the model sets segment different classes: {sorted(found)}")
+    return {0: "background", **dict(enumerate(found.pop().class_names, start=1))}
+
+
+def network_definition(preset: str = "full", num_classes: int = 1) -> torch.nn.Module:
     """The bundle's ``network_def``: the preset's RSTN built on the meta device (no memory, no weights).
 
     The bundle loads one trained network per plane from ``model_dir``; this definition only
@@ -325,7 +353,7 @@ def network_definition(preset: str = "full") -> torch.nn.Module:
     from atso_med.networks.presets import build_rstn
 
     with torch.device("meta"):
-        return build_rstn(str(preset))
+        return build_rstn(str(preset), num_classes=num_classes)
 
 
 def stored_preset(model_dir: Any, default: str = "full") -> str:

@@ -201,3 +201,41 @@ def test_evaluate_scores_classes_chosen_by_name(tmp_path, totalseg_dataset):
         [*command, str(tmp_path / "perfect"), "--classes", "liverr"], capture_output=True, text=True, check=False
     )
     assert refused.returncode == 2 and "did you mean 'liver'" in refused.stderr
+
+
+def test_a_model_of_three_classes_predicts_a_named_label_map_on_the_cts_own_grid(tmp_path, totalseg_dataset):
+    """Plumbing and geometry only (the organ map is a model's output): a tiny 3-class model, untrained."""
+    import slicerio
+    import torch
+
+    from atso_med.networks import build_rstn, initialize_rstn
+    from atso_med.prediction import predict_case
+
+    dataset = Dataset.load(totalseg_dataset)
+    selection = select_classes(
+        {"kidneys": ["kidney_left", "kidney_right"], "liver": "liver", "pancreas": "pancreas"}, dataset.labels
+    )
+    network = initialize_rstn(build_rstn("tiny", num_classes=selection.num_classes), seed=0)
+    model = tmp_path / "models" / "plane_Z" / "model.pt"
+    model.parent.mkdir(parents=True)
+    config = {"plane": "Z", "preset": "tiny", "num_classes": 3, "class_names": list(selection.names)}
+    torch.save({"network": network.state_dict(), "config": config}, model)
+
+    out = tmp_path / "out"
+    stats = predict_case(
+        ITEM["image"],
+        tmp_path / "models",
+        out / "ct.nii.gz",
+        device="cpu",
+        seg_nrrd_path=out / "ct.seg.nrrd",
+        probability_path=out / "ct_probability.nii.gz",
+    )
+    ct, predicted = nib.load(ITEM["image"]), nib.load(out / "ct.nii.gz")
+    assert predicted.shape == ct.shape and np.allclose(predicted.affine, ct.affine)
+    assert predicted.get_data_dtype() == np.uint8 and set(np.unique(np.asarray(predicted.dataobj))) <= {0, 1, 2, 3}
+    assert nib.load(out / "ct_probability.nii.gz").shape == (*ct.shape, 3)
+    assert set(stats["classes"]) == {"kidneys", "liver", "pancreas"}
+    segmentation = slicerio.read_segmentation(str(out / "ct.seg.nrrd"))
+    assert [segment["name"] for segment in segmentation["segments"]] == ["kidneys", "liver", "pancreas"]
+    with pytest.raises(ConfigError, match=r"per-round DSC .* 3 classes"):
+        predict_case(ITEM["image"], tmp_path / "models", out / "again.nii.gz", device="cpu", truth_path=ITEM["label"])

@@ -261,6 +261,12 @@ def test_a_short_training_of_three_classes_chosen_by_name_segments_each_on_held_
     assert (
         written.get_fdata().max() <= 3 and nib.load(predictions / f"{held_out[0].id}_probability.nii.gz").shape[-1] == 3
     )
+    with pytest.raises(
+        ConfigError, match=r"label map of the classes \['liver', 'spleen', 'kidneys'\].*not as an organ mask"
+    ):
+        EvaluationRun(predictions, tests, datalist_key="validation", foreground=[2]).run()
+    with pytest.raises(ConfigError, match=r"not as \['liver', 'spleen'\]"):
+        EvaluationRun(predictions, tests, datalist_key="validation", selection=["liver", "spleen"]).run()
     report = EvaluationRun(predictions, tests, datalist_key="validation", selection=CLASS_SELECTION).run()
     means = {name: report.summary["classes"]["per_class"][name]["mean_dsc"] for name in CLASSES}
     print(f"held-out DSC per class {means}")

@@ -78,6 +78,36 @@ def _selection(spec: Any, classes: Mapping[int, str] | None, source: Any) -> Cla
     return select_classes(spec, classes, str(source))
 
 
+def _check_predicted_classes(
+    case_stats: Mapping[str, Mapping], ids: Sequence[str], selection: ClassSelection | None
+) -> None:
+    """Refuse to score label maps of several classes as organ masks, or masks as label maps.
+
+    The prediction statistics record the classes of each case a model of C > 1 classes predicted.
+
+    Raises:
+        ConfigError: naming the case, the classes it was predicted with and the ones asked for.
+    """
+    asked = None if selection is None or selection.num_classes == 1 else list(selection.names)
+    for case_id in ids:
+        if case_id not in case_stats:
+            continue
+        predicted = case_stats[case_id].get("classes")
+        predicted = list(predicted) if predicted else None
+        if predicted == asked:
+            continue
+        if predicted is None:
+            raise ConfigError(
+                f"case {case_id!r}: the prediction is an organ mask (prediction_stats.json), not a label map "
+                f"of the classes {asked}"
+            )
+        raise ConfigError(
+            f"case {case_id!r}: the prediction is a label map of the classes {predicted} (prediction_stats.json); "
+            f"evaluate it with those classes (--classes {' '.join(predicted)}), "
+            + ("not as an organ mask" if asked is None else f"not as {asked}")
+        )
+
+
 def _check_threshold(threshold: float | None) -> float | None:
     if threshold is None:
         return None
@@ -176,6 +206,7 @@ def evaluate_predictions(
     if missing:
         raise ImageReadError("missing file(s) for evaluation:\n  " + "\n  ".join(missing))
     case_stats = read_prediction_stats(stats)
+    _check_predicted_classes(case_stats, [case_id for case_id, _, _ in pairs], selection)
 
     accumulator = DiceAccumulator()
     rows = []

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from atso_med.atso.config import ExperimentConfig
-from atso_med.data.class_selection import select_classes
+from atso_med.data.class_selection import ClassSelection, select_classes
 from atso_med.data.dataset import Case, Dataset
 from atso_med.data.duplicates import find_copies
 from atso_med.data.split_protocols import make_splits
@@ -38,14 +38,21 @@ class ExperimentData:
         dataset: the data set (for transfer: the merged one).
         splits: labeled / reference folds / test / validation.
         dataset_file: where the data set is written (for transfer: inside the experiment folder).
-        foreground: the label values of the organ (``foreground``, or the class chosen by name with
-            ``classes``); ``None``: every non-zero value.
+        foreground: the label values of the organ (``foreground``, or the classes chosen by name
+            with ``classes``: with several, the organs together); ``None``: every non-zero value.
+        selection: the classes chosen by name (``classes``), or ``None``.
     """
 
     dataset: Dataset
     splits: Splits
     dataset_file: Path
     foreground: list[int] | None = None
+    selection: ClassSelection | None = None
+
+    @property
+    def label_classes(self) -> ClassSelection | None:
+        """The selection when it has several classes (the models then predict label maps), else ``None``."""
+        return self.selection if self.selection is not None and self.selection.num_classes > 1 else None
 
     @property
     def with_truth(self) -> set[str]:
@@ -68,26 +75,23 @@ def load_experiment_data(config: ExperimentConfig, experiment_dir: Path) -> Expe
         ConfigError: a fold count that differs from the splits', or too few cases.
     """
     data = _transfer_data(config, experiment_dir) if config.transfer is not None else _dataset_data(config)
-    data.foreground = organ_values(config.foreground, config.classes, data.dataset)
+    data.selection = experiment_selection(config.classes, data.dataset)
+    data.foreground = organ_values(config.foreground, data.selection)
     return data
 
 
-def organ_values(foreground: list[int] | None, classes: Any, dataset: Dataset) -> list[int] | None:
-    """The label values an experiment segments: its ``foreground``, or those of the class named by ``classes``.
+def experiment_selection(classes: Any, dataset: Dataset) -> ClassSelection | None:
+    """The classes an experiment segments, chosen by name (``classes``) among the data set's labels.
 
     Raises:
-        ConfigError: ``classes`` names a class the data set does not declare, or several classes
-            (an experiment segments one organ; several classes are not yet supported, issue 24).
+        ConfigError: ``classes`` names a class the data set does not declare (before any work).
     """
-    if classes is None:
-        return foreground
-    selection = select_classes(classes, dataset.labels, f"{dataset.name}'s labels")
-    if selection.num_classes > 1:
-        raise ConfigError(
-            f"classes: an experiment segments one organ for now, got {selection.num_classes} classes "
-            f"({selection.describe()}); merge them into one group or choose one"
-        )
-    return list(selection.foreground)
+    return None if classes is None else select_classes(classes, dataset.labels, f"{dataset.name}'s labels")
+
+
+def organ_values(foreground: list[int] | None, selection: ClassSelection | None) -> list[int] | None:
+    """The label values of the organs together: ``foreground``, or every selected class's values."""
+    return foreground if selection is None else list(selection.foreground)
 
 
 def _dataset_data(config: ExperimentConfig) -> ExperimentData:

@@ -260,9 +260,9 @@ class ExperimentRunner:
         if step.kind == "predict":
             return predict(self.layout, step, self.config, self._predictor(), self.devices[0])
         if step.kind == "fuse":
-            return write_pseudo_labels(self.layout, step)
+            return write_pseudo_labels(self.layout, step, self.data.label_classes)
         if step.kind == "evaluate":
-            return evaluate(self.layout, step, self.data.dataset, self.data.foreground)
+            return evaluate(self.layout, step, self.data.dataset, self.data.foreground, self.data.label_classes)
         return write_experiment_reports(self.layout, self.config, self.data, self.plan, self.journal)
 
     def _finish(self, step: Step, result: Mapping[str, Any], seconds: float, bar: Any) -> None:

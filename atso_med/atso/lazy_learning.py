@@ -32,7 +32,7 @@ from typing import Any
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import MASK_SUFFIX, ExperimentLayout, pseudo_label_folder
 from atso_med.atso.steps import ModelRef
-from atso_med.metrics.dice import pool_results
+from atso_med.metrics.pooling import pool_results
 
 __all__ = ["lazy_learning_rows", "measure_lazy_learning", "pseudo_label_rows", "student_trainings"]
 

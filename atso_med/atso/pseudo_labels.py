@@ -25,6 +25,7 @@ from typing import Any
 from atso_med.atso.layout import ExperimentLayout
 from atso_med.atso.logs import logger
 from atso_med.atso.steps import ModelRef, Step
+from atso_med.data.class_selection import ClassSelection
 from atso_med.errors import ConfigError
 from atso_med.files import atomic_write
 
@@ -84,13 +85,16 @@ def check_teachers(step: Step, folds: Sequence[set[str]], seen: Mapping[str, set
             )
 
 
-def write_pseudo_labels(layout: ExperimentLayout, step: Step) -> dict[str, Any]:
+def write_pseudo_labels(
+    layout: ExperimentLayout, step: Step, selection: ClassSelection | None = None
+) -> dict[str, Any]:
     """Write a pseudo-label set (or ATSO's ensemble prediction): one teacher's masks copied, or several voted.
 
     Args:
         layout: the experiment folder.
         step: the ``fuse`` step; its parameters name the ``purpose``, the ``sources`` (prediction
             folders), their ``teachers`` (model keys), the case ``ids`` and the ``output_dir``.
+        selection: several classes: the predictions are label maps, voted class by class.
 
     Returns:
         The journal's result: ``{"cases", "teachers", "output_dir"}``.
@@ -113,7 +117,7 @@ def write_pseudo_labels(layout: ExperimentLayout, step: Step) -> dict[str, Any]:
             with atomic_write(target) as tmp:
                 shutil.copyfile(layout.case_file(params["sources"][0], case_id), tmp)
         else:
-            vote_files(sources, case_id, target)
+            vote_files(sources, case_id, target, None if selection is None else selection.classes)
     return {"cases": len(params["ids"]), "teachers": params["teachers"], "output_dir": params["output_dir"]}
 
 

@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atso_med.atso.cases import organ_values
+from atso_med.atso.cases import experiment_selection, organ_values
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
 from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows, student_trainings
 from atso_med.atso.report_figures import draw_overlays, plot_progress
 from atso_med.atso.steps import ModelRef
 from atso_med.files import write_text_atomic
-from atso_med.metrics.dice import pool_results
+from atso_med.metrics.pooling import pool_results
 
 if TYPE_CHECKING:
     from atso_med.atso.cases import ExperimentData
@@ -503,7 +503,7 @@ def write_reports(inputs: ReportInputs) -> dict[str, Any]:
         dataset,
         cases,
         _overlay_models(inputs),
-        organ_values(inputs.config.foreground, inputs.config.classes, dataset),
+        organ_values(inputs.config.foreground, experiment_selection(inputs.config.classes, dataset)),
         layout.overlays_dir,
     )
     report["files"]["overlays"] = [str(p) for p in overlays]

@@ -20,13 +20,18 @@ from atso_med.atso.generations import write_training_datalist
 from atso_med.atso.layout import TRAINING_RECORD_FILE, ExperimentLayout
 from atso_med.atso.steps import Step
 from atso_med.atso.training_runs import TrainingJob
+from atso_med.data.class_selection import ClassSelection
 from atso_med.files import write_text_atomic
 
 __all__ = ["training_job", "training_record", "training_settings"]
 
 
 def training_settings(
-    config: ExperimentConfig, layout: ExperimentLayout, step: Step, foreground: list[int] | None = None
+    config: ExperimentConfig,
+    layout: ExperimentLayout,
+    step: Step,
+    foreground: list[int] | None = None,
+    selection: ClassSelection | None = None,
 ) -> dict[str, Any]:
     """The train bundle's keys of one training (its settings overlay file), but the device.
 
@@ -35,6 +40,8 @@ def training_settings(
         layout: the experiment folder.
         step: the ``train`` step (``datalist``, ``output_dir``, ``plane``, ``init``).
         foreground: the label values of the organ (:attr:`~atso_med.atso.cases.ExperimentData.foreground`).
+        selection: several classes chosen by name (:attr:`~atso_med.atso.cases.ExperimentData.label_classes`):
+            the training then learns them (the bundle's ``classes``) instead of ``foreground``.
 
     Returns:
         The keys; the experiment's ``training.overrides`` last.
@@ -71,7 +78,9 @@ def training_settings(
         # The snapshot has been through stages S and I: the student trains stage J only.
         settings["iterations"] = max(1, round(training.iterations * training.stage_fractions[2]))
         settings["stage_fractions"] = [0.0, 0.0, 1.0]
-    if foreground is not None:
+    if selection is not None:
+        settings["classes"] = selection.to_spec()
+    elif foreground is not None:
         settings["foreground"] = list(foreground)
     if config.long_axis_spacing is not None:
         settings["long_axis_spacing"] = config.long_axis_spacing
@@ -101,7 +110,7 @@ def training_job(config: ExperimentConfig, layout: ExperimentLayout, data: Exper
     return TrainingJob(
         step.id,
         config_files("train"),
-        training_settings(config, layout, step, data.foreground),
+        training_settings(config, layout, step, data.foreground, data.label_classes),
         str(log_file),
         config.training.resume == "checkpoint",
     )

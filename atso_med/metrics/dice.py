@@ -15,7 +15,7 @@ from monai.config import NdarrayOrTensor
 
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError
 
-__all__ = ["DiceAccumulator", "dice_score", "dice_summary", "global_dice", "pool_results", "pooled_dice"]
+__all__ = ["DiceAccumulator", "dice_score", "dice_summary", "global_dice", "pooled_dice"]
 
 
 def _overlap_counts(prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> tuple[int, int, int]:
@@ -64,29 +64,6 @@ def pooled_dice(counts: Iterable[Sequence[int]]) -> float:
         intersection += int(inter)
         size_sum += int(n_p) + int(n_t)
     return _ratio(intersection, size_sum)
-
-
-def pool_results(results: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
-    """Combine evaluations of disjoint case sets (e.g. the reference folds) into one.
-
-    Args:
-        results: evaluation results holding per-case ``dsc`` and ``counts`` (``(|P & G|, |P|, |G|)``);
-            empty or ``None`` entries are skipped.
-
-    Returns:
-        ``{"cases", "mean_dsc", "std_dsc", "global_dsc"}`` over all their cases, or ``None`` when
-        there is nothing to pool.
-    """
-    results = [r for r in results if r]
-    if not results:
-        return None
-    summary = dice_summary([v for r in results for v in r["dsc"].values()])
-    return {
-        "cases": summary["n"],
-        "mean_dsc": summary["mean"],
-        "std_dsc": summary["std"],
-        "global_dsc": pooled_dice(c for r in results for c in r["counts"].values()),
-    }
 
 
 def dice_score(prediction: NdarrayOrTensor, truth: NdarrayOrTensor) -> float:

@@ -239,3 +239,14 @@ def test_a_model_of_three_classes_predicts_a_named_label_map_on_the_cts_own_grid
     assert [segment["name"] for segment in segmentation["segments"]] == ["kidneys", "liver", "pancreas"]
     with pytest.raises(ConfigError, match=r"per-round DSC .* 3 classes"):
         predict_case(ITEM["image"], tmp_path / "models", out / "again.nii.gz", device="cpu", truth_path=ITEM["label"])
+
+
+def test_train_refuses_an_unknown_class_name_before_anything_is_written(tmp_path, totalseg_dataset, capsys):
+    from atso_med.cli.main import main
+
+    splits = tmp_path / "splits.json"
+    splits.write_text("{}")
+    out = tmp_path / "model"
+    status = main(["train", str(totalseg_dataset), "--splits", str(splits), "--out", str(out), "--classes", "livr"])
+    assert status == 2 and "'livr' is not a class" in capsys.readouterr().err
+    assert not out.exists()

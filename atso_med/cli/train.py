@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atso_med.cli.arguments import existing_file, integer
+from atso_med.cli.arguments import CLASSES_HELP, class_selection_spec, existing_file, integer
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -65,6 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace a finished training in --out (refused without it)"
     )
     parser.add_argument(
+        "--classes", nargs="+", metavar="NAME", help=CLASSES_HELP + " (default: the organ mask, non-zero)"
+    )
+    parser.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -119,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from atso_med.atso.generations import training_items
+    from atso_med.data.class_selection import select_classes
     from atso_med.data.datalist import write_datalist
     from atso_med.data.dataset import Dataset, evaluation_datalist
     from atso_med.data.duplicates import check_copies_in_one_role
@@ -129,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     from atso_med.files import check_output_folder, check_outside_data_folder, dataset_inputs
 
     dataset = Dataset.load(args.dataset)
+    classes = class_selection_spec(args.classes)
+    if classes is not None:  # names checked before any file is read or written
+        select_classes(classes, dataset.labels, f"{args.dataset}'s labels")
     splits = Splits.load(args.splits)
     splits.validate(dataset)
     out = Path(args.out)
@@ -156,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         "save_interval": args.val_interval,
         "resume": args.resume,
         "overwrite": args.overwrite,
+        "classes": classes,
     }
     if args.device:
         overrides["device"] = f"$torch.device('{available_device(args.device)}')"

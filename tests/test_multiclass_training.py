@@ -271,3 +271,22 @@ def test_a_short_training_of_three_classes_chosen_by_name_segments_each_on_held_
     means = {name: report.summary["classes"]["per_class"][name]["mean_dsc"] for name in CLASSES}
     print(f"held-out DSC per class {means}")
     assert all(means[name] >= HELD_OUT_DSC[name] for name in CLASSES), report.summary["classes"]
+
+
+def test_initial_weights_of_other_classes_are_refused_before_training(tmp_path):
+    from atso_med.engines.recipes import resolve_recipe
+    from atso_med.engines.training_checks import check_training_args
+
+    weights = tmp_path / "three_classes.pt"
+    config = {"preset": "tiny", "num_classes": 3, "class_names": list(CLASSES)}
+    torch.save({"network": build_rstn("tiny", num_classes=3).state_dict(), "config": config}, weights)
+    datalist = write_datalist(tmp_path / "datalist.json", [{"id": "a", "image": "a.nii.gz", "label": "a.nii.gz"}])
+    settings = resolve_recipe("scratch", preset="tiny")
+    common = {"plane": "Z", "settings": settings, "init_weights": weights, "datalist": datalist, "resume": False}
+    with pytest.raises(ConfigError, match=r"segment 3 class\(es\) \(liver, spleen, kidneys\); this training learns 1"):
+        check_training_args(**common, output_dir=tmp_path / "binary")
+    with pytest.raises(ConfigError, match=r"this training learns 3 \(liver, spleen, pancreas\)"):
+        check_training_args(
+            **common, output_dir=tmp_path / "other", num_classes=3, class_names=["liver", "spleen", "pancreas"]
+        )
+    check_training_args(**common, output_dir=tmp_path / "same", num_classes=3, class_names=list(CLASSES))

@@ -4,7 +4,7 @@ is finished already."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from atso_med.data.datalist import read_datalist
@@ -90,8 +90,10 @@ def check_training_args(
     from atso_med.networks.plane_models import class_names_for
 
     plane_axis(plane)
-    class_names_for(num_classes, class_names)
+    names = class_names_for(num_classes, class_names)
     check_initialization(settings, init_weights, allow_random_init)
+    if init_weights:
+        _check_init_classes(init_weights, names, class_names is not None)
     read_datalist(datalist, "training")
     check_output_folder(output_dir)
     resume, overwrite = as_bool(resume), as_bool(overwrite)
@@ -105,4 +107,32 @@ def check_training_args(
         raise ConfigError(
             f"{output_dir} already holds checkpoints of a training run: resume it (resume=True, "
             "atso-med train --continue) or choose another output folder"
+        )
+
+
+def _check_init_classes(init_weights: str | os.PathLike, names: Sequence[str], named: bool) -> None:
+    """Refuse initial weights of an RSTN that segments other classes than this training.
+
+    Pretrained backbone weights (no stored ``config``) carry no classes and pass; names are compared
+    when both the file and the training name their classes.
+
+    Raises:
+        ConfigError: naming the file, its classes and the training's.
+    """
+    import torch
+
+    from atso_med.networks.plane_models import stored_classes
+
+    try:
+        content = torch.load(init_weights, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - the weights' loading reports an unreadable file with its own message
+        return
+    if not isinstance(content, Mapping) or not isinstance(content.get("config"), Mapping):
+        return
+    stored = stored_classes(init_weights)
+    both_named = named and content["config"].get("class_names") is not None
+    if stored.num_classes != len(names) or (both_named and stored.class_names != tuple(names)):
+        raise ConfigError(
+            f"init_weights {init_weights} segment {stored.num_classes} class(es) ({', '.join(stored.class_names)}); "
+            f"this training learns {len(names)} ({', '.join(names)})"
         )

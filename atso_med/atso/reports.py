@@ -351,25 +351,24 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
         "final: self-learning and STSO's last generation; ATSO's model trained on all pseudo labels of its last "
         "generation. gap closed: (strategy - supervised) / (fully supervised - supervised) on the test set.",
     ]
-    per_class = class_rows(report)
-    if per_class:
-        lines += ["", "## Test DSC of the final models per class", ""]
-        lines += markdown_table(per_class)
-        lines += [
-            "",
-            "The figures above are the means over these classes; vanished: test cases where a class present in "
-            "the truth has no voxel in the prediction, summed over the classes.",
-        ]
-    folds = atso_fold_rows(report)
-    if folds:
-        lines += ["", "## ATSO fold models (Table 4 layout)", ""]
-        lines += markdown_table(folds)
-        lines += [
-            "",
-            "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels.",
-        ]
+    lines += _table_section(
+        "Test DSC of the final models per class",
+        class_rows(report),
+        "The figures above are the means over these classes; vanished: test cases where a class present in "
+        "the truth has no voxel in the prediction, summed over the classes.",
+    )
+    lines += _table_section(
+        "ATSO fold models (Table 4 layout)",
+        atso_fold_rows(report),
+        "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels.",
+    )
     lines += _lazy_learning_markdown(report.get("lazy_learning", {}), report["metric"])
     return "\n".join(lines) + "\n"
+
+
+def _table_section(title: str, rows: Sequence[Mapping[str, Any]], note: str) -> list[str]:
+    """A titled table with its note, or nothing without rows."""
+    return ["", f"## {title}", "", *markdown_table(rows), "", note] if rows else []
 
 
 def _lazy_learning_markdown(figures: Mapping[str, Any], metric: str) -> list[str]:

@@ -154,20 +154,21 @@ def test_verify_command_takes_classes_by_name(totalseg_dataset):
     assert "did you mean 'pancreas'" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_an_experiment_takes_its_organ_by_name(tmp_path, totalseg_dataset):
-    from atso_med.atso.cases import organ_values
+def test_an_experiment_takes_its_organs_by_name(tmp_path, totalseg_dataset):
+    from atso_med.atso.cases import experiment_selection, organ_values
     from atso_med.atso.config import ExperimentConfig
 
     base = {"output_dir": str(tmp_path / "run"), "dataset": str(totalseg_dataset)}
     config = ExperimentConfig.from_dict({**base, "classes": {"kidneys": ["kidney_left", "kidney_right"]}})
     assert config.resolved()["classes"] == {"kidneys": ["kidney_left", "kidney_right"]}
     dataset = Dataset.load(totalseg_dataset)
-    assert organ_values(config.foreground, config.classes, dataset) == [2, 3]
-    assert organ_values([7], None, dataset) == [7]
-    with pytest.raises(ConfigError, match="one organ for now, got 2 classes"):
-        organ_values(None, ["liver", "pancreas"], dataset)
+    selection = experiment_selection(config.classes, dataset)
+    assert selection.num_classes == 1 and organ_values(config.foreground, selection) == [2, 3]
+    assert organ_values([7], None) == [7] and experiment_selection(None, dataset) is None
+    several = experiment_selection(["liver", "pancreas"], dataset)
+    assert several.names == ("liver", "pancreas") and organ_values(None, several) == [5, 7]
     with pytest.raises(ConfigError, match="did you mean 'pancreas'"):
-        organ_values(None, "pancreaas", dataset)
+        experiment_selection("pancreaas", dataset)
     with pytest.raises(ConfigError, match="not both"):
         ExperimentConfig.from_dict({**base, "classes": "pancreas", "foreground": [7]})
     with pytest.raises(ConfigError, match=r"experiment\.classes: class selection: 'liver' is listed twice"):

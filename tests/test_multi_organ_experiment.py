@@ -65,3 +65,24 @@ def test_every_evaluation_is_per_class_and_the_report_gives_the_means_over_the_c
     table = (experiment / "reports" / "report.md").read_text()
     assert "## Test DSC of the final models per class" in table
     assert "| Strategy | liver | spleen | kidneys | vanished |" in table
+
+
+def test_an_experiment_refuses_a_chosen_class_that_no_label_holds(tmp_path):
+    from atso_med.atso.cases import ExperimentData, experiment_selection
+    from atso_med.atso.preflight import refuse_unverified_cases
+    from atso_med.data import Dataset, make_splits
+    from atso_med.errors import DatasetError
+
+    dataset_file = write_phantom_dataset(tmp_path / "data", PhantomConfig(cases=4, shape=(32, 32, 16), labels="organs"))
+    content = json.loads(dataset_file.read_text())
+    content["labels"]["11"] = "adrenal_gland"  # declared, painted in no label
+    dataset_file.write_text(json.dumps(content))
+    dataset = Dataset.load(dataset_file)
+    splits = make_splits(dataset, labeled=1, folds=2, seed=0, test=1)
+    data = ExperimentData(
+        dataset, splits, dataset_file, selection=experiment_selection(["liver", "adrenal_gland"], dataset)
+    )
+    with pytest.raises(DatasetError, match="classes: no label holds the chosen class 'adrenal_gland'"):
+        refuse_unverified_cases(data)
+    data.selection = experiment_selection(["liver", "spleen"], dataset)
+    refuse_unverified_cases(data)

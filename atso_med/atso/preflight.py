@@ -76,18 +76,20 @@ def refuse_unverified_cases(data: ExperimentData) -> None:
     labeled-only trainings, or in generation 3 for a fold predicted late.
 
     Args:
-        data: the experiment's data set and splits.
+        data: the experiment's data set and splits (and the classes it segments: each must be held
+            by some label).
 
     Raises:
-        DatasetError: naming each bad case, its role and its problems.
+        DatasetError: naming each bad case, its role and its problems, or a chosen class no label holds.
     """
     from atso_med.data.verify import verify_dataset
 
-    report = verify_dataset(data.dataset, data.splits)
+    classes = None if data.selection is None else data.selection.to_spec()
+    report = verify_dataset(data.dataset, data.splits, classes=classes)
     problems = [
         f"{row.id} ({row.role}): {'; '.join(row.errors)}" for row in report.rows if row.errors and row.role != "unused"
     ]
-    problems += report.split_errors
+    problems += report.split_errors + [f"classes: {message}" for message in report.class_errors]
     if problems:
         raise DatasetError(
             f"{len(problems)} problem(s) in the experiment's cases; nothing was trained "

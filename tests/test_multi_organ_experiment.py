@@ -62,6 +62,9 @@ def test_every_evaluation_is_per_class_and_the_report_gives_the_means_over_the_c
     report = json.loads((experiment / "reports" / "report.json").read_text())
     m0_test = report["strategies"]["supervised"]["final"]["test"]
     assert set(m0_test["classes"]) == set(CLASSES)
+    from atso_med.atso.reports import progress_curves
+
+    assert progress_curves(report)["classes"] == list(CLASSES)
     table = (experiment / "reports" / "report.md").read_text()
     assert "## Test DSC of the final models per class" in table
     assert "| Strategy | liver | spleen | kidneys | vanished |" in table

@@ -81,10 +81,14 @@ def plot_progress(curves: Mapping[str, Any], path: Path) -> Path:
         ax.set_title(title)
         ax.set_xlabel("generation (star: final model)")
         ax.set_ylabel(f"DSC % ({'global' if metric == 'global' else 'mean'})")
+        if curves.get("classes"):
+            ax.set_ylabel(f"DSC % ({'global' if metric == 'global' else 'mean'}), mean over the classes")
         ax.set_xticks(range(T + 1))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
+    if curves.get("classes"):
+        figure.suptitle(f"{len(curves['classes'])} classes: {', '.join(curves['classes'])}", fontsize=10)
     figure.tight_layout()
     return _save_figure(figure, path)
 

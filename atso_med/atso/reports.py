@@ -453,9 +453,10 @@ def progress_curves(report: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"metric", "generations", "strategies": {strategy: {"name", "reference", "test", "final"}},
-        "baselines": {"supervised" | "fully_supervised": {"name", "test"}}}``: per semi-supervised
-        strategy its DSC per generation (``None`` where not measured) and its final model's test
-        DSC; M0's and the upper bound's test DSC. DSCs as fractions in the report's metric.
+        "baselines": {"supervised" | "fully_supervised": {"name", "test"}}, "classes"}``: per
+        semi-supervised strategy its DSC per generation (``None`` where not measured) and its final
+        model's test DSC; M0's and the upper bound's test DSC. DSCs as fractions in the report's
+        metric; with several classes, means over the ``classes`` (their names; empty for one organ).
     """
     metric, strategies, T = report["metric"], report["strategies"], report["generations"]
     curves = {
@@ -477,7 +478,9 @@ def progress_curves(report: Mapping[str, Any]) -> dict[str, Any]:
         }
         for strategy in ("supervised", "fully_supervised")
     }
-    return {"metric": metric, "generations": T, "strategies": curves, "baselines": baselines}
+    m0_test = strategies["supervised"]["final"]["test"] or {}
+    classes = list(m0_test.get("classes", {}))
+    return {"metric": metric, "generations": T, "strategies": curves, "baselines": baselines, "classes": classes}
 
 
 def write_experiment_reports(

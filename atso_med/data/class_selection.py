@@ -91,7 +91,10 @@ class ClassSelection:
         low, high = int(label.min()), int(label.max())
         if low < 0:
             raise LabelValueError(f"{source}: label has negative value {low}; class values are >= 0")
-        return self.lookup_table(high)[label.astype(np.int64, copy=False)]
+        # Integer labels index the table as they are (no int64 copy of a CT-sized volume); bool and
+        # integer-valued float labels are cast first.
+        index = label if label.dtype.kind in "iu" else label.astype(np.int64)
+        return self.lookup_table(high)[index]
 
     def to_spec(self) -> str | list[str] | dict[str, str | list[str]]:
         """The selection in the form a user writes it (saved with every run)."""

@@ -40,7 +40,7 @@ from atso_med.engines.prediction_folder import (
 )
 from atso_med.errors import ConfigError
 from atso_med.inferers.ensemble import EnsembleInferer
-from atso_med.networks.plane_models import prediction_classes, trained_hu_window
+from atso_med.networks.plane_models import prediction_classes, trained_hu_window, trained_long_axis_spacing
 from atso_med.transforms.prediction_io import PredictionPostprocessing, PredictionPreprocessing
 
 __all__ = ["predict_case", "predict_datalist"]
@@ -71,7 +71,9 @@ def predict_case(
         probability_path: also write the float32 probability map here.
         truth_path: a label of the image: its DSC is reported per round and for the final mask
             (it does not change the prediction).
-        long_axis_spacing: resample the long axis to this slice spacing (mm) for inference.
+        long_axis_spacing: the slice spacing (mm) the long axis is resampled to for inference; ``None``
+            (default) takes the models' own (:func:`~atso_med.networks.plane_models.trained_long_axis_spacing`),
+            which a given spacing must equal.
         seg_nrrd_path: also write a 3D Slicer ``.seg.nrrd`` here (needs ``slicerio``).
         series_uid: series to read from a DICOM folder holding several.
         hu_window: HU window mapped to [0, 1]; ``None`` (default) takes the models' own (see
@@ -112,7 +114,7 @@ def predict_case(
             raise ConfigError(f"a 3D Slicer segmentation file must end in .seg.nrrd, got {seg_nrrd_path}")
     preprocessing = PredictionPreprocessing(
         hu_window=trained_hu_window(models, hu_window),
-        long_axis_spacing=long_axis_spacing,
+        long_axis_spacing=trained_long_axis_spacing(models, long_axis_spacing),
         with_truth=truth_path is not None,
         foreground=foreground,
     )
@@ -155,7 +157,7 @@ def predict_datalist(
         device: torch device.
         save_probability: also write ``<id>_probability.nii.gz``.
         save_seg_nrrd: also write ``<id>.seg.nrrd``.
-        long_axis_spacing: long-axis slice spacing (mm) for inference.
+        long_axis_spacing: long-axis slice spacing (mm) for inference; ``None`` takes the models' own.
         overwrite: predict again cases whose output exists (default: skip them).
         round_dsc: pass each item's label to the inferer to record per-round DSC (statistics only).
         hu_window: HU window mapped to [0, 1]; ``None`` (default) takes the models' own (see
@@ -176,7 +178,7 @@ def predict_datalist(
     items = resolve_inputs(items, datalist_key=datalist_key, ids=ids)
     preprocessing = PredictionPreprocessing(
         hu_window=trained_hu_window(models, hu_window),
-        long_axis_spacing=long_axis_spacing,
+        long_axis_spacing=trained_long_axis_spacing(models, long_axis_spacing),
         with_truth=round_dsc,
         foreground=foreground,
     )

@@ -191,6 +191,34 @@ def test_prediction_windows_the_ct_as_the_models_were_trained_and_refuses_anothe
     assert not (tmp_path / "x.nii.gz").exists() and not (tmp_path / "o").exists()
 
 
+def test_prediction_resamples_the_long_axis_as_the_models_were_trained_and_refuses_another_spacing(phantom, tmp_path):
+    image = phantom.cases[0].image
+    trained = save_model(tmp_path / "trained" / "plane_Z" / "model.pt", "Z", seed=4)
+    content = torch.load(trained, weights_only=True)
+    content["config"]["long_axis_spacing"] = 4.0
+    torch.save(content, trained)
+    unstated = save_model(tmp_path / "unstated" / "plane_Z" / "model.pt", "Z", seed=4)  # same weights, no spacing
+
+    def probability(model: Path, name: str, **spacing) -> np.ndarray:
+        out = tmp_path / f"{name}_p.nii.gz"
+        stats = predict_case(
+            image, model.parent.parent, tmp_path / f"{name}.nii.gz", FAST, "cpu", probability_path=out, **spacing
+        )
+        return _voxels(out), stats["long_axis_spacing"]
+
+    from_file, record = probability(trained, "from_file")
+    assert record is not None and record["target_mm"] == 4.0  # resampled as trained, without being asked
+    given, _ = probability(unstated, "given", long_axis_spacing=4.0)
+    np.testing.assert_array_equal(from_file, given)
+    with pytest.raises(ConfigError, match=r"long_axis_spacing 2 mm differs from the models', trained at 4 mm"):
+        predict_case(image, trained.parent.parent, tmp_path / "x.nii.gz", FAST, "cpu", long_axis_spacing=2.0)
+    content["config"]["long_axis_spacing"] = None  # a training without resampling
+    torch.save(content, trained)
+    with pytest.raises(ConfigError, match="trained without resampling"):
+        predict_case(image, trained.parent.parent, tmp_path / "x.nii.gz", FAST, "cpu", long_axis_spacing=2.0)
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # data lists, resuming
 # ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "stored_classes",
     "stored_preset",
     "trained_hu_window",
+    "trained_long_axis_spacing",
 ]
 
 logger = logging.getLogger(__name__)
@@ -368,6 +369,28 @@ def stored_preset(model_dir: Any, default: str = "full") -> str:
         return default
 
 
+def _stored_setting(models: Any, key: str) -> dict[Any, str]:
+    """Each distinct value of a training setting the model files store (``config[key]``) -> one file holding it.
+
+    Files without the key (older versions) and networks given as objects store nothing.
+    """
+    items = [models] if isinstance(models, (str, os.PathLike, Mapping)) or models is None else list(models)
+    stored: dict[Any, str] = {}
+    for item in items:
+        if is_model_set(item):
+            continue
+        for path in plane_model_files(item).values():
+            # mmap: only the small config is read, not the weights.
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            config = (content.get("config") or {}) if isinstance(content, Mapping) else {}
+            if key in config:
+                value = config[key]
+                stored.setdefault(
+                    tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else value, str(path)
+                )
+    return stored
+
+
 def trained_hu_window(models: Any, requested: Sequence[float] | None = None) -> tuple[float, float]:
     """The HU window the plane models were trained with: the only window they can be used with.
 
@@ -387,17 +410,7 @@ def trained_hu_window(models: Any, requested: Sequence[float] | None = None) -> 
         ConfigError: model files trained with different windows; a requested window that differs
             from the models'.
     """
-    items = [models] if isinstance(models, (str, os.PathLike, Mapping)) or models is None else list(models)
-    stored: dict[tuple[float, float], str] = {}
-    for item in items:
-        if is_model_set(item):
-            continue
-        for path in plane_model_files(item).values():
-            # mmap: only the small config is read, not the weights.
-            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            window = (content.get("config") or {}).get("hu_window") if isinstance(content, Mapping) else None
-            if window is not None:
-                stored.setdefault((float(window[0]), float(window[1])), str(path))
+    stored = {window: path for window, path in _stored_setting(models, "hu_window").items() if window is not None}
     if len(stored) > 1:
         found = "; ".join(f"{list(window)} in {path}" for window, path in stored.items())
         raise ConfigError(f"the models were trained with different HU windows ({found}): they cannot predict together")
@@ -411,3 +424,41 @@ def trained_hu_window(models: Any, requested: Sequence[float] | None = None) -> 
             )
         return window
     return asked if asked is not None else HU_WINDOW
+
+
+def trained_long_axis_spacing(models: Any, requested: float | None = None) -> float | None:
+    """The long-axis slice spacing (mm) the plane models were trained at: the only one to predict at.
+
+    A training resampled to a slice spacing stores it (``config.long_axis_spacing``, ``None`` when
+    it did not resample); a prediction at another spacing shows the networks organs of a thickness
+    they never saw. So the spacing is read from the files, and one asked for is only checked.
+
+    Args:
+        models: as :func:`load_model_sets` takes them.
+        requested: the spacing the caller asks for; ``None`` takes the models'.
+
+    Returns:
+        The models' spacing (``None``: no resampling); the requested one where no file stores one.
+
+    Raises:
+        ConfigError: model files trained at different spacings; a requested spacing other than theirs.
+    """
+    from atso_med.transforms.preprocessing import optional_spacing_mm
+
+    stored = {optional_spacing_mm(v): path for v, path in _stored_setting(models, "long_axis_spacing").items()}
+    if len(stored) > 1:
+        found = "; ".join(f"{spacing} in {path}" for spacing, path in stored.items())
+        raise ConfigError(
+            f"the models were trained at different long-axis spacings ({found}): they cannot predict together"
+        )
+    asked = optional_spacing_mm(requested)
+    if not stored:
+        return asked
+    spacing, path = next(iter(stored.items()))
+    if asked is not None and asked != spacing:
+        trained = "without resampling" if spacing is None else f"at {spacing:g} mm"
+        raise ConfigError(
+            f"long_axis_spacing {asked:g} mm differs from the models', trained {trained} ({path}): leave "
+            "long_axis_spacing unset to use the models' spacing"
+        )
+    return spacing

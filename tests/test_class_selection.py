@@ -219,7 +219,14 @@ def test_a_model_of_three_classes_predicts_a_named_label_map_on_the_cts_own_grid
     network = initialize_rstn(build_rstn("tiny", num_classes=selection.num_classes), seed=0)
     model = tmp_path / "models" / "plane_Z" / "model.pt"
     model.parent.mkdir(parents=True)
-    config = {"plane": "Z", "preset": "tiny", "num_classes": 3, "class_names": list(selection.names)}
+    # Trained at 6 mm slices (the CT has 3 mm): prediction resamples, and the label map goes back by nearest neighbour.
+    config = {
+        "plane": "Z",
+        "preset": "tiny",
+        "num_classes": 3,
+        "class_names": list(selection.names),
+        "long_axis_spacing": 6.0,
+    }
     torch.save({"network": network.state_dict(), "config": config}, model)
 
     out = tmp_path / "out"
@@ -236,6 +243,7 @@ def test_a_model_of_three_classes_predicts_a_named_label_map_on_the_cts_own_grid
     assert predicted.get_data_dtype() == np.uint8 and set(np.unique(np.asarray(predicted.dataobj))) <= {0, 1, 2, 3}
     assert nib.load(out / "ct_probability.nii.gz").shape == (*ct.shape, 3)
     assert set(stats["classes"]) == {"kidneys", "liver", "pancreas"}
+    assert stats["long_axis_spacing"]["target_mm"] == 6.0 and stats["long_axis_spacing"]["slices"] < ct.shape[2]
     segmentation = slicerio.read_segmentation(str(out / "ct.seg.nrrd"))
     assert [segment["name"] for segment in segmentation["segments"]] == ["kidneys", "liver", "pancreas"]
     with pytest.raises(ConfigError, match=r"per-round DSC .* 3 classes"):

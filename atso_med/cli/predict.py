@@ -15,7 +15,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Coarse-to-fine RSTN inference of whole volumes with the bundle's inference workflow "
         "(python -m monai.bundle run --config_file bundles/rstn_pancreas_ct/configs/inference.json). Masks are "
         "written as OUT/<id>.nii.gz (uint8) on each input's own voxel grid with its affine (qform = sform, code 1), "
-        "so they open aligned in 3D Slicer. Cases whose mask exists are skipped unless --overwrite.",
+        "so they open aligned in 3D Slicer; models of several classes write label maps 0..C and name the "
+        ".seg.nrrd segments after their classes. The HU window and long-axis spacing are the models' own. Cases "
+        "whose mask exists are skipped unless --overwrite.",
     )
     models = parser.add_argument_group("models (at least one)")
     models.add_argument(
@@ -71,8 +73,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=number(positive=True),
         default=None,
         metavar="MM",
-        help="resample the long (superior-inferior) axis to this slice spacing for inference; "
-        "outputs are on the original grid",
+        help="resample the long (superior-inferior) axis to this slice spacing for inference (default: the "
+        "spacing the models were trained at, read from their files; another one is refused); outputs are on the "
+        "original grid",
     )
     parser.add_argument(
         "--round-dsc", action="store_true", help="record each round's DSC against the case's label (statistics only)"
@@ -154,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     failed = [r for r in results if r["status"] == "failed"]
     skipped = len(results) - len(predicted) - len(failed)
     for r in predicted:
-        print(f"{r['id']}: {r['voxels']} voxels ({r['volume_ml']:.1f} ml) -> {r['output']}")
+        by_class = "".join(f", {name} {n}" for name, n in r.get("classes", {}).items())
+        print(f"{r['id']}: {r['voxels']} voxels ({r['volume_ml']:.1f} ml{by_class}) -> {r['output']}")
     print(f"{len(predicted)} case(s) predicted, {skipped} skipped (output exists), {len(failed)} failed in {args.out}")
     for r in failed:
         print(f"atso-med predict: error: case {r['id']!r} failed: {r['error']}", file=sys.stderr)

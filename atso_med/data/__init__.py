@@ -1,6 +1,6 @@
 """Data: the dataset contract, splits, CT readers, verification, training samples and the synthetic phantom."""
 
-from atso_med.data.class_selection import ClassSelection, select_classes
+from atso_med.data.class_selection import ClassSelection, class_group_indices, select_classes
 from atso_med.data.datalist import datalist_class_selection, datalist_classes, read_datalist, write_datalist
 from atso_med.data.dataset import Case, Dataset, evaluation_datalist, load_case
 from atso_med.data.dataset_from_folders import build_dataset
@@ -31,6 +31,7 @@ __all__ = [
     "binarize_label",
     "build_dataset",
     "check_label_values",
+    "class_group_indices",
     "datalist_class_selection",
     "datalist_classes",
     "evaluation_datalist",

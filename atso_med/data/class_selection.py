@@ -25,7 +25,7 @@ import numpy as np
 
 from atso_med.errors import ConfigError, LabelValueError
 
-__all__ = ["ClassSelection", "check_class_spec", "select_classes"]
+__all__ = ["ClassSelection", "check_class_spec", "class_group_indices", "select_classes"]
 
 # How many dataset class names a message lists before it says "...".
 _SHOW = 12
@@ -187,6 +187,41 @@ def check_class_spec(spec: Any) -> str | list[str] | dict[str, str | list[str]]:
         given = spec.values()
         return {name: m[0] if isinstance(raw, str) else m for (name, m), raw in zip(groups, given, strict=True)}
     return names
+
+
+def class_group_indices(groups: Any, class_names: Sequence[str] | None) -> list[tuple[int, ...]] | None:
+    """The classes (1-based) of each merged group of a class reduction, checked.
+
+    Args:
+        groups: group name -> the names of its classes (or one name); ``None`` for no reduction.
+        class_names: the training's classes, class 1 first.
+
+    Returns:
+        Per group, in order, the indices of its classes; ``None`` without ``groups``.
+
+    Raises:
+        ConfigError: not a mapping, a name that is not a class, a class in two groups or in none.
+    """
+    if groups is None:
+        return None
+    if not isinstance(groups, Mapping) or not groups:
+        raise ConfigError(f"class_groups must map group names to lists of class names, got {groups!r}")
+    names = list(class_names or [])
+    owner: dict[str, str] = {}
+    indices = []
+    for group, given in groups.items():
+        members = [given] if isinstance(given, str) else list(given)
+        for member in members:
+            if member not in names:
+                raise ConfigError(f"class_groups: {member!r} (in {group!r}) is not one of the classes {names}")
+            if member in owner:
+                raise ConfigError(f"class_groups: {member!r} is in two groups ({owner[member]!r} and {group!r})")
+            owner[member] = group
+        indices.append(tuple(names.index(member) + 1 for member in members))
+    left_out = [name for name in names if name not in owner]
+    if left_out:
+        raise ConfigError(f"class_groups leave out the class(es) {left_out}: every class must be in one group")
+    return indices
 
 
 def _groups(spec: Any) -> list[tuple[str, list[str]]]:

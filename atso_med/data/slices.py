@@ -248,6 +248,25 @@ def class_channels(label: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.cat([label == c for c in range(1, num_classes + 1)]).to(torch.float32)
 
 
+def group_channels(label: torch.Tensor, class_groups: Sequence[Sequence[int]], num_classes: int) -> torch.Tensor:
+    """A stack of group indices (a label made at merged classes) in the channels of the fine classes.
+
+    Class ``c``'s channels are 1 wherever the label holds the group ``c`` belongs to, so every class
+    of a group carries the group's mask; the loss sums the classes' probabilities per group
+    (:class:`~atso_med.losses.RSTNLoss` with ``class_groups``).
+
+    Args:
+        label: ``(S, H, W)`` group indices (0 background, ``g`` group ``g``).
+        class_groups: per group, its classes (1-based), every class in exactly one group.
+        num_classes: the classes C.
+
+    Returns:
+        float32 ``(S * C, H, W)``, class-major like :func:`class_channels`.
+    """
+    group_of = {c: g for g, members in enumerate(class_groups, start=1) for c in members}
+    return torch.cat([label == group_of[c] for c in range(1, num_classes + 1)]).to(torch.float32)
+
+
 class SliceStackDataset(TorchDataset):
     """3-slice stacks of one plane, cut from CT volumes that a MONAI ``CacheDataset`` loads and keeps.
 
@@ -270,6 +289,9 @@ class SliceStackDataset(TorchDataset):
         augmentation: optional random transform of every sample (a stack dictionary), e.g.
             :func:`~atso_med.transforms.augment.stack_augmentation`; ``None`` for evaluation.
         num_classes: the classes C of the training (1: binary labels).
+        class_groups: per merged group, its classes (1-based; every class in exactly one group):
+            items with ``label_level: "groups"`` hold group indices (:func:`group_channels`), and
+            every sample gets ``grouped`` (1.0 for those, else 0.0) for the loss.
 
     Raises:
         ConfigError: ``num_classes`` not an integer >= 1.
@@ -288,6 +310,7 @@ class SliceStackDataset(TorchDataset):
         num_workers: int = 0,
         augmentation: Callable | None = None,
         num_classes: int = 1,
+        class_groups: Sequence[Sequence[int]] | None = None,
     ):
         from monai.data import CacheDataset
 
@@ -295,6 +318,7 @@ class SliceStackDataset(TorchDataset):
             raise DatasetError("the training data list holds no case")
         self.axis = plane_axis(plane)
         self.num_classes = as_count(num_classes, "num_classes")
+        self.class_groups = None if class_groups is None else [tuple(int(c) for c in g) for g in class_groups]
         self.volumes = CacheDataset(
             data, transform, cache_rate=cache_rate, num_workers=num_workers or None, progress=False
         )
@@ -316,7 +340,10 @@ class SliceStackDataset(TorchDataset):
         if "label" in item:
             case = self.volumes.data[index]
             source = f"case {case.get('id', index)} (label {case.get('label')})"
-            check_class_indices(np.asarray(item["label"]), self.num_classes, source)
+            if case.get("label_level") == "groups" and self.class_groups is None:
+                raise ConfigError(f"{source} is labelled at merged classes, but the training has no class_groups")
+            levels = len(self.class_groups) if case.get("label_level") == "groups" else self.num_classes
+            check_class_indices(np.asarray(item["label"]), levels, source)
         return item
 
     def __len__(self) -> int:
@@ -336,8 +363,13 @@ class SliceStackDataset(TorchDataset):
             )
         if self.augmentation is not None:
             sample = self.augmentation(sample)
-        if self.num_classes > 1 and "label" in sample:
+        grouped = self.class_groups is not None and item.get("label_level") == "groups"
+        if grouped and "label" in sample:
+            sample["label"] = group_channels(sample["label"], self.class_groups, self.num_classes)
+        elif self.num_classes > 1 and "label" in sample:
             sample["label"] = class_channels(sample["label"], self.num_classes)
+        if self.class_groups is not None:
+            sample["grouped"] = torch.tensor(float(grouped))
         return sample
 
 

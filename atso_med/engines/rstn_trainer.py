@@ -38,12 +38,18 @@ def prepare_rstn_batch(
     """Batch preparation for MONAI engines: the label also goes to the network (RSTN's boxes in modes S and I).
 
     Returns:
-        ``(image, label, (), {"label": label})`` as MONAI's ``SupervisedTrainer`` expects from a
-        ``prepare_batch`` callable.
+        ``(image, target, (), {"label": label})`` as MONAI's ``SupervisedTrainer`` expects from a
+        ``prepare_batch`` callable; the loss's target is the label, plus one last channel marking
+        the samples labelled at merged groups when the batch has ``grouped``
+        (:class:`~atso_med.losses.RSTNLoss` with ``class_groups``).
     """
     image = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)
     label = batchdata["label"].to(device=device, non_blocking=non_blocking, **kwargs)
-    return image, label, (), {"label": label}
+    target = label
+    if "grouped" in batchdata:  # class reduction: the loss learns which samples are labelled at merged groups
+        grouped = batchdata["grouped"].to(device=device, dtype=label.dtype, non_blocking=non_blocking)
+        target = torch.cat([label, grouped.reshape(-1, 1, 1, 1).expand(-1, 1, *label.shape[2:])], dim=1)
+    return image, target, (), {"label": label}
 
 
 class _StageStep:

@@ -15,6 +15,7 @@ cross-entropy stays the mean over every channel. With ``C = 1`` both are the sin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -42,9 +43,19 @@ def probability_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Te
     Returns:
         Scalar mean cross-entropy.
     """
+    return _bce_terms(probability, target).mean()
+
+
+def _bce_terms(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy of every element, in float32."""
     p = probability.float().clamp(_BCE_CLAMP, 1.0 - _BCE_CLAMP)
     g = target.to(p.dtype)
-    return -(g * p.log() + (1.0 - g) * (1.0 - p).log()).mean()
+    return -(g * p.log() + (1.0 - g) * (1.0 - p).log())
+
+
+def _per_sample_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`probability_bce` of each sample: (B,)."""
+    return _bce_terms(probability, target).flatten(1).mean(1)
 
 
 class SoftDiceLoss(nn.Module):
@@ -94,13 +105,17 @@ class SoftDiceLoss(nn.Module):
                 f"SoftDiceLoss of {self.num_classes} classes needs a multiple of {self.num_classes} channels, "
                 f"got shape {tuple(probability.shape)}"
             )
+        return self.per_sample(probability, target).mean()
+
+    def per_sample(self, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``1 - soft Dice`` of each sample, averaged over its classes: (B,). Inputs as :meth:`forward`."""
         # At least float32 sums: half precision overflows on a 512x512x3 sum.
         p = probability if probability.dtype == torch.float64 else probability.float()
         # (B, classes, everything of one class): the channels are class-major.
         p = p.reshape(p.shape[0], self.num_classes, -1)
         g = target.to(p.dtype).reshape(p.shape)
         dice = (2.0 * (p * g).sum(2) + self.eps) / (p.sum(2) + g.sum(2) + self.eps)
-        return (1.0 - dice).mean()
+        return (1.0 - dice).mean(1)
 
 
 class RSTNLoss(nn.Module):
@@ -118,10 +133,15 @@ class RSTNLoss(nn.Module):
         eps: soft Dice smoothing.
         bce_weight: weight of the binary cross-entropy added to each part's Dice (0 in the paper).
         num_classes: classes of the network (its channels are class-major); the Dice is per class.
+        class_groups: merged groups of the classes (per group its classes, 1-based; every class in
+            exactly one group). The label then carries one more channel, last, that marks each
+            sample labelled at the groups (:func:`~atso_med.data.slices.group_channels`, the
+            paper's class reduction): for those the classes' probabilities are summed per group
+            (at most 1) and scored against the groups; the other samples keep the per-class loss.
 
     Raises:
-        ConfigError: if a weight is negative, both part weights are zero, or ``num_classes`` is
-            not an integer >= 1.
+        ConfigError: if a weight is negative, both part weights are zero, ``num_classes`` is not
+            an integer >= 1, or the groups do not hold every class exactly once.
     """
 
     def __init__(
@@ -131,6 +151,7 @@ class RSTNLoss(nn.Module):
         eps: float = 1e-6,
         bce_weight: float = 0.0,
         num_classes: int = 1,
+        class_groups: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         if not (float(coarse_weight) >= 0.0 and float(fine_weight) >= 0.0) or coarse_weight + fine_weight == 0:
@@ -141,6 +162,16 @@ class RSTNLoss(nn.Module):
         self.fine_weight = float(fine_weight)
         self.bce_weight = float(bce_weight)
         self.dice = SoftDiceLoss(eps, num_classes)
+        self.class_groups = None
+        if class_groups is not None:
+            self.class_groups = [tuple(int(c) for c in group) for group in class_groups]
+            members = sorted(c for group in self.class_groups for c in group)
+            if members != list(range(1, self.dice.num_classes + 1)):
+                raise ConfigError(
+                    f"class_groups must hold each of the classes 1..{self.dice.num_classes} exactly once, "
+                    f"got {self.class_groups}"
+                )
+            self.group_dice = SoftDiceLoss(eps, len(self.class_groups))
         self.last_parts: dict[str, torch.Tensor] = {}
 
     @staticmethod
@@ -173,14 +204,44 @@ class RSTNLoss(nn.Module):
         """
         coarse = self._get(output, "coarse")
         fine = self._get(output, "fine")
-        if self.dice.num_classes == 1 and label.ndim == coarse.ndim and label.shape[1] == 1 and coarse.shape[1] != 1:
-            label = label.expand_as(coarse)
-        parts = {"coarse": self.dice(coarse, label), "fine": self.dice(fine, label)}
-        if self.bce_weight:
-            parts["coarse"] = parts["coarse"] + self.bce_weight * probability_bce(coarse, label)
-            parts["fine"] = parts["fine"] + self.bce_weight * probability_bce(fine, label)
+        if self.class_groups is not None:
+            grouped = label[:, -1].flatten(1).amax(1) > 0.5
+            label = label[:, :-1]
+            parts = {name: self._mixed_level(self._get(output, name), label, grouped) for name in ("coarse", "fine")}
+        else:
+            if (
+                self.dice.num_classes == 1
+                and label.ndim == coarse.ndim
+                and label.shape[1] == 1
+                and coarse.shape[1] != 1
+            ):
+                label = label.expand_as(coarse)
+            parts = {"coarse": self.dice(coarse, label), "fine": self.dice(fine, label)}
+            if self.bce_weight:
+                parts["coarse"] = parts["coarse"] + self.bce_weight * probability_bce(coarse, label)
+                parts["fine"] = parts["fine"] + self.bce_weight * probability_bce(fine, label)
         parts["total"] = self.coarse_weight * parts["coarse"] + self.fine_weight * parts["fine"]
         return parts
+
+    def _mixed_level(self, probability: torch.Tensor, label: torch.Tensor, grouped: torch.Tensor) -> torch.Tensor:
+        """Per-class loss for samples labelled at the classes, per-group loss for those labelled at the groups."""
+        per_class = self.dice.per_sample(probability, label)
+        group_probability, group_label = self._to_groups(probability), self._to_groups(label, reduce="max")
+        per_group = self.group_dice.per_sample(group_probability, group_label)
+        if self.bce_weight:
+            per_class = per_class + self.bce_weight * _per_sample_bce(probability, label)
+            per_group = per_group + self.bce_weight * _per_sample_bce(group_probability, group_label)
+        return torch.where(grouped, per_group, per_class).mean()
+
+    def _to_groups(self, channels: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
+        """Class-major channels (B, C * S, H, W) to group-major ones (B, G * S, H, W): summed (at most 1) or max."""
+        b, k = channels.shape[:2]
+        by_class = channels.float().reshape(b, self.dice.num_classes, k // self.dice.num_classes, *channels.shape[2:])
+        groups = []
+        for members in self.class_groups:
+            picked = by_class[:, [c - 1 for c in members]]
+            groups.append(picked.sum(1).clamp(max=1.0) if reduce == "sum" else picked.amax(1))
+        return torch.cat(groups, dim=1)
 
     def forward(self, output: Any, label: torch.Tensor) -> torch.Tensor:
         """Total loss ``coarse_weight * L(coarse) + fine_weight * L(fine)``, ``L = Dice + bce_weight * BCE``.

@@ -220,6 +220,25 @@ def organ_dataset(tmp_path_factory) -> Dataset:
     )
 
 
+def _predict(dataset: Dataset, cases: list, root: Path, **options) -> tuple[Path, Path]:
+    """Predict ``cases`` with the models in ``root / "models"`` through the bundle's inference.json.
+
+    Returns:
+        ``(data list of the cases, prediction folder)``.
+    """
+    tests = write_datalist(
+        root / "test.json",
+        [],
+        [{"id": c.id, "image": str(c.image), "label": str(c.label)} for c in cases],
+        labels=dataset.labels,
+    )
+    predictions = root / "predictions"
+    settings = {"input": str(tests), "datalist_key": "validation", "model_dir": str(root / "models")}
+    settings |= {"output_dir": str(predictions), "device": "cpu", "rounds": 2, "margin": 6, **options}
+    run_workflow(config_files("inference"), settings, workflow_type="infer")
+    return tests, predictions
+
+
 @pytest.mark.slow
 def test_a_short_training_of_three_classes_chosen_by_name_segments_each_on_held_out_cases(organ_dataset, tmp_path):
     """Train, predict and evaluate three classes picked by name from the phantom's ten, through the bundles."""
@@ -235,28 +254,7 @@ def test_a_short_training_of_three_classes_chosen_by_name_segments_each_on_held_
     snapshot = load_plane_models(models / "snapshot_SI.pt", num_classes=3)["Z"]  # saliency reset for 3 classes
     assert torch.equal(snapshot.saliency.conv2.weight, torch.zeros(3, 3, 5, 5))
 
-    tests = write_datalist(
-        tmp_path / "test.json",
-        [],
-        [{"id": c.id, "image": str(c.image), "label": str(c.label)} for c in held_out],
-        labels=organ_dataset.labels,
-    )
-    predictions = tmp_path / "predictions"
-    run_workflow(
-        config_files("inference"),
-        {
-            "input": str(tests),
-            "datalist_key": "validation",
-            "model_dir": str(tmp_path / "models"),
-            "output_dir": str(predictions),
-            "device": "cpu",
-            "rounds": 2,
-            "margin": 6,
-            "save_seg_nrrd": True,
-            "save_probability": True,
-        },
-        workflow_type="infer",
-    )
+    tests, predictions = _predict(organ_dataset, held_out, tmp_path, save_seg_nrrd=True, save_probability=True)
     written = nib.load(predictions / f"{held_out[0].id}.nii.gz")
     assert (
         written.get_fdata().max() <= 3 and nib.load(predictions / f"{held_out[0].id}_probability.nii.gz").shape[-1] == 3
@@ -369,26 +367,7 @@ def test_a_training_on_merged_groups_learns_the_groups_and_shows_why_the_paper_f
         config_files("train"),
         {**TRAINING, "class_groups": GROUPS, "datalist": str(datalist), "output_dir": str(models)},
     )
-    tests = write_datalist(
-        tmp_path / "test.json",
-        [],
-        [{"id": c.id, "image": str(c.image), "label": str(c.label)} for c in held_out],
-        labels=organ_dataset.labels,
-    )
-    predictions = tmp_path / "predictions"
-    run_workflow(
-        config_files("inference"),
-        {
-            "input": str(tests),
-            "datalist_key": "validation",
-            "model_dir": str(tmp_path / "models"),
-            "output_dir": str(predictions),
-            "device": "cpu",
-            "rounds": 2,
-            "margin": 6,
-        },
-        workflow_type="infer",
-    )
+    _, predictions = _predict(organ_dataset, held_out, tmp_path)
     group_dsc = {"large_organs": [], "kidneys": []}
     for case in held_out:
         truth = to_group[selection.remap(np.asarray(nib.load(case.label).dataobj))]

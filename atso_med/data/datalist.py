@@ -15,7 +15,14 @@ from atso_med.data.paths import resolve_input_path
 from atso_med.errors import ConfigError
 from atso_med.files import read_json, write_text_atomic
 
-__all__ = ["datalist_class_selection", "datalist_classes", "datalist_items", "read_datalist", "write_datalist"]
+__all__ = [
+    "datalist_class_selection",
+    "datalist_classes",
+    "datalist_items",
+    "datalist_labels",
+    "read_datalist",
+    "write_datalist",
+]
 
 
 def write_datalist(
@@ -74,6 +81,22 @@ def read_datalist(
     return _cases(read_json(path, "data list"), path, key, required, Path(base_dir) if base_dir else path.parent)
 
 
+def datalist_labels(path: str | os.PathLike) -> dict[int, str] | None:
+    """The classes a data list declares in its ``labels`` (as ``dataset.json``'s), or ``None`` when it has none.
+
+    Raises:
+        ConfigError: a missing file, not JSON, or a malformed ``labels`` (the message names the file).
+    """
+    content = read_json(Path(path), "data list")
+    if not isinstance(content, Mapping) or "labels" not in content:
+        return None
+    problems: list[str] = []
+    labels = parse_labels(content["labels"], problems)
+    if problems:
+        raise ConfigError(f"data list {path}: {problems[0]}")
+    return labels
+
+
 def datalist_classes(
     path: str | os.PathLike, foreground: Sequence[int] | None = None, num_classes: int = 1
 ) -> dict[int, str] | None:
@@ -96,12 +119,8 @@ def datalist_classes(
     """
     if not path:
         return None  # nothing to read yet (a config parsed without a data list); the training refuses it
-    content = read_json(Path(path), "data list")
-    if isinstance(content, Mapping) and "labels" in content:
-        problems: list[str] = []
-        labels = parse_labels(content["labels"], problems)
-        if problems:
-            raise ConfigError(f"data list {path}: {problems[0]}")
+    labels = datalist_labels(path)
+    if labels is not None:
         return labels
     if int(num_classes) > 1:
         return {0: "background", **{c: f"class {c}" for c in range(1, int(num_classes) + 1)}}
@@ -126,10 +145,10 @@ def datalist_class_selection(path: str | os.PathLike, classes: Any) -> ClassSele
     """
     if classes is None:
         return None
-    content = read_json(Path(path), "data list") if path else None
-    if not isinstance(content, Mapping) or "labels" not in content:
+    labels = datalist_labels(path) if path else None
+    if labels is None:
         raise ConfigError(f"data list {path or '(none)'} has no 'labels': classes can only be chosen by name from them")
-    return select_classes(classes, datalist_classes(path), source=f"data list {path}")
+    return select_classes(classes, labels, source=f"data list {path}")
 
 
 def _cases(content: object, path: Path, key: str, required: bool = True, base_dir: Path | None = None) -> list[dict]:

@@ -306,7 +306,7 @@ def _items_from(
     if path.is_dir() or dataset_file(path) is not None:
         dataset = Dataset.load(path)
         return evaluation_datalist(dataset, ids if ids else dataset.labeled_ids), dataset.labels
-    from atso_med.data.datalist import datalist_items
+    from atso_med.data.datalist import datalist_items, datalist_labels
 
     items = datalist_items(path, key)
     if ids:
@@ -315,15 +315,7 @@ def _items_from(
         if unknown:
             raise DatasetError(f"ids not in {path}: {', '.join(map(repr, unknown))}")
         items = [item for item in items if str(item.get("id")) in set(ids)]
-    return items, _declared_labels(path)
-
-
-def _declared_labels(path: Path) -> dict[int, str] | None:
-    from atso_med.data.datalist import datalist_classes
-    from atso_med.files import read_json
-
-    content = read_json(path, "data list")
-    return datalist_classes(path) if isinstance(content, Mapping) and "labels" in content else None
+    return items, datalist_labels(path)
 
 
 class EvaluationRun:

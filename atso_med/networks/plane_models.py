@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -127,6 +127,31 @@ def plane_model_files(source: str | os.PathLike | Mapping[str, str | os.PathLike
     return files
 
 
+def _model_set_items(models: Any) -> list:
+    """The model sets of a models argument: one set (a folder, a file, a mapping) or a sequence of them."""
+    return [models] if isinstance(models, (str, os.PathLike, Mapping)) or models is None else list(models)
+
+
+def _stored_configs(models: Any) -> Iterator[tuple[Path, Mapping]]:
+    """``(file, config)`` of every model file of the sets (networks given as objects have none).
+
+    Only the small ``config`` is read (memory-mapped), not the weights.
+
+    Raises:
+        ConfigError: no model found, or a file that cannot be read.
+    """
+    for item in _model_set_items(models):
+        if is_model_set(item):
+            continue
+        for path in plane_model_files(item).values():
+            try:
+                content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as error:  # noqa: BLE001 - torch raises several types for corrupt files
+                raise ConfigError(f"model file {path} cannot be read: {error}") from None
+            config = content.get("config") if isinstance(content, Mapping) else None
+            yield path, config if isinstance(config, Mapping) else {}
+
+
 class StoredClasses(NamedTuple):
     """The classes a model file segments.
 
@@ -188,13 +213,10 @@ def stored_classes(source: str | os.PathLike | Mapping[str, str | os.PathLike]) 
             plane models that segment different classes.
     """
     found: dict[StoredClasses, str] = {}
-    for path in plane_model_files(source).values():
-        try:
-            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as error:  # noqa: BLE001 - torch raises several types for corrupt files
-            raise ConfigError(f"model file {path} cannot be read: {error}") from None
-        config = content.get("config") if isinstance(content, Mapping) else None
-        found.setdefault(_classes_of(config if isinstance(config, Mapping) else {}, str(path)), str(path))
+    for path, config in _stored_configs(source):
+        found.setdefault(_classes_of(config, str(path)), str(path))
+    if not found:
+        raise ConfigError("stored_classes reads model files; networks given as objects carry no stored classes")
     if len(found) > 1:
         listed = "; ".join(f"{c.num_classes} {list(c.class_names)} in {path}" for c, path in found.items())
         raise ConfigError(f"the plane models segment different classes ({listed}): they cannot predict together")
@@ -299,10 +321,7 @@ def load_model_sets(
     Raises:
         ConfigError: as :func:`load_plane_models`; an empty list.
     """
-    if isinstance(models, (str, os.PathLike, Mapping)) or models is None:
-        items = [models]
-    else:
-        items = list(models)
+    items = _model_set_items(models)
     if not items:
         raise ConfigError("no model set given")
     # Every file of every set is located before any is loaded: a typo fails at once.
@@ -329,7 +348,7 @@ def prediction_classes(models: Any) -> dict[int, str]:
     Raises:
         ConfigError: as :func:`stored_classes`; sets that segment different classes.
     """
-    items = [models] if isinstance(models, (str, os.PathLike, Mapping)) or models is None else list(models)
+    items = _model_set_items(models)
     found = set()
     for item in items:
         if is_model_set(item):
@@ -374,20 +393,11 @@ def _stored_setting(models: Any, key: str) -> dict[Any, str]:
 
     Files without the key (older versions) and networks given as objects store nothing.
     """
-    items = [models] if isinstance(models, (str, os.PathLike, Mapping)) or models is None else list(models)
     stored: dict[Any, str] = {}
-    for item in items:
-        if is_model_set(item):
-            continue
-        for path in plane_model_files(item).values():
-            # mmap: only the small config is read, not the weights.
-            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            config = (content.get("config") or {}) if isinstance(content, Mapping) else {}
-            if key in config:
-                value = config[key]
-                stored.setdefault(
-                    tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else value, str(path)
-                )
+    for path, config in _stored_configs(models):
+        if key in config:
+            value = config[key]
+            stored.setdefault(tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else value, str(path))
     return stored
 
 

@@ -25,6 +25,7 @@ from atso_med.errors import ConfigError, LabelValueError
 from atso_med.losses import RSTNLoss, SoftDiceLoss, probability_bce
 from atso_med.metrics import EvaluationRun
 from atso_med.networks import (
+    FILL_LOGIT,
     SaliencyTransform,
     StoredClasses,
     build_rstn,
@@ -156,6 +157,55 @@ def test_torchscript_export_of_several_classes_matches_pytorch(tmp_path):
             atol=1e-5,
             rtol=0,
         )
+
+
+def test_a_softmax_head_makes_the_classes_of_a_pixel_compete_and_equals_the_sigmoid_for_one_class():
+    from atso_med.networks import class_probabilities
+
+    logits = 4 * torch.randn(2, 9, 5, 6, generator=torch.Generator().manual_seed(0))
+    probability = class_probabilities(logits, 3, softmax=True)
+    per_slice = probability.reshape(2, 3, 3, 5, 6).sum(1)  # classes of each slice summed
+    assert float(per_slice.max()) <= 1.0 + 1e-6 and float(per_slice.min()) > 0.0
+    independent = class_probabilities(logits, 3, softmax=False)
+    assert float(independent.reshape(2, 3, 3, 5, 6).sum(1).max()) > 1.5  # sigmoids may all be high at once
+    # Class c of slice s against the background only: exp(z) / (1 + sum_k exp(z_k)).
+    z = logits[1, [2, 5, 8], 3, 4]
+    torch.testing.assert_close(probability[1, 5, 3, 4], torch.exp(z[1]) / (1 + torch.exp(z).sum()))
+    assert torch.equal(class_probabilities(logits[:, :3], 1, softmax=True), torch.sigmoid(logits[:, :3]))
+    outside = class_probabilities(torch.full((1, 6, 2, 2), FILL_LOGIT), 2, softmax=True)
+    assert torch.equal(outside, torch.zeros_like(outside))  # the fine canvas outside the box stays 0
+
+    net = initialize_rstn(build_rstn("unet_tiny", num_classes=3, class_activation="softmax"), seed=0).eval()
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        parts = net.forward_parts(image, mode="J")
+    assert float(parts.coarse.reshape(1, 3, 3, 32, 32).sum(1).max()) <= 1.0 + 1e-6
+    assert float(parts.fine.reshape(1, 3, 3, 32, 32).sum(1).max()) <= 1.0 + 1e-6
+    with pytest.raises(ConfigError, match="unknown class_activation 'relu'"):
+        build_rstn("unet_tiny", num_classes=3, class_activation="relu")
+
+
+def test_the_stored_head_is_rebuilt_when_a_model_file_is_loaded_and_exported(tmp_path):
+    net = initialize_rstn(build_rstn("unet_tiny", num_classes=2, class_activation="softmax"), seed=3).eval()
+    checkpoint = tmp_path / "model.pt"
+    config = {"preset": "unet_tiny", "num_classes": 2, "class_activation": "softmax", "plane": "Z"}
+    torch.save({"network": net.state_dict(), "config": config}, checkpoint)
+    loaded = load_plane_models(checkpoint)["Z"]
+    image = torch.rand(1, 3, 36, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image), net(image), atol=0, rtol=0)
+        scripted = torch.jit.script(net)
+        torch.testing.assert_close(scripted(image), net(image), atol=1e-5, rtol=0)
+        coarse = net.coarse_probability(image)
+        torch.testing.assert_close(
+            scripted.fine_probability(image, coarse, coarse >= 0.5, 3),
+            net.fine_probability(image, coarse, coarse >= 0.5, margin=3),
+            atol=1e-5,
+            rtol=0,
+        )
+    torch.save({"network": net.state_dict(), "config": {**config, "class_activation": "tanh"}}, checkpoint)
+    with pytest.raises(ConfigError, match=r"model\.pt stores an unknown class_activation 'tanh'"):
+        load_plane_models(checkpoint)
 
 
 def test_class_names_must_name_every_class():
@@ -301,9 +351,10 @@ def test_a_sample_labelled_at_groups_is_scored_on_the_summed_probabilities_of_ea
 
     groups = [(1, 2), (3,)]
     loss = RSTNLoss(num_classes=3, class_groups=groups, bce_weight=1.0)
-    group_label = torch.zeros(3, 8, 8, dtype=torch.long)
-    group_label[:, 1:4, 1:4], group_label[:, 5:7, 5:7] = 1, 2  # the large organs, the kidneys
-    label = group_channels(group_label, groups, 3)  # liver's and spleen's channels both carry group 1
+    class_label = torch.zeros(3, 8, 8, dtype=torch.long)
+    class_label[:, 1:4, 1:4], class_label[:, 1:3, 2], class_label[:, 5:7, 5:7] = 1, 2, 3  # liver, spleen, kidneys
+    label = group_channels(class_label, groups, 3)  # liver's and spleen's channels both carry the group's mask
+    assert torch.equal(label[0:3], label[3:6]) and int(label[0:3].sum()) == 27 and int(label[6:9].sum()) == 12
     liver_only, spleen_only = torch.zeros(9, 8, 8), torch.zeros(9, 8, 8)
     liver_only[0:3], spleen_only[3:6] = label[0:3], label[3:6]  # the group's mass all on one class
     liver_only[6:9] = spleen_only[6:9] = label[6:9]
@@ -339,41 +390,35 @@ def test_class_groups_must_hold_every_class_once():
 
 
 @pytest.mark.slow
-def test_a_training_on_merged_groups_learns_the_groups_and_shows_why_the_paper_fine_tunes(organ_dataset, tmp_path):
+def test_a_softmax_student_of_fine_and_group_labels_keeps_every_class_of_a_merged_group(organ_dataset, tmp_path):
     """2 cases labelled at the classes and 4 at merged groups (liver + spleen, kidneys), one training.
 
-    The groups are learnt; the merged small class is not separated by 2 fine cases: measured here,
-    spleen 0.0 (the liver takes the whole group), against 0.72 from the 2 fine cases alone. The paper
-    fine-tunes on fine pseudo labels after the reduced generations for this reason.
+    With the softmax head the group loss cannot move mass between liver and spleen, so the 2 fine
+    cases decide the split: measured liver / spleen / kidneys 0.891 / 0.723 / 0.903 (2 fine cases
+    alone: 0.883 / 0.731 / 0.895). With independent sigmoids the liver takes the whole group and the
+    spleen vanishes (0.856 / 0.000 / 0.832; ``/tmp``-free probe in the README's class-reduction note).
     """
     from atso_med.data import select_classes
-    from atso_med.metrics import dice_score
 
     selection = select_classes(CLASS_SELECTION, organ_dataset.labels)
-    to_group = np.array([0, 1, 1, 2], dtype=np.uint8)  # output class -> group
     fine, grouped, held_out = organ_dataset.cases[:2], organ_dataset.cases[2:6], organ_dataset.cases[6:]
     items = [{"id": c.id, "image": str(c.image), "label": str(c.label)} for c in fine]
-    for case in grouped:
+    for case in grouped:  # pseudo labels are label maps of the chosen classes, as predictions write them
         stored = nib.load(case.label)
-        path = tmp_path / "group_labels" / f"{case.id}.nii.gz"
+        path = tmp_path / "pseudo_labels" / f"{case.id}.nii.gz"
         path.parent.mkdir(exist_ok=True)
-        nib.save(nib.Nifti1Image(to_group[selection.remap(np.asarray(stored.dataobj))], stored.affine), path)
+        nib.save(nib.Nifti1Image(selection.remap(np.asarray(stored.dataobj)), stored.affine), path)
         items.append(
             {"id": case.id, "image": str(case.image), "label": str(path), "source": "pseudo", "label_level": "groups"}
         )
     datalist = write_datalist(tmp_path / "datalist.json", items, labels=organ_dataset.labels)
     models = tmp_path / "models" / "plane_Z"
-    run_workflow(
-        config_files("train"),
-        {**TRAINING, "class_groups": GROUPS, "datalist": str(datalist), "output_dir": str(models)},
-    )
-    _, predictions = _predict(organ_dataset, held_out, tmp_path)
-    group_dsc = {"large_organs": [], "kidneys": []}
-    for case in held_out:
-        truth = to_group[selection.remap(np.asarray(nib.load(case.label).dataobj))]
-        predicted = to_group[np.asarray(nib.load(predictions / f"{case.id}.nii.gz").dataobj)]
-        for value, name in enumerate(group_dsc, start=1):
-            group_dsc[name].append(dice_score(predicted == value, truth == value))
-    means = {name: float(np.mean(values)) for name, values in group_dsc.items()}
-    print(f"held-out DSC per group: {means}")
-    assert means["large_organs"] >= 0.45 and means["kidneys"] >= 0.45, group_dsc
+    settings = {**TRAINING, "class_groups": GROUPS, "class_activation": "softmax"}
+    run_workflow(config_files("train"), {**settings, "datalist": str(datalist), "output_dir": str(models)})
+    assert torch.load(models / "model.pt", weights_only=True)["config"]["class_activation"] == "softmax"
+
+    tests, predictions = _predict(organ_dataset, held_out, tmp_path)
+    result = EvaluationRun(predictions, tests, datalist_key="validation", selection=CLASS_SELECTION).run()
+    per_class = {name: result.summary["classes"]["per_class"][name]["mean_dsc"] for name in CLASSES}
+    print(f"held-out DSC per class: {per_class}")
+    assert all(per_class[name] >= HELD_OUT_DSC[name] for name in CLASSES), per_class

@@ -249,22 +249,26 @@ def class_channels(label: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def group_channels(label: torch.Tensor, class_groups: Sequence[Sequence[int]], num_classes: int) -> torch.Tensor:
-    """A stack of group indices (a label made at merged classes) in the channels of the fine classes.
+    """A stack of class indices, to be scored at merged groups, in the channels of the fine classes.
 
-    Class ``c``'s channels are 1 wherever the label holds the group ``c`` belongs to, so every class
+    Class ``c``'s channels are 1 wherever the label holds any class of ``c``'s group, so every class
     of a group carries the group's mask; the loss sums the classes' probabilities per group
-    (:class:`~atso_med.losses.RSTNLoss` with ``class_groups``).
+    (:class:`~atso_med.losses.RSTNLoss` with ``class_groups``), and which class of a group the label
+    names there does not count (the paper's class reduction of pseudo labels).
 
     Args:
-        label: ``(S, H, W)`` group indices (0 background, ``g`` group ``g``).
+        label: ``(S, H, W)`` class indices ``0..C``.
         class_groups: per group, its classes (1-based), every class in exactly one group.
         num_classes: the classes C.
 
     Returns:
         float32 ``(S * C, H, W)``, class-major like :func:`class_channels`.
     """
-    group_of = {c: g for g, members in enumerate(class_groups, start=1) for c in members}
-    return torch.cat([label == group_of[c] for c in range(1, num_classes + 1)]).to(torch.float32)
+    group_of = torch.zeros(num_classes + 1, dtype=torch.long)
+    for group, members in enumerate(class_groups, start=1):
+        group_of[list(members)] = group
+    groups = group_of[label.long()]
+    return torch.cat([groups == group_of[c] for c in range(1, num_classes + 1)]).to(torch.float32)
 
 
 class SliceStackDataset(TorchDataset):
@@ -290,8 +294,9 @@ class SliceStackDataset(TorchDataset):
             :func:`~atso_med.transforms.augment.stack_augmentation`; ``None`` for evaluation.
         num_classes: the classes C of the training (1: binary labels).
         class_groups: per merged group, its classes (1-based; every class in exactly one group):
-            items with ``label_level: "groups"`` hold group indices (:func:`group_channels`), and
-            every sample gets ``grouped`` (1.0 for those, else 0.0) for the loss.
+            the labels of items with ``label_level: "groups"`` are scored at the groups
+            (:func:`group_channels`), and every sample gets ``grouped`` (1.0 for those, else 0.0)
+            for the loss.
 
     Raises:
         ConfigError: ``num_classes`` not an integer >= 1.
@@ -341,9 +346,8 @@ class SliceStackDataset(TorchDataset):
             case = self.volumes.data[index]
             source = f"case {case.get('id', index)} (label {case.get('label')})"
             if case.get("label_level") == "groups" and self.class_groups is None:
-                raise ConfigError(f"{source} is labelled at merged classes, but the training has no class_groups")
-            levels = len(self.class_groups) if case.get("label_level") == "groups" else self.num_classes
-            check_class_indices(np.asarray(item["label"]), levels, source)
+                raise ConfigError(f"{source} is to be scored at merged classes, but the training has no class_groups")
+            check_class_indices(np.asarray(item["label"]), self.num_classes, source)
         return item
 
     def __len__(self) -> int:

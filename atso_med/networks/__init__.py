@@ -7,6 +7,7 @@ fc6/fc7 for CPU demos and tests.
 
 from __future__ import annotations
 
+from atso_med.networks.activation import CLASS_ACTIVATIONS, class_probabilities
 from atso_med.networks.boxes import DEFAULT_MARGIN, box_from_mask, equalize_boxes, sample_training_margins
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
 from atso_med.networks.initialization import initialize_rstn, load_state_file, parameter_groups
@@ -28,6 +29,7 @@ from atso_med.networks.weight_files import check_state_matches, load_checkpoint,
 
 __all__ = [
     "BACKBONES",
+    "CLASS_ACTIVATIONS",
     "DEFAULT_MARGIN",
     "FILL_LOGIT",
     "MODEL_FILE",
@@ -47,6 +49,7 @@ __all__ = [
     "build_rstn",
     "check_state_matches",
     "class_names_for",
+    "class_probabilities",
     "equalize_boxes",
     "initialize_rstn",
     "load_checkpoint",

@@ -22,6 +22,7 @@ import torch
 
 from atso_med.errors import ConfigError
 from atso_med.flags import as_count
+from atso_med.networks.activation import CLASS_ACTIVATIONS
 from atso_med.transforms.intensity import HU_WINDOW
 
 __all__ = [
@@ -286,10 +287,13 @@ def load_plane_models(
                 f"{path} segments {classes.num_classes} class(es) ({', '.join(classes.class_names)}), "
                 f"not the {num_classes} expected"
             )
+        activation = config.get("class_activation", "sigmoid")  # files from before the softmax head: sigmoid
+        if activation not in CLASS_ACTIVATIONS:
+            raise ConfigError(f"{path} stores an unknown class_activation {activation!r}")
         # Built on the meta device and given the file's tensors: no random initialisation, and a
         # full-size network is never held twice.
         with torch.device("meta"):
-            network = build_rstn(str(chosen), num_classes=classes.num_classes)
+            network = build_rstn(str(chosen), num_classes=classes.num_classes, class_activation=activation)
         check_state_matches(content["network"], network, str(path))
         network.load_state_dict(content["network"], assign=True)
         models[plane] = network.eval().to(device)

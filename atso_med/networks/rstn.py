@@ -10,8 +10,9 @@ Boxes are ``(top, bottom, left, right)`` with ``top``/``left`` inclusive and
 
 Several organs at once (``num_classes = C > 1``): each half predicts ``C x in_channels`` outputs,
 class-major (channels ``c * in_channels`` to ``(c + 1) * in_channels - 1`` are the slices of class
-``c + 1``), each with its own sigmoid: one-vs-rest, so the classes' maps are independent of each
-other (no softmax couples them). The saliency module reads all ``C x in_channels`` coarse
+``c + 1``), each with its own sigmoid by default: one-vs-rest, so the classes' maps are independent of
+each other; ``class_activation="softmax"`` makes them compete instead
+(:mod:`~atso_med.networks.activation`, what class reduction needs). The saliency module reads all ``C x in_channels`` coarse
 probabilities and returns ``in_channels`` maps, one per input slice, that multiply the image.
 There is one fine pass whatever C: its box is that of the union of the classes' foreground (the
 label in modes S and I, the coarse prediction >= 0.5 of any class in J). A pass per class, each in
@@ -34,6 +35,7 @@ from torch import nn
 
 from atso_med.errors import ConfigError
 from atso_med.flags import as_count
+from atso_med.networks.activation import check_class_activation, class_probabilities
 from atso_med.networks.boxes import DEFAULT_MARGIN, box_from_mask, equalize_boxes
 from atso_med.networks.fcn import FCN8s, named_generator
 from atso_med.networks.scriptable import ScriptableRSTN
@@ -48,7 +50,7 @@ __all__ = [
     "SaliencyTransform",
 ]
 
-#: Logit outside the fine box: sigmoid gives exactly 0 in float32, and the value is
+#: Logit outside the fine box: sigmoid (and softmax) give exactly 0 in float32, and the value is
 #: representable in float16/bfloat16 so AMP cannot turn it into -inf/NaN.
 FILL_LOGIT = -1.0e4
 #: The networks each half of an RSTN can be: the paper's FCN-8s, or a U-Net that trains from scratch.
@@ -62,8 +64,8 @@ class RSTNOutput(NamedTuple):
     """What :meth:`RSTN.forward` returns.
 
     Attributes:
-        coarse: coarse probabilities (sigmoid), float32, (B, K, H, W) with ``K = in_channels * num_classes``.
-        fine: fine probabilities (sigmoid), float32, (B, K, H, W); 0 outside each box.
+        coarse: coarse probabilities (sigmoid or softmax), float32, (B, K, H, W) with ``K = in_channels * num_classes``.
+        fine: fine probabilities (sigmoid or softmax), float32, (B, K, H, W); 0 outside each box.
         boxes: int64 (B, 4) boxes ``(top, bottom, left, right)`` the fine FCN saw.
     """
 
@@ -157,6 +159,8 @@ class RSTN(nn.Module):
         num_res_units: U-Net residual units per block.
         norm: U-Net normalisation, ``"batch"`` or ``"instance"``.
         num_classes: organs segmented at once (C); the halves have ``in_channels * C`` outputs.
+        class_activation: ``"sigmoid"`` (one per output) or ``"softmax"`` (the classes of a pixel
+            compete; the same for C = 1), see :mod:`~atso_med.networks.activation`.
 
     Raises:
         ConfigError: if the backbone is unknown or a size or probability is out of range.
@@ -174,6 +178,7 @@ class RSTN(nn.Module):
         num_res_units: int = 2,
         norm: str = "batch",
         num_classes: int = 1,
+        class_activation: str = "sigmoid",
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -183,6 +188,7 @@ class RSTN(nn.Module):
         self.fc_channels = fc_channels
         self.in_channels = int(in_channels)
         self.num_classes = as_count(num_classes, "RSTN num_classes")
+        self.class_activation = check_class_activation(class_activation)
         #: Outputs of each half: ``in_channels`` per class, class-major.
         self.out_channels = self.in_channels * self.num_classes
         out = self.out_channels
@@ -216,6 +222,9 @@ class RSTN(nn.Module):
         return ScriptableRSTN(self)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return class_probabilities(logits, self.num_classes, self.class_activation == "softmax")
 
     def _check_image(self, image: torch.Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != self.in_channels:
@@ -273,13 +282,13 @@ class RSTN(nn.Module):
             image: (B, in_channels, H, W) images.
 
         Returns:
-            float32 sigmoid probabilities (B, K, H, W), ``K = in_channels * num_classes``, class-major.
+            float32 probabilities (B, K, H, W), ``K = in_channels * num_classes``, class-major.
 
         Raises:
             ValueError: on a malformed image.
         """
         self._check_image(image)
-        return torch.sigmoid(self.coarse(image).float())
+        return self._probabilities(self.coarse(image))
 
     def fine_probability(
         self,
@@ -315,7 +324,7 @@ class RSTN(nn.Module):
         boxes = box_from_mask(mask, margin)
         active = (mask != 0).flatten(1).any(dim=1)
         fine_input = image * self.saliency(score_map.to(image.dtype))
-        return torch.sigmoid(self._fine_canvas(fine_input, boxes, active).float())
+        return self._probabilities(self._fine_canvas(fine_input, boxes, active))
 
     def forward(
         self,
@@ -383,7 +392,7 @@ class RSTN(nn.Module):
             raise ConfigError(f"RSTN mode {mode_u} takes its box from the label, but no label was given")
         _batch, _, height, width = image.shape
 
-        coarse_prob = torch.sigmoid(self.coarse(image).float())
+        coarse_prob = self._probabilities(self.coarse(image))
         with torch.no_grad():
             if mode_u == "J":
                 pred = coarse_prob >= 0.5
@@ -404,5 +413,5 @@ class RSTN(nn.Module):
             fine_input = image
         else:
             fine_input = image * self.saliency(coarse_prob.to(image.dtype))
-        fine_prob = torch.sigmoid(self._fine_canvas(fine_input, boxes).float())
+        fine_prob = self._probabilities(self._fine_canvas(fine_input, boxes))
         return RSTNOutput(coarse=coarse_prob, fine=fine_prob, boxes=boxes)

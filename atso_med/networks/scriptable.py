@@ -19,7 +19,8 @@ ONNX graphs have no data-dependent crops, so ONNX export takes the parts one at 
 module with the RSTN's state-dict keys (it loads ``model.pt`` as it is) and one image input.
 Inference with them: ``p = sigmoid(coarse(x))``; box of ``p >= 0.5`` (joint over channels, so over
 the classes too) plus a margin; ``f = sigmoid(fine((x * saliency(p))[box]))`` pasted into zeros.
-Networks of several classes export the same way (their outputs are class-major, as the RSTN's).
+Networks of several classes export the same way (their outputs are class-major, as the RSTN's); with
+``class_activation="softmax"`` the sigmoids are :func:`~atso_med.networks.activation.class_probabilities`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from atso_med.errors import ConfigError
+from atso_med.networks.activation import class_probabilities
 from atso_med.networks.boxes import DEFAULT_MARGIN, mask_boxes
 
 __all__ = ["PARTS", "RSTNPart", "ScriptableRSTN"]
@@ -50,6 +52,8 @@ class ScriptableRSTN(nn.Module):
         self.saliency = rstn.saliency
         self.in_channels = int(rstn.in_channels)
         self.out_channels = int(rstn.out_channels)
+        self.num_classes = int(rstn.num_classes)
+        self.softmax = rstn.class_activation == "softmax"
         self.margin = DEFAULT_MARGIN  # an attribute: TorchScript reads no globals
 
     def _fine_canvas(
@@ -66,7 +70,7 @@ class ScriptableRSTN(nn.Module):
             box: list[int] = mask_boxes(inside[i : i + 1], margins)[0].tolist()  # empty: the whole image
             top, bottom, left, right = box[0], box[1], box[2], box[3]
             logits = self.fine(fine_input[i : i + 1, :, top:bottom, left:right])
-            out[i : i + 1, :, top:bottom, left:right] = torch.sigmoid(logits.float())
+            out[i : i + 1, :, top:bottom, left:right] = class_probabilities(logits, self.num_classes, self.softmax)
         return out
 
     @torch.jit.export
@@ -77,9 +81,9 @@ class ScriptableRSTN(nn.Module):
             image: (B, in_channels, H, W) images.
 
         Returns:
-            float32 sigmoid probabilities (B, K, H, W).
+            float32 probabilities (B, K, H, W).
         """
-        return torch.sigmoid(self.coarse(image).float())
+        return class_probabilities(self.coarse(image), self.num_classes, self.softmax)
 
     @torch.jit.export
     def fine_probability(

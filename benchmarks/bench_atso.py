@@ -106,6 +106,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="several organs: the phantom's organ map (labels 'organs') and these classes of it, e.g. liver "
         "spleen kidneys=kidney_left+kidney_right pancreas gallbladder (default: the pancreas mask)",
     )
+    parser.add_argument(
+        "--class-reduction",
+        nargs="+",
+        default=None,
+        metavar="GROUP=A+B",
+        help="the paper's class reduction of the --classes: generations score pseudo labels at these groups "
+        "(every class in one), e.g. large=liver+spleen kidneys=kidneys small=pancreas+gallbladder",
+    )
+    parser.add_argument(
+        "--no-fine-tune", action="store_true", help="with --class-reduction: no fine-class fine-tuning after it"
+    )
+    parser.add_argument(
+        "--class-activation",
+        choices=["sigmoid", "softmax"],
+        default=None,
+        help="the class head of every training (default: sigmoid; softmax with --class-reduction)",
+    )
     parser.add_argument("--devices", nargs="+", default=["cpu", "cpu"], help="one training per device at a time")
     parser.add_argument("--quick", action="store_true", help="CPU smoke setting: " + json.dumps(QUICK))
     parser.add_argument(
@@ -150,11 +167,17 @@ def experiment(args: argparse.Namespace, dataset: Path, seed: int, out: Path) ->
                 "margin_fixed": args.margin,
                 "margin_max": 2 * args.margin,
                 **({"labeled_share": args.labeled_share} if args.labeled_share is not None else {}),
+                **({"class_activation": args.class_activation} if args.class_activation else {}),
             },
         },
         "inference": {"rounds": args.rounds, "margin": args.margin, "batch_size": 16},
         "report": {"overlay_cases": 1},
         **({"classes": _class_spec(args.classes)} if args.classes else {}),
+        **(
+            {"class_reduction": {"groups": _class_spec(args.class_reduction), "fine_tune": not args.no_fine_tune}}
+            if args.class_reduction
+            else {}
+        ),
     }
 
 
@@ -184,9 +207,18 @@ SETTING_KEYS = (
     "margin",
     "rounds",
     "classes",
+    "class_reduction",
+    "no_fine_tune",
+    "class_activation",
 )
 #: Setting keys added after seeds were recorded: a record without one was measured with this value.
-SETTING_DEFAULTS = {"labeled_share": None, "classes": None}
+SETTING_DEFAULTS = {
+    "labeled_share": None,
+    "classes": None,
+    "class_reduction": None,
+    "no_fine_tune": False,
+    "class_activation": None,
+}
 
 
 def setting(args: argparse.Namespace) -> dict:
@@ -343,6 +375,14 @@ def class_lines(reports: dict[int, dict], strategies: list[str]) -> list[str]:
             ]
             vanished = ", ".join(f"{n} {sum(c[n]['vanished'] for c in pseudo)}" for n in names)
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {vanished} |")
+    reduced = [s for s in strategies if all("reduced_final" in r["strategies"][s] for r in reports.values())]
+    if reduced:
+        lines += ["", "Before the fine-class fine-tuning (the reduced generations' final models):", ""]
+        lines += ["| Strategy | " + " | ".join(names) + " | mean |", "|" + "---|" * (len(names) + 2)]
+        for s in reduced:
+            tests = [r["strategies"][s]["reduced_final"]["test"] for r in reports.values()]
+            cells = [fmt([t["classes"][n]["mean_dsc"] for t in tests]) for n in names]
+            lines.append(f"| {s} | " + " | ".join(cells) + f" | {fmt([dsc(t) for t in tests])} |")
     return lines
 
 

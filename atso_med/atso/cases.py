@@ -12,6 +12,7 @@ reference folds (their labels, if any, are read by the reports only).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from atso_med.atso.config import ExperimentConfig
-from atso_med.data.class_selection import ClassSelection, select_classes
+from atso_med.data.class_selection import ClassSelection, class_group_indices, select_classes
 from atso_med.data.dataset import Case, Dataset
 from atso_med.data.duplicates import find_copies
 from atso_med.data.split_protocols import make_splits
@@ -77,7 +78,21 @@ def load_experiment_data(config: ExperimentConfig, experiment_dir: Path) -> Expe
     data = _transfer_data(config, experiment_dir) if config.transfer is not None else _dataset_data(config)
     data.selection = experiment_selection(config.classes, data.dataset)
     data.foreground = organ_values(config.foreground, data.selection)
+    if config.class_reduction is not None:
+        check_class_reduction(config.class_reduction.groups, data.label_classes)
     return data
+
+
+def check_class_reduction(groups: Mapping[str, Sequence[str]], selection: ClassSelection | None) -> None:
+    """Refuse a class reduction whose groups do not hold each chosen class once, before any work.
+
+    Raises:
+        ConfigError: one class chosen (nothing to merge), or groups that name an unknown class, hold
+            one twice or leave one out.
+    """
+    if selection is None:
+        raise ConfigError("class_reduction merges classes, but 'classes' chooses only one")
+    class_group_indices(groups, selection.names, "class_reduction.groups")
 
 
 def experiment_selection(classes: Any, dataset: Dataset) -> ClassSelection | None:

@@ -172,6 +172,44 @@ class SplitSettings:
 
 
 @dataclass
+class ClassReduction:
+    """The paper's class reduction (its Section 5.2 and appendix D) for an experiment of several classes.
+
+    Generations 1..T train on pseudo labels scored at merged groups: the students predict every
+    class, and on pseudo-labelled cases the loss sums each group's class probabilities, so a
+    teacher's confusion between classes of one group is not taught (labeled cases keep the
+    per-class loss). Every training then has the softmax class head (a training's
+    ``class_activation`` in ``training.overrides`` replaces it, as an ablation). With ``fine_tune``,
+    each strategy's final model is then fine-tuned on the fine-class pseudo labels of the last
+    generation (its teachers' labels at generation T + 1; the paper's 5 -> 19 classes), and that
+    model is the strategy's final one.
+
+    Attributes:
+        groups: group name -> the names of its classes (every class of ``classes`` in one group).
+        fine_tune: add the fine-class fine-tuning after generation T.
+    """
+
+    groups: dict[str, list[str]]
+    fine_tune: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "class_reduction") -> ClassReduction | None:
+        if data is None:
+            return None
+        data = section(data, ("groups", "fine_tune"), where)
+        groups = data.get("groups")
+        if not isinstance(groups, Mapping) or not groups:
+            raise config_error(f"{where}.groups", f"expected a mapping of group names to class names, got {groups!r}")
+        members = {}
+        for name, given in groups.items():
+            names = [given] if isinstance(given, str) else given
+            if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+                raise config_error(f"{where}.groups.{name}", f"expected a class name or a list of them, got {given!r}")
+            members[str(name)] = list(names)
+        return cls(members, read_bool(data.get("fine_tune", True), f"{where}.fine_tune"))
+
+
+@dataclass
 class ReportSettings:
     """What the reports show.
 
@@ -209,6 +247,7 @@ _TOP_KEYS = (
     "transfer",
     "foreground",
     "classes",
+    "class_reduction",
     "strategies",
     "generations",
     "folds",
@@ -238,6 +277,7 @@ class ExperimentConfig:
         foreground: label values that count as organ (``None``: every non-zero value).
         classes: the organ chosen by name among ``dataset.json``'s ``labels`` instead of
             ``foreground`` (:func:`~atso_med.data.class_selection.select_classes`; ``None``: off).
+        class_reduction: pseudo labels scored at merged groups of ``classes`` (``None``: off).
         strategies: which strategies to run (``supervised`` is always trained: it is M0).
         generations: T, the number of teacher-student generations.
         folds: K, reference folds of ATSO (``None``: the splits' fold count, or 2 when drawn).
@@ -264,6 +304,7 @@ class ExperimentConfig:
     transfer: TransferConfig | None = None
     foreground: list[int] | None = None
     classes: str | list[str] | dict[str, Any] | None = None
+    class_reduction: ClassReduction | None = None
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     generations: int = 5
     folds: int | None = None
@@ -355,6 +396,9 @@ class ExperimentConfig:
                     where, "give the organ either as 'foreground' values or as 'classes' names, not both"
                 )
             config.classes = read_classes(data["classes"], f"{where}.classes")
+        config.class_reduction = ClassReduction.from_dict(data.get("class_reduction"), f"{where}.class_reduction")
+        if config.class_reduction is not None and config.classes is None:
+            raise config_error(f"{where}.class_reduction", "merges classes: choose them with 'classes' first")
         config.strategies = _strategies(data.get("strategies", list(STRATEGIES)), f"{where}.strategies")
         config.generations = read_int(data.get("generations", 5), f"{where}.generations", 0)
         if data.get("folds") is not None:
@@ -409,6 +453,7 @@ class ExperimentConfig:
             "transfer": None if self.transfer is None else asdict(self.transfer),
             "foreground": self.foreground,
             "classes": self.classes,
+            "class_reduction": None if self.class_reduction is None else asdict(self.class_reduction),
             "strategies": self.strategies,
             "generations": self.generations,
             "folds": self.folds,

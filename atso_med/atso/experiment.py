@@ -163,6 +163,8 @@ class ExperimentRunner:
                 with_truth=data.with_truth,
                 own_fold_predictions=config.report.own_fold_predictions,
                 init_mode=config.training.init_mode,
+                class_reduction=config.class_reduction is not None,
+                fine_tune=config.class_reduction is not None and config.class_reduction.fine_tune,
             )
         )
         digest = plan_digest(self.plan)

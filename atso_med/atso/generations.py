@@ -16,8 +16,14 @@ Strategies (``T`` generations, reference set ``R`` in ``K`` folds, labeled set `
 * ``atso``: fold model ``k`` of generation ``t`` trains from the same initial weights on ``S`` plus
   the pseudo labels of fold ``k`` only; those labels come from models that never trained on fold
   ``k`` (generation ``t - 1``'s other fold model when ``K = 2``, the majority vote of all other
-  fold models when ``K > 2``; M0 for ``t = 1``; see :mod:`atso_med.atso.pseudo_labels`). After ``T`` generations a final model trains on
-  ``S`` plus all pseudo labels of generation ``T``.
+  fold models when ``K > 2``; M0 for ``t = 1``; see :mod:`atso_med.atso.pseudo_labels`). After ``T``
+  generations a final model trains on ``S`` plus all pseudo labels of generation ``T``.
+
+With a class reduction, the trainings of generations 1..T (and ATSO's final model) score their
+pseudo labels at merged groups (the data list marks those items ``label_level: groups``); with its
+fine-tuning, each strategy's final model is then fine-tuned on the pseudo labels of generation
+``T + 1`` at the classes (ATSO's still made by the fold models that never trained on the fold), as
+the model set ``<strategy>/gen<T>/fine``, which :func:`final_model` names the strategy's final one.
 
 Pseudo labels of generation ``t`` (what generation ``t`` trains on) live in
 ``pseudo_labels/<strategy>/gen<t>/fold<k>/``; they are made by the models of generation ``t - 1``,
@@ -53,9 +59,11 @@ if TYPE_CHECKING:
     from atso_med.data.splits import Splits
 
 __all__ = [
+    "FINE_TUNED",
     "SNAPSHOT_FILE",
     "build_plan",
     "check_plan",
+    "final_model",
     "model_training_ids",
     "training_items",
     "write_training_datalist",
@@ -66,6 +74,14 @@ __all__ = [
 SNAPSHOT_FILE = "snapshot_SI.pt"
 #: Strategies whose generations train "from scratch" (and so from the snapshot in ``snapshot`` mode).
 _FROM_SCRATCH = ("stso", "atso")
+#: Group of the model set that fine-tunes a strategy's final model on fine-class pseudo labels.
+FINE_TUNED = "fine"
+
+
+def final_model(strategy: str, generations: int, fine_tune: bool = False) -> ModelRef:
+    """A semi-supervised strategy's final model set: its last generation's (ATSO: trained on all
+    pseudo labels), or with ``fine_tune`` that model fine-tuned on fine-class pseudo labels."""
+    return ModelRef(strategy, generations, FINE_TUNED if fine_tune else "all")
 
 
 class _PlanBuilder:
@@ -99,6 +115,7 @@ class _PlanBuilder:
         pseudo: Mapping[int, str] | None = None,
         truth_folds: bool = False,
         finetune_from: ModelRef | None = None,
+        grouped: bool = False,
     ) -> list[str]:
         """Plan the plane trainings of one model set; returns their step ids.
 
@@ -107,10 +124,12 @@ class _PlanBuilder:
             pseudo: fold index -> id of the step that wrote that fold's pseudo labels.
             truth_folds: train on every reference fold with its true labels (fully supervised).
             finetune_from: initialise each plane from this model's same plane (self-learning).
+            grouped: score the pseudo labels at the merged groups of the class reduction.
         """
         pseudo = dict(pseudo or {})
+        level = {"label_level": "groups"} if grouped else {}
         pseudo_labels = {
-            f"fold{k}": {"dir": self.step(pid).params["output_dir"], "ids": self.folds[k]}
+            f"fold{k}": {"dir": self.step(pid).params["output_dir"], "ids": self.folds[k], **level}
             for k, pid in sorted(pseudo.items())
         }
         truth_ids = [i for fold in self.folds for i in fold] if truth_folds else []
@@ -262,27 +281,36 @@ class _PlanBuilder:
             "stso": [m0],
             "atso": [m0] * K,
         }
+        grouped = inputs.class_reduction
+        last_labels: dict[str, dict[int, str]] = {}
         for t in range(1, T + 2):
             for strategy in ("self_learning", "stso", "atso"):
                 if strategy not in inputs.strategies:
                     continue
                 pseudo = self._pseudo_labels(strategy, t, teachers[strategy])
                 if t == T + 1:
-                    continue  # the last generation's labels are made for its @R measure only
+                    last_labels[strategy] = pseudo  # made for the last generation's @R (and a fine-tuning)
+                    continue
                 if strategy == "atso":
                     teachers[strategy] = self._atso_generation(t, pseudo)
                 else:
                     model = ModelRef(strategy, t)
                     previous = teachers[strategy][0]
-                    self.train(model, pseudo=pseudo, finetune_from=previous if strategy == "self_learning" else None)
+                    finetune_from = previous if strategy == "self_learning" else None
+                    self.train(model, pseudo=pseudo, finetune_from=finetune_from, grouped=grouped)
                     self.predict(model, "test")
                     for k in range(K):
                         self.predict(model, f"fold{k}")
                     teachers[strategy] = [model]
         if "atso" in inputs.strategies and T >= 1:
-            final = ModelRef("atso", T, "all")
-            self.train(final, pseudo={k: pseudo_label_step_id("atso", T, k) for k in range(K)})
+            final = final_model("atso", T)
+            self.train(final, pseudo={k: pseudo_label_step_id("atso", T, k) for k in range(K)}, grouped=grouped)
             self.predict(final, "test")
+        if inputs.fine_tune and T >= 1:
+            for strategy, labels in last_labels.items():
+                fine = final_model(strategy, T, fine_tune=True)
+                self.train(fine, pseudo=labels, finetune_from=final_model(strategy, T))
+                self.predict(fine, "test")
         self.add(Step(id="report", kind="report", requires=[s.id for s in self.steps]))
         return self.steps
 
@@ -315,7 +343,7 @@ class _PlanBuilder:
         K = len(self.folds)
         models = [ModelRef("atso", t, f"fold{k}") for k in range(K)]
         for k, model in enumerate(models):
-            self.train(model, pseudo={k: pseudo[k]})
+            self.train(model, pseudo={k: pseudo[k]}, grouped=self.inputs.class_reduction)
         test_sources = []
         for k, model in enumerate(models):
             test_sources.append(self.predict(model, "test", save_probability=needs_probability(K)))
@@ -484,13 +512,18 @@ def write_training_datalist(layout: ExperimentLayout, dataset: Dataset, splits: 
     from atso_med.data.datalist import write_datalist
     from atso_med.data.dataset import evaluation_datalist
 
-    pseudo = {}
+    pseudo, grouped = {}, set()
     for entry in step.params["pseudo_labels"].values():
         for case_id in entry["ids"]:
             pseudo[case_id] = layout.case_file(entry["dir"], case_id)
+        if entry.get("label_level") == "groups":
+            grouped.update(entry["ids"])
     items = training_items(dataset, splits, pseudo, reference_truth=step.params["truth_ids"])
     trained = [item["id"] for item in items]
     if sorted(trained) != sorted(step.params["train_ids"]):
         raise ConfigError(f"internal error: the data list of {step.id} differs from its plan")
+    for item in items:
+        if item["id"] in grouped:  # the class reduction: scored at the merged groups
+            item["label_level"] = "groups"
     validation = evaluation_datalist(dataset, splits.validation) if splits.validation else []
     return write_datalist(layout.path(step.params["datalist"]), items, validation, dataset.labels)

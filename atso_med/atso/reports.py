@@ -26,12 +26,13 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atso_med.atso.cases import experiment_selection, organ_values
 from atso_med.atso.config import SEMI_SUPERVISED
+from atso_med.atso.generations import final_model
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
 from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows, student_trainings
 from atso_med.atso.report_figures import draw_overlays, plot_progress
@@ -125,8 +126,10 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
             else:
                 test = evaluations.get(ModelRef(strategy, t).predictions("test"))
             generations[str(t)] = {"reference": reference, "test": test}
-        final = evaluations.get(ModelRef(strategy, T).predictions("test"))
+        final = evaluations.get(final_model(strategy, T, fine_tuned(config)).predictions("test"))
         entry: dict[str, Any] = {"generations": generations, "final": {"test": final}}
+        if fine_tuned(config):  # the model the fine-class fine-tuning started from
+            entry["reduced_final"] = {"test": evaluations.get(final_model(strategy, T).predictions("test"))}
         if strategy == "atso":
             entry["folds"] = _atso_folds(evaluations, K, T, m0)
         strategies[strategy] = entry
@@ -153,6 +156,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
             "test": len(splits.test),
         },
         "strategies": strategies,
+        "class_reduction": None if config.class_reduction is None else asdict(config.class_reduction),
     }
 
 
@@ -225,6 +229,11 @@ def strategy_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             final[f"{NAMES[s]} @E"] = _value(strategies[s]["final"]["test"], metric)
         rows.append(final)
     return rows
+
+
+def fine_tuned(config: ExperimentConfig) -> bool:
+    """Whether the final models are fine-tuned on fine-class pseudo labels after a class reduction."""
+    return config.class_reduction is not None and config.class_reduction.fine_tune
 
 
 def final_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -351,6 +360,26 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
         "final: self-learning and STSO's last generation; ATSO's model trained on all pseudo labels of its last "
         "generation. gap closed: (strategy - supervised) / (fully supervised - supervised) on the test set.",
     ]
+    if report.get("class_reduction"):
+        lines += [
+            "",
+            "Class reduction: generations 1..T scored their pseudo labels at the groups "
+            + ", ".join(
+                f"{name} = {' + '.join(members)}" for name, members in report["class_reduction"]["groups"].items()
+            )
+            + (
+                "; each final model above was then fine-tuned on the fine-class pseudo labels of the last generation "
+                "(before that fine-tuning: "
+                + ", ".join(
+                    f"{NAMES[s]} {_pct(_value(e['reduced_final']['test'], report['metric']))}"
+                    for s, e in report["strategies"].items()
+                    if "reduced_final" in e
+                )
+                + ")."
+                if report["class_reduction"]["fine_tune"]
+                else "."
+            ),
+        ]
     lines += _table_section(
         "Test DSC of the final models per class",
         class_rows(report),
@@ -440,7 +469,9 @@ def _overlay_models(inputs: ReportInputs) -> list[tuple[str, str]]:
     models = [("M0", ModelRef("supervised", 0).predictions("test"))]
     for strategy in SEMI_SUPERVISED:
         if strategy in config.strategies and T >= 1:
-            models.append((f"{NAMES[strategy]} final", ModelRef(strategy, T).predictions("test")))
+            models.append(
+                (f"{NAMES[strategy]} final", final_model(strategy, T, fine_tuned(config)).predictions("test"))
+            )
     models.append(("Fully supervised", ModelRef("fully_supervised", 0).predictions("test")))
     return [(title, folder) for title, folder in models if inputs.layout.path(folder).is_dir()]
 

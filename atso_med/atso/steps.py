@@ -103,6 +103,9 @@ class PlanInputs:
             random weights every such training shares) or ``snapshot`` (the paper's Section 4.2:
             M0's weights after stages S and I with a freshly initialised saliency module; those
             trainings then run stage J only).
+        class_reduction: generations 1..T train on pseudo labels scored at merged groups.
+        fine_tune: after generation T, each strategy's final model is fine-tuned on the fine-class
+            pseudo labels of generation T + 1 (with ``class_reduction``).
     """
 
     strategies: Sequence[str]
@@ -114,6 +117,8 @@ class PlanInputs:
     with_truth: Iterable[str]
     own_fold_predictions: bool = True
     init_mode: str = "random"
+    class_reduction: bool = False
+    fine_tune: bool = False
 
 
 def train_id(model: ModelRef, plane: str) -> str:

@@ -80,6 +80,13 @@ def training_settings(
         settings["stage_fractions"] = [0.0, 0.0, 1.0]
     if selection is not None:
         settings["classes"] = selection.to_spec()
+        if config.class_reduction is not None:
+            # Every training of a reduced experiment has the softmax head, M0 included: the students start
+            # from its weights (snapshot, fine-tuning), and with independent sigmoids the largest class of
+            # a group takes the group's pseudo-labelled voxels (README, class reduction).
+            settings["class_activation"] = "softmax"
+            if any(e.get("label_level") == "groups" for e in step.params["pseudo_labels"].values()):
+                settings["class_groups"] = config.class_reduction.groups
     elif foreground is not None:
         settings["foreground"] = list(foreground)
     if config.long_axis_spacing is not None:

@@ -189,12 +189,15 @@ def check_class_spec(spec: Any) -> str | list[str] | dict[str, str | list[str]]:
     return names
 
 
-def class_group_indices(groups: Any, class_names: Sequence[str] | None) -> list[tuple[int, ...]] | None:
+def class_group_indices(
+    groups: Any, class_names: Sequence[str] | None, where: str = "class_groups"
+) -> list[tuple[int, ...]] | None:
     """The classes (1-based) of each merged group of a class reduction, checked.
 
     Args:
         groups: group name -> the names of its classes (or one name); ``None`` for no reduction.
         class_names: the training's classes, class 1 first.
+        where: the setting's name in error messages.
 
     Returns:
         Per group, in order, the indices of its classes; ``None`` without ``groups``.
@@ -205,7 +208,7 @@ def class_group_indices(groups: Any, class_names: Sequence[str] | None) -> list[
     if groups is None:
         return None
     if not isinstance(groups, Mapping) or not groups:
-        raise ConfigError(f"class_groups must map group names to lists of class names, got {groups!r}")
+        raise ConfigError(f"{where} must map group names to lists of class names, got {groups!r}")
     names = list(class_names or [])
     owner: dict[str, str] = {}
     indices = []
@@ -213,14 +216,14 @@ def class_group_indices(groups: Any, class_names: Sequence[str] | None) -> list[
         members = [given] if isinstance(given, str) else list(given)
         for member in members:
             if member not in names:
-                raise ConfigError(f"class_groups: {member!r} (in {group!r}) is not one of the classes {names}")
+                raise ConfigError(f"{where}: {member!r} (in {group!r}) is not one of the classes {names}")
             if member in owner:
-                raise ConfigError(f"class_groups: {member!r} is in two groups ({owner[member]!r} and {group!r})")
+                raise ConfigError(f"{where}: {member!r} is in two groups ({owner[member]!r} and {group!r})")
             owner[member] = group
         indices.append(tuple(names.index(member) + 1 for member in members))
     left_out = [name for name in names if name not in owner]
     if left_out:
-        raise ConfigError(f"class_groups leave out the class(es) {left_out}: every class must be in one group")
+        raise ConfigError(f"{where} leave out the class(es) {left_out}: every class must be in one group")
     return indices
 
 

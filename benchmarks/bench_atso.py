@@ -78,6 +78,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--recipe", default="scratch", choices=["scratch", "paper"], help="training recipe")
     parser.add_argument("--preset", default="unet_tiny", help="network preset (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=1200)
+    parser.add_argument(
+        "--iterations-per-case",
+        type=int,
+        default=None,
+        help="instead of --iterations: this many per training case (the appendix's epochs per generation)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument(
         "--init-mode",
@@ -158,7 +164,11 @@ def experiment(args: argparse.Namespace, dataset: Path, seed: int, out: Path) ->
         "training": {
             "recipe": args.recipe,
             "preset": args.preset,
-            "iterations": args.iterations,
+            **(
+                {"iterations_per_case": args.iterations_per_case}
+                if args.iterations_per_case
+                else {"iterations": args.iterations}
+            ),
             "batch_size": args.batch_size,
             "init_mode": args.init_mode,
             "cutout": args.cutout,
@@ -207,6 +217,7 @@ SETTING_KEYS = (
     "margin",
     "rounds",
     "classes",
+    "iterations_per_case",
     "class_reduction",
     "no_fine_tune",
     "class_activation",
@@ -215,6 +226,7 @@ SETTING_KEYS = (
 SETTING_DEFAULTS = {
     "labeled_share": None,
     "classes": None,
+    "iterations_per_case": None,
     "class_reduction": None,
     "no_fine_tune": False,
     "class_activation": None,

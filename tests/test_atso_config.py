@@ -114,9 +114,8 @@ def test_hu_window_defaults_to_the_package_window_and_reaches_the_training_bundl
     from atso_med.atso.training_steps import training_settings
     from atso_med.transforms.intensity import HU_WINDOW
 
-    step = Step(
-        "train/x", "train", params={"datalist": "d.json", "output_dir": "m", "plane": "Z", "init": {"kind": "scratch"}}
-    )
+    params = {"datalist": "d.json", "output_dir": "m", "plane": "Z", "init": {"kind": "scratch"}, "train_ids": ["a"]}
+    step = Step("train/x", "train", params=params)
     config = ExperimentConfig.from_dict(minimal(training={"preset": "tiny"}), base=tmp_path)
     assert config.training.hu_window == list(HU_WINDOW)
     assert training_settings(config, ExperimentLayout(tmp_path), step)["hu_window"] == list(HU_WINDOW)
@@ -156,3 +155,44 @@ def test_yaml_errors_are_config_errors(tmp_path):
         ExperimentConfig.load(bad)
     with pytest.raises(ConfigError, match="not found"):
         ExperimentConfig.load(tmp_path / "missing.yaml")
+
+
+def test_a_budget_per_case_gives_each_training_iterations_in_proportion_to_its_cases(tmp_path):
+    """The appendix's epochs per generation: a student of many pseudo-labelled cases trains longer than M0."""
+    from atso_med.atso.generations import build_plan
+    from atso_med.atso.layout import ExperimentLayout
+    from atso_med.atso.steps import PlanInputs
+    from atso_med.atso.training_steps import training_settings
+
+    reference = [[f"R{k}_{i}" for i in range(3)] for k in range(2)]
+    plan = build_plan(
+        PlanInputs(
+            strategies=["supervised", "self_learning", "stso", "atso"],
+            generations=1,
+            planes=["Z"],
+            labeled=["L0", "L1"],
+            reference=reference,
+            test=["E0"],
+            with_truth=[],
+            init_mode="snapshot",
+        )
+    )
+    config = ExperimentConfig.from_dict(
+        minimal(training={"preset": "tiny", "iterations_per_case": 50, "init_mode": "snapshot"}), base=tmp_path
+    )
+    layout = ExperimentLayout(tmp_path)
+    got = {s.params["model"]: training_settings(config, layout, s) for s in plan if s.kind == "train"}
+    j_share = config.training.stage_fractions[2]
+    assert got["supervised/gen0/all"]["iterations"] == 100  # M0: 2 labeled cases
+    assert got["self_learning/gen1/all"]["iterations"] == 400  # fine-tunes M0 on 2 + 6 cases, every stage
+    assert got["stso/gen1/all"]["iterations"] == round(400 * j_share)  # from the snapshot: stage J only
+    assert got["atso/gen1/fold0"]["iterations"] == round(250 * j_share)  # 2 labeled + one fold of 3
+    assert got["supervised/gen0/all"]["val_interval"] == 10
+    fixed = ExperimentConfig.from_dict(minimal(training={"preset": "tiny", "iterations": 120}), base=tmp_path)
+    for step in (s for s in plan if s.kind == "train"):
+        expected = round(120 * j_share) if step.params["init"]["kind"] == "snapshot" else 120
+        assert training_settings(fixed, layout, step)["iterations"] == expected, step.id
+    with pytest.raises(ConfigError, match="either as 'iterations' or as 'iterations_per_case'"):
+        ExperimentConfig.from_dict(minimal(training={"iterations": 100, "iterations_per_case": 5}), base=tmp_path)
+    with pytest.raises(ConfigError, match=r"training\.iterations_per_case"):
+        ExperimentConfig.from_dict(minimal(training={"iterations_per_case": 0}), base=tmp_path)

@@ -42,13 +42,13 @@ def progress_bar(total: int, done: int, console: Any = None, enabled: bool = Tru
         bar.close()
 
 
-def eta_text(plan: Sequence[Step], seconds_of: Callable[[str], float | None], iterations: int) -> str:
+def eta_text(plan: Sequence[Step], seconds_of: Callable[[str], float | None], iterations: Callable[[Step], int]) -> str:
     """Time left, from the measured cost of finished steps (seconds per iteration, per case).
 
     Args:
         plan: the experiment's steps.
         seconds_of: step id -> its measured seconds, ``None`` while it is not done (the journal).
-        iterations: iterations of one training.
+        iterations: a training step -> its iterations.
     """
     rates: dict[str, list[float]] = {}
     for step in plan:
@@ -65,9 +65,9 @@ def eta_text(plan: Sequence[Step], seconds_of: Callable[[str], float | None], it
     return f"ETA {format_seconds(remaining)}"
 
 
-def _step_units(step: Step, iterations: int) -> float:
+def _step_units(step: Step, iterations: Callable[[Step], int]) -> float:
     if step.kind == "train":
-        return float(iterations)
+        return float(iterations(step))
     return float(len(step.params.get("ids", [])) or 1)
 
 

@@ -350,4 +350,8 @@ class ExperimentRunner:
         def seconds_of(step_id: str) -> float | None:
             return self.journal.seconds(step_id) if self.journal.is_done(step_id) else None
 
-        return eta_text(self.plan, seconds_of, self.config.training.iterations)
+        def iterations(step: Step) -> int:
+            snapshot = step.params["init"]["kind"] == "snapshot"
+            return self.config.training.iterations_for(len(step.params["train_ids"]), stage_j_only=snapshot)
+
+        return eta_text(self.plan, seconds_of, iterations)

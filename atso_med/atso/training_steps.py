@@ -48,6 +48,7 @@ def training_settings(
     """
     training = config.training
     init = step.params["init"]
+    iterations = training.iterations_for(len(step.params["train_ids"]), stage_j_only=init["kind"] == "snapshot")
     init_file = None
     if init["kind"] in ("finetune", "snapshot"):
         init_file = layout.path(init["weights"])  # the teacher's model.pt, or M0's stage-S+I snapshot
@@ -64,10 +65,11 @@ def training_settings(
         "amp": training.amp,
         "progress_bar": False,
         "resume": False,
-        "val_interval": training.val_interval or max(1, training.iterations // 10),
-        "save_interval": (training.save_interval or max(1, training.iterations // 10))
+        "iterations": iterations,
+        "val_interval": training.val_interval or max(1, iterations // 10),
+        "save_interval": (training.save_interval or max(1, iterations // 10))
         if training.resume == "checkpoint"
-        else training.iterations,
+        else iterations,
         "hu_window": list(training.hu_window),
     }
     if init_file is not None:
@@ -76,7 +78,6 @@ def training_settings(
         settings["snapshot_file"] = init["save_snapshot"]
     if init["kind"] == "snapshot":
         # The snapshot has been through stages S and I: the student trains stage J only.
-        settings["iterations"] = max(1, round(training.iterations * training.stage_fractions[2]))
         settings["stage_fractions"] = [0.0, 0.0, 1.0]
     if selection is not None:
         settings["classes"] = selection.to_spec()

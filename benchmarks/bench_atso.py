@@ -70,6 +70,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--labeled", default="0.1", help="labeled cases: count or fraction of the training pool")
     parser.add_argument("--test", default="0.25", help="test cases: count or fraction")
     parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument(
+        "--fold-training",
+        choices=["own", "others"],
+        default="own",
+        help="ATSO's fold models: own fold (Algorithm 1) or every other fold (leave-one-fold-out, beyond the paper)",
+    )
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument(
         "--strategies", nargs="+", default=["supervised", "fully_supervised", "self_learning", "stso", "atso"]
@@ -158,6 +164,7 @@ def experiment(args: argparse.Namespace, dataset: Path, seed: int, out: Path) ->
         "strategies": list(args.strategies),
         "generations": args.generations,
         "folds": args.folds,
+        "fold_training": args.fold_training,
         "planes": list(args.planes),
         "seed": seed,
         "devices": list(args.devices),
@@ -218,6 +225,7 @@ SETTING_KEYS = (
     "rounds",
     "classes",
     "iterations_per_case",
+    "fold_training",
     "class_reduction",
     "no_fine_tune",
     "class_activation",
@@ -227,6 +235,7 @@ SETTING_DEFAULTS = {
     "labeled_share": None,
     "classes": None,
     "iterations_per_case": None,
+    "fold_training": "own",
     "class_reduction": None,
     "no_fine_tune": False,
     "class_activation": None,

@@ -209,3 +209,71 @@ def test_plan_needs_two_folds_and_a_labeled_case():
         build_plan(PlanInputs(["supervised"], 1, ["Z"], LABELED, [["R0"]], TEST, []))
     with pytest.raises(ConfigError, match="labeled"):
         build_plan(PlanInputs(["supervised"], 1, ["Z"], [], [["R0"], ["R1"]], TEST, []))
+
+
+# --------------------------------------------------------------------------- leave-one-fold-out (beyond the paper)
+
+
+@pytest.mark.parametrize("folds", [2, 3])
+def test_leave_one_fold_out_models_train_on_every_other_fold_and_alone_label_their_own(folds):
+    plan = inputs(folds)
+    plan.fold_training = "others"
+    steps = build_plan(plan)
+    seen = trained_on(steps)
+    for step in by_kind(steps, "train"):
+        group = step.params["model"].split("/")[2]
+        if step.tags["strategy"] != "atso" or group == "all":
+            continue
+        k = int(group[4:])
+        others = [j for j in range(folds) if j != k]
+        assert step.params["train_ids"] == LABELED + [i for j in others for i in plan.reference[j]]
+        assert sorted(step.params["pseudo_labels"]) == [f"fold{j}" for j in others]
+    for step in by_kind(steps, "fuse"):
+        if step.params["purpose"] != "pseudo" or step.tags["strategy"] != "atso":
+            continue
+        generation, k = step.tags["labels_of"], int(step.tags["set"][4:])
+        expected = ["supervised/gen0/all"] if generation == 1 else [f"atso/gen{generation - 1}/fold{k}"]
+        assert step.params["teachers"] == expected
+        assert not set(plan.reference[k]) & seen[expected[0]]
+
+
+def test_with_two_folds_leave_one_fold_out_trains_what_algorithm_1_trains_under_swapped_names():
+    standard, variant = inputs(2), inputs(2)
+    variant.fold_training = "others"
+
+    def atso_fold_data(steps):
+        return sorted(
+            tuple(s.params["train_ids"])
+            for s in by_kind(steps, "train")
+            if s.tags["strategy"] == "atso" and s.tags["model"] != "all"
+        )
+
+    assert atso_fold_data(build_plan(standard)) == atso_fold_data(build_plan(variant))
+
+
+def test_own_minus_other_compares_the_models_that_trained_on_a_fold_with_those_that_did_not():
+    from atso_med.atso.lazy_learning import _own_minus_other
+    from atso_med.atso.steps import ModelRef
+
+    dsc = {(0, 0): 0.70, (1, 0): 0.80, (2, 0): 0.90, (0, 1): 0.60, (1, 1): 0.50, (2, 1): 0.55}  # (model, fold)
+    dsc |= {(0, 2): 0.4, (1, 2): 0.4, (2, 2): 0.4}
+    evaluations = {
+        ModelRef("atso", 1, f"fold{j}").predictions(f"fold{k}"): {"mean_dsc": value} for (j, k), value in dsc.items()
+    }
+    own = [
+        {"strategy": "atso", "generation": 1, "group": f"fold{j}", "pseudo_labels": {f"fold{j}": ""}} for j in range(3)
+    ]
+    result = _own_minus_other(evaluations, own, 3)["1"]["folds"]
+    assert result["fold0"]["own"] == pytest.approx(0.70) and result["fold0"]["other"] == pytest.approx(0.85)
+    others = [
+        {
+            "strategy": "atso",
+            "generation": 1,
+            "group": f"fold{j}",
+            "pseudo_labels": {f"fold{i}": "" for i in range(3) if i != j},
+        }
+        for j in range(3)
+    ]
+    result = _own_minus_other(evaluations, others, 3)["1"]["folds"]
+    assert result["fold0"]["own"] == pytest.approx(0.85) and result["fold0"]["other"] == pytest.approx(0.70)
+    assert result["fold1"]["difference"] == pytest.approx((0.60 + 0.55) / 2 - 0.50)

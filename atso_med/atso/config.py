@@ -43,6 +43,8 @@ STRATEGIES = ("supervised", "fully_supervised", "self_learning", "stso", "atso")
 #: Strategies that run generations of pseudo labels.
 SEMI_SUPERVISED = ("self_learning", "stso", "atso")
 REPORT_METRICS = ("mean", "global")
+#: How ATSO's fold models train: on their own fold (Algorithm 1), or on every other fold (leave-one-fold-out).
+FOLD_TRAINING = ("own", "others")
 
 
 def require_mlflow(what: str) -> None:
@@ -251,6 +253,7 @@ _TOP_KEYS = (
     "strategies",
     "generations",
     "folds",
+    "fold_training",
     "planes",
     "seed",
     "devices",
@@ -281,6 +284,11 @@ class ExperimentConfig:
         strategies: which strategies to run (``supervised`` is always trained: it is M0).
         generations: T, the number of teacher-student generations.
         folds: K, reference folds of ATSO (``None``: the splits' fold count, or 2 when drawn).
+        fold_training: ATSO's fold models: ``own`` (Algorithm 1, the paper: fold model ``k`` trains
+            on fold ``k``'s pseudo labels, and the other fold models label fold ``k``) or ``others``
+            (leave-one-fold-out, beyond the paper: fold model ``k`` trains on every other fold and
+            labels fold ``k`` alone, so each model sees (K - 1) / K of the reference set; the same
+            trainings as ``own`` for K = 2).
         planes: planes trained and fused (the paper: X, Y, Z).
         seed: seed of the split draw, the data order and (by default) the initial weights.
         devices: ``["auto"]`` (``cuda:0`` if there is one, else CPU), ``["cpu"]``, or several
@@ -308,6 +316,7 @@ class ExperimentConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     generations: int = 5
     folds: int | None = None
+    fold_training: str = "own"
     planes: list[str] = field(default_factory=lambda: list(PLANES))
     seed: int = 0
     devices: list[str] = field(default_factory=lambda: ["auto"])
@@ -403,6 +412,11 @@ class ExperimentConfig:
         config.generations = read_int(data.get("generations", 5), f"{where}.generations", 0)
         if data.get("folds") is not None:
             config.folds = read_int(data["folds"], f"{where}.folds", 2)
+        config.fold_training = data.get("fold_training", "own")
+        if config.fold_training not in FOLD_TRAINING:
+            raise config_error(
+                f"{where}.fold_training", f"expected one of {', '.join(FOLD_TRAINING)}, got {config.fold_training!r}"
+            )
         config.planes = read_planes(data.get("planes", list(PLANES)), f"{where}.planes")
         config.seed = read_int(data.get("seed", 0), f"{where}.seed", 0)
         config.devices = read_devices(data.get("devices", ["auto"]), f"{where}.devices")
@@ -457,6 +471,7 @@ class ExperimentConfig:
             "strategies": self.strategies,
             "generations": self.generations,
             "folds": self.folds,
+            "fold_training": self.fold_training,
             "planes": self.planes,
             "seed": self.seed,
             "devices": self.devices,

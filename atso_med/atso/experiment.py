@@ -163,6 +163,7 @@ class ExperimentRunner:
                 with_truth=data.with_truth,
                 own_fold_predictions=config.report.own_fold_predictions,
                 init_mode=config.training.init_mode,
+                fold_training=config.fold_training,
                 class_reduction=config.class_reduction is not None,
                 fine_tune=config.class_reduction is not None and config.class_reduction.fine_tune,
             )

@@ -17,7 +17,9 @@ Strategies (``T`` generations, reference set ``R`` in ``K`` folds, labeled set `
   the pseudo labels of fold ``k`` only; those labels come from models that never trained on fold
   ``k`` (generation ``t - 1``'s other fold model when ``K = 2``, the majority vote of all other
   fold models when ``K > 2``; M0 for ``t = 1``; see :mod:`atso_med.atso.pseudo_labels`). After ``T``
-  generations a final model trains on ``S`` plus all pseudo labels of generation ``T``.
+  generations a final model trains on ``S`` plus all pseudo labels of generation ``T``. The
+  leave-one-fold-out variant (``fold_training: others``) trains fold model ``k`` on every fold but
+  ``k`` instead, and lets it alone label fold ``k``.
 
 With a class reduction, the trainings of generations 1..T (and ATSO's final model) score their
 pseudo labels at merged groups (the data list marks those items ``label_level: groups``); with its
@@ -319,7 +321,7 @@ class _PlanBuilder:
         K = len(self.folds)
         out = {}
         for k in range(K):
-            voters = fold_teachers(strategy, k, teachers)
+            voters = fold_teachers(strategy, k, teachers, self.inputs.fold_training)
             sources = [
                 self.predict(model, f"fold{k}", save_probability=needs_probability(len(voters))) for model in voters
             ]
@@ -341,16 +343,21 @@ class _PlanBuilder:
 
     def _atso_generation(self, t: int, pseudo: Mapping[int, str]) -> list[ModelRef]:
         K = len(self.folds)
+        leave_one_out = self.inputs.fold_training == "others"
         models = [ModelRef("atso", t, f"fold{k}") for k in range(K)]
         for k, model in enumerate(models):
-            self.train(model, pseudo={k: pseudo[k]}, grouped=self.inputs.class_reduction)
+            folds = [j for j in range(K) if j != k] if leave_one_out else [k]
+            self.train(model, pseudo={j: pseudo[j] for j in folds}, grouped=self.inputs.class_reduction)
         test_sources = []
         for k, model in enumerate(models):
             test_sources.append(self.predict(model, "test", save_probability=needs_probability(K)))
             for j in range(K):
-                if j != k or self.inputs.own_fold_predictions:
-                    # Labels of fold j at t + 1 are voted by the K - 1 models other than j's.
-                    self.predict(model, f"fold{j}", save_probability=j != k and needs_probability(K - 1))
+                # Labels of fold j at t + 1: voted by the K - 1 models other than j's, or (leave-one-fold-out)
+                # made by j's model alone; a model's predictions of the folds it trained on are for the report.
+                labels_fold = j == k if leave_one_out else j != k
+                if labels_fold or self.inputs.own_fold_predictions:
+                    voters = 1 if leave_one_out else K - 1
+                    self.predict(model, f"fold{j}", save_probability=labels_fold and needs_probability(voters))
         if test_sources[0] is not None:
             self.vote(
                 f"fuse/atso/gen{t}/test",

@@ -10,8 +10,9 @@ and evaluations an experiment already holds (``report.json``'s ``lazy_learning``
   labels; ``labels``, the pseudo labels it trained on against the true labels. A student that
   memorises its teacher has ``fit`` near 1 and ``truth`` near ``labels``; ``truth`` above
   ``labels`` means the student corrected its teacher.
-* ``atso_own_minus_other``: per ATSO generation, the DSC of fold ``k``'s own model on fold ``k``
-  minus that of the other fold models on fold ``k`` (true labels, mean over folds). The sign
+* ``atso_own_minus_other``: per ATSO generation, the DSC on fold ``k`` of the fold models that
+  trained on fold ``k`` (Algorithm 1: fold ``k``'s own model; leave-one-fold-out: every model but
+  ``k``'s) minus that of the fold models that did not (true labels, mean over folds). The sign
   convention is the paper's Table 4 read as "own - other": negative means the model that trained
   on a fold is worse on it, the lazy-learning signature (the paper: -3.3 and -0.2 points on R(1)
   and R(2) at G1 on NIH).
@@ -100,17 +101,25 @@ def _students(layout: ExperimentLayout, trainings: Sequence[Mapping[str, Any]], 
     return rows
 
 
-def _own_minus_other(evaluations: Mapping, folds: int, generations: int) -> dict[str, Any]:
+def _own_minus_other(evaluations: Mapping, trainings: Sequence[Mapping[str, Any]], folds: int) -> dict[str, Any]:
+    """Per ATSO generation and fold: DSC of the fold models that trained on the fold minus those that did not."""
     out = {}
-    for t in range(1, generations + 1):
+    trained = {
+        (int(t["generation"]), t["group"]): set(t["pseudo_labels"])
+        for t in trainings
+        if t["strategy"] == "atso" and t["group"].startswith("fold")
+    }
+    for t in sorted({generation for generation, _ in trained}):
         per_fold = {}
         for k in range(folds):
-            own = evaluations.get(ModelRef("atso", t, f"fold{k}").predictions(f"fold{k}"))
-            others = [evaluations.get(ModelRef("atso", t, f"fold{j}").predictions(f"fold{k}")) for j in range(folds)]
-            others = [o for j, o in enumerate(others) if j != k and o]
-            if own and others:
-                other = sum(o["mean_dsc"] for o in others) / len(others)
-                per_fold[f"fold{k}"] = {"own": own["mean_dsc"], "other": other, "difference": own["mean_dsc"] - other}
+            own, other = [], []
+            for j in range(folds):
+                result = evaluations.get(ModelRef("atso", t, f"fold{j}").predictions(f"fold{k}"))
+                if result:
+                    (own if f"fold{k}" in trained.get((t, f"fold{j}"), set()) else other).append(result["mean_dsc"])
+            if own and other:
+                own_dsc, other_dsc = sum(own) / len(own), sum(other) / len(other)
+                per_fold[f"fold{k}"] = {"own": own_dsc, "other": other_dsc, "difference": own_dsc - other_dsc}
         if per_fold:
             differences = [entry["difference"] for entry in per_fold.values()]
             out[str(t)] = {"folds": per_fold, "mean_difference": sum(differences) / len(differences)}
@@ -167,7 +176,7 @@ def measure_lazy_learning(
     folds, generations = report["folds"], report["generations"]
     return {
         "students": _students(layout, trainings, evaluations),
-        "atso_own_minus_other": _own_minus_other(evaluations, folds, generations) if "atso" in strategies else {},
+        "atso_own_minus_other": _own_minus_other(evaluations, trainings, folds) if "atso" in strategies else {},
         "pseudo_labels": _pseudo_label_errors(evaluations, strategies, folds, generations),
     }
 

@@ -5,7 +5,9 @@ cases plus pseudo labels of reference folds, made by the previous generation (it
 
 * ATSO: fold ``k`` is labelled only by models that never trained on it, the teachers of every fold
   but ``k`` (generation ``t - 1``'s other fold model when ``K = 2``, the majority vote of all other
-  fold models when ``K > 2``; M0, standing in for every fold model, at ``t = 1``).
+  fold models when ``K > 2``; M0, standing in for every fold model, at ``t = 1``). In the
+  leave-one-fold-out variant (``fold_training: others``, beyond the paper) fold model ``k`` trains
+  on every fold but ``k``, and labels fold ``k`` alone.
 * Self-learning and STSO: every fold is labelled by the one teacher of the generation.
 
 A pseudo-label set (``pseudo_labels/<strategy>/gen<t>/fold<k>/<case_id>.nii.gz``, what generation
@@ -37,19 +39,23 @@ def pseudo_label_step_id(strategy: str, generation: int, fold: int) -> str:
     return f"pseudo/{strategy}/gen{generation}/fold{fold}"
 
 
-def fold_teachers(strategy: str, fold: int, teachers: Sequence[ModelRef]) -> list[ModelRef]:
+def fold_teachers(strategy: str, fold: int, teachers: Sequence[ModelRef], fold_training: str = "own") -> list[ModelRef]:
     """The model sets whose predictions label reference fold ``fold``.
 
     Args:
         strategy: ``atso``, ``self_learning`` or ``stso``.
         fold: the reference fold labelled.
-        teachers: the previous generation's models: one per fold for ATSO (fold ``j``'s model
-            trained on fold ``j``), one for the other strategies.
+        teachers: the previous generation's models: one per fold for ATSO, one for the other strategies.
+        fold_training: ATSO's fold models: ``own`` (Algorithm 1: fold ``j``'s model trained on fold
+            ``j``) or ``others`` (leave-one-fold-out: fold ``j``'s model trained on every fold but ``j``).
 
     Returns:
-        ATSO: every fold's teacher but ``fold``'s own, each model once (M0 standing in for every
-        fold model at generation 1 votes once). Otherwise: the single teacher.
+        ATSO: the teachers that never trained on ``fold``, each model once (M0 standing in for every
+        fold model at generation 1 votes once): every fold's teacher but ``fold``'s own, or with
+        ``others`` ``fold``'s own alone. Otherwise: the single teacher.
     """
+    if strategy == "atso" and fold_training == "others":
+        return [teachers[fold]]
     if strategy == "atso":
         return _unique(teacher for j, teacher in enumerate(teachers) if j != fold)
     return [teachers[0]]

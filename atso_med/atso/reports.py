@@ -157,6 +157,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         },
         "strategies": strategies,
         "class_reduction": None if config.class_reduction is None else asdict(config.class_reduction),
+        "fold_training": config.fold_training,
     }
 
 
@@ -389,7 +390,10 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
     lines += _table_section(
         "ATSO fold models (Table 4 layout)",
         atso_fold_rows(report),
-        "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels.",
+        "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels."
+        if report.get("fold_training", "own") == "own"
+        else "Leave-one-fold-out: M(fold j) trains on every other fold's pseudo labels; its column on fold j made "
+        "fold j's next labels.",
     )
     lines += _lazy_learning_markdown(report.get("lazy_learning", {}), report["metric"])
     return "\n".join(lines) + "\n"

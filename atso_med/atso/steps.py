@@ -103,6 +103,8 @@ class PlanInputs:
             random weights every such training shares) or ``snapshot`` (the paper's Section 4.2:
             M0's weights after stages S and I with a freshly initialised saliency module; those
             trainings then run stage J only).
+        fold_training: ATSO's fold models: ``own`` (Algorithm 1: fold model ``k`` trains on fold
+            ``k``) or ``others`` (leave-one-fold-out: it trains on every fold but ``k``, and labels ``k``).
         class_reduction: generations 1..T train on pseudo labels scored at merged groups.
         fine_tune: after generation T, each strategy's final model is fine-tuned on the fine-class
             pseudo labels of generation T + 1 (with ``class_reduction``).
@@ -119,6 +121,7 @@ class PlanInputs:
     init_mode: str = "random"
     class_reduction: bool = False
     fine_tune: bool = False
+    fold_training: str = "own"
 
 
 def train_id(model: ModelRef, plane: str) -> str:

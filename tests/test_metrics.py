@@ -123,3 +123,28 @@ def test_dice_accumulator():
     with pytest.raises(DatasetError):
         acc.add("case1", p1, g1)
     assert len(acc) == 2 and acc.global_dice() == pytest.approx(0.75)
+
+
+def test_the_engines_global_dice_pools_voxels_over_samples_and_averages_the_classes():
+    from atso_med.metrics import GlobalDiceMetric
+
+    one = GlobalDiceMetric()
+    prediction = torch.zeros(2, 3, 4, 4)
+    truth = torch.zeros(2, 3, 4, 4)
+    truth[0, :, :2, :2], prediction[0, :, :2, :2] = 1, 0.9  # 12 voxels, all found
+    truth[1, 0, 0, :] = 1  # 4 voxels, missed
+    one(prediction, truth)
+    assert float(one.aggregate()) == pytest.approx(2 * 12 / (12 + 16))  # pooled, not the mean of 1.0 and 0.0
+
+    two = GlobalDiceMetric(num_classes=2)
+    prediction = torch.zeros(1, 6, 8, 8)
+    truth = torch.zeros(1, 6, 8, 8)
+    truth[0, 0:3, :6, :6], prediction[0, 0:3, :6, :6] = 1, 0.8  # class 1 (the liver): 108 voxels, all found
+    truth[0, 3:6, 7, :2] = 1  # class 2: 6 voxels
+    prediction[0, 3:6, 7, 0] = 0.8  # half of them found
+    two(prediction, truth)
+    assert float(two.aggregate()) == pytest.approx((1.0 + 2 * 3 / (3 + 6)) / 2)
+    absent = GlobalDiceMetric(num_classes=2)
+    truth[0, 3:6] = 0  # class 2 absent from the truth: not averaged in (MONAI's ignore_empty)
+    absent(prediction, truth)
+    assert float(absent.aggregate()) == pytest.approx(1.0)

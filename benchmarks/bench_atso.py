@@ -454,6 +454,23 @@ def lazy_learning_lines(reports: dict[int, dict]) -> list[str]:
         rows = [next((r for r in f["students"] if r["model"] == model), None) for f in with_figures]
         cells = [fmt([dsc(row[key]) if row else None for row in rows]) for key in ("fit", "truth", "labels")]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    repeated = [f["repeated_errors"] for f in with_figures if f.get("repeated_errors")]
+    if repeated:
+        lines += [
+            "",
+            f"Repeated errors (seeds with the figure: {len(repeated)}): share of a pseudo-label set's wrong voxels that "
+            "a model predicts the same wrong way, %",
+            "",
+            "| Student | on the cases it trained on |",
+            "|---|---|",
+        ]
+        for model in repeated[0]["students"]:
+            lines.append(f"| {model} | {fmt([r['students'].get(model) for r in repeated])} |")
+        lines += ["", "ATSO fold models on a fold's labels: own = trained on them, other = never saw them"]
+        for t in repeated[0]["atso"]:
+            own = fmt([r["atso"].get(t, {}).get("own") for r in repeated])
+            other = fmt([r["atso"].get(t, {}).get("other") for r in repeated])
+            lines.append(f"- G{t}: own {own}, other {other}")
     own_minus_other = [f["atso_own_minus_other"] for f in with_figures if f["atso_own_minus_other"]]
     if own_minus_other:
         lines += ["", "ATSO own fold minus other fold (points; negative = lazy learning; paper G1: -3.3, -0.2):"]
@@ -471,7 +488,8 @@ def lazy_learning_lines(reports: dict[int, dict]) -> list[str]:
 
 def with_lazy_learning(report: dict, experiment_dir: Path) -> dict:
     """The report with its lazy-learning figures, measured from the experiment folder when it lacks them."""
-    if "lazy_learning" in report or not (experiment_dir / "reports" / "report.json").is_file():
+    measured = "repeated_errors" in report.get("lazy_learning", {})
+    if measured or not (experiment_dir / "reports" / "report.json").is_file():
         return report
     from atso_med.atso import ExperimentResults
 

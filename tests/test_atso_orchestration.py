@@ -545,6 +545,44 @@ def test_lazy_learning_figures_are_measured_from_the_students_files(finished):
     assert "## Lazy learning" in text and "ATSO own fold minus other fold" in text and "volume / truth" in text
 
 
+def test_repeated_errors_count_the_wrong_label_voxels_a_model_predicts_the_same_wrong_way(finished, dataset_file):
+    report = json.loads((finished.dir / "reports" / "report.json").read_text())
+    repeated = report["lazy_learning"]["repeated_errors"]
+    splits = json.loads((finished.dir / "splits.json").read_text())
+    truth_dir = dataset_file.parent / "labelsTr"
+
+    def share(pairs) -> float:
+        same = wrong = 0
+        for labels_dir, prediction_dir, case_id in pairs:
+            truth = _mask(truth_dir / f"{case_id}.nii.gz")
+            labels = _mask(finished.dir / labels_dir / f"{case_id}.nii.gz")
+            prediction = _mask(finished.dir / prediction_dir / f"{case_id}.nii.gz")
+            errors = labels != truth
+            same += int((errors & (prediction == labels)).sum())
+            wrong += int(errors.sum())
+        return same / wrong
+
+    stso = [
+        (f"pseudo_labels/stso/gen2/fold{k}", f"predictions/stso/gen2/all/fold{k}", case_id)
+        for k, fold in enumerate(splits["reference"])
+        for case_id in fold
+    ]
+    assert repeated["students"]["stso/gen2/all"] == pytest.approx(share(stso))
+    assert "atso/gen2/all" not in repeated["students"]  # the final model never predicts the reference set
+    own = [
+        (f"pseudo_labels/atso/gen1/fold{k}", f"predictions/atso/gen1/fold{k}/fold{k}", i)
+        for k, fold in enumerate(splits["reference"])
+        for i in fold
+    ]
+    other = [
+        (f"pseudo_labels/atso/gen1/fold{k}", f"predictions/atso/gen1/fold{1 - k}/fold{k}", i)
+        for k, fold in enumerate(splits["reference"])
+        for i in fold
+    ]
+    assert repeated["atso"]["1"] == pytest.approx({"own": share(own), "other": share(other)})
+    assert "ATSO: share of a fold's wrong pseudo-label voxels" in (finished.dir / "reports" / "report.md").read_text()
+
+
 def test_lazy_learning_of_an_experiment_reported_before_the_figures_is_measured_from_its_folder(finished, tmp_path):
     import shutil
 
@@ -558,6 +596,7 @@ def test_lazy_learning_of_an_experiment_reported_before_the_figures_is_measured_
     assert recomputed["pseudo_labels"] == measured["pseudo_labels"]
     assert recomputed["atso_own_minus_other"] == measured["atso_own_minus_other"]
     assert [r["fit"] for r in recomputed["students"]] == [r["fit"] for r in measured["students"]]
+    assert recomputed["repeated_errors"] == measured["repeated_errors"]
 
 
 def test_resuming_a_finished_experiment_says_so_and_changes_nothing(finished, dataset_file):

@@ -23,9 +23,9 @@ from typing import Any
 
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import CONFIG_FILE, JOURNAL_FILE, ExperimentLayout, evaluation_folder, pseudo_label_folder
-from atso_med.atso.lazy_learning import measure_lazy_learning, student_trainings
+from atso_med.atso.lazy_learning import ReferenceTruth, measure_lazy_learning, student_trainings
 from atso_med.atso.report_figures import overlay_figure
-from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, strategy_rows
+from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, reference_truth, strategy_rows
 from atso_med.errors import ConfigError
 from atso_med.files import read_json
 
@@ -109,7 +109,7 @@ class ExperimentResults:
         Read from the report; an experiment reported before these figures existed has them measured
         from its plan, journal and files (nothing is written).
         """
-        if "lazy_learning" in self.report:
+        if "repeated_errors" in self.report.get("lazy_learning", {}):
             return self.report["lazy_learning"]
         plan = read_json(self.layout.plan_file, "experiment plan")["steps"]
         results = read_json(self.layout.journal_file, "journal")["steps"]
@@ -119,7 +119,16 @@ class ExperimentResults:
             if step["kind"] == "evaluate" and step["id"] in results
         }
         trainings = student_trainings([step for step in plan if step["kind"] == "train"])
-        return measure_lazy_learning(self.layout, trainings, evaluations, self.report)
+        return measure_lazy_learning(self.layout, trainings, evaluations, self.report, self._truth())
+
+    def _truth(self) -> ReferenceTruth:
+        """The true labels of the experiment's cases, from its data set (a transfer's merged one is in the folder)."""
+        from atso_med.atso.config import ExperimentConfig
+        from atso_med.data.dataset import Dataset
+
+        config = ExperimentConfig.load(self.layout.config_file)
+        dataset = Dataset.load(self.layout.dataset_file if config.transfer is not None else config.dataset)
+        return reference_truth(dataset, config)
 
     @staticmethod
     def markdown(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -16,6 +16,13 @@ and evaluations an experiment already holds (``report.json``'s ``lazy_learning``
   convention is the paper's Table 4 read as "own - other": negative means the model that trained
   on a fold is worse on it, the lazy-learning signature (the paper: -3.3 and -0.2 points on R(1)
   and R(2) at G1 on NIH).
+* ``repeated_errors`` (where the true labels are at hand): the share of a pseudo-label set's wrong
+  voxels (label differs from the truth) at which a model predicts that same wrong label. Per student,
+  on the cases it trained on; for ATSO per generation, on each fold, for the fold models that trained
+  on that fold's labels (``own``) and for those that did not (``other``). A student memorises its
+  teacher's errors case by case where ``own`` is well above ``other``; where both are high, the
+  errors are shared by every model trained on the same labeled cases, and labelling a fold with a
+  model that never saw it (ATSO) has little to correct.
 * ``pseudo_labels``: per strategy and labelled generation, the true-positive, false-positive and
   false-negative voxels of every pseudo label against the truth, their sums, precision, recall
   and volume ratio (pseudo-label volume / true volume), so a drift towards over- or
@@ -28,14 +35,53 @@ no ``fit``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import MASK_SUFFIX, ExperimentLayout, pseudo_label_folder
 from atso_med.atso.steps import ModelRef
 from atso_med.metrics.pooling import pool_results
 
-__all__ = ["lazy_learning_rows", "measure_lazy_learning", "pseudo_label_rows", "student_trainings"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from atso_med.data.class_selection import ClassSelection
+
+__all__ = [
+    "ReferenceTruth",
+    "lazy_learning_rows",
+    "measure_lazy_learning",
+    "pseudo_label_rows",
+    "student_trainings",
+]
+
+
+@dataclass(frozen=True)
+class ReferenceTruth:
+    """The true labels of an experiment's cases, read as its output classes (for ``repeated_errors``).
+
+    Attributes:
+        files: case id -> its label file (cases without a label are left out).
+        foreground: the label values of the organ (one organ; ``None``: every non-zero value).
+        selection: the classes (several classes: label maps are compared class by class).
+        classes: the labels' declared values (``dataset.json``'s ``labels``).
+    """
+
+    files: Mapping[str, Path]
+    foreground: Sequence[int] | None = None
+    selection: ClassSelection | None = None
+    classes: Mapping[int, str] | None = None
+
+    def read(self, mask_file: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """A case's prediction or pseudo label and its truth, as class indices (or organ masks) on one grid."""
+        from atso_med.metrics.evaluation_inputs import read_label_maps, read_pair
+
+        truth_file = self.files[case_id]
+        if self.selection is not None:
+            return read_label_maps(mask_file, truth_file, self.selection, self.classes)[:2]
+        return read_pair(mask_file, truth_file, self.foreground, self.classes)[:2]
 
 
 def student_trainings(train_steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -126,6 +172,68 @@ def _own_minus_other(evaluations: Mapping, trainings: Sequence[Mapping[str, Any]
     return out
 
 
+def _repeated(
+    layout: ExperimentLayout, truth: ReferenceTruth, labels: str, predictions: Sequence[str]
+) -> list[tuple[int, int] | None]:
+    """Per prediction folder: (wrong label voxels it repeats, wrong label voxels) over the cases of a
+    pseudo-label folder; ``None`` for a folder that lacks one of them. Each label is read once."""
+    import numpy as np
+
+    counts: list[list[int] | None] = [[0, 0] for _ in predictions]
+    for label_file in sorted(layout.path(labels).glob(f"*{MASK_SUFFIX}")):
+        case_id = label_file.name[: -len(MASK_SUFFIX)]
+        if case_id not in truth.files:
+            continue
+        label, true = truth.read(label_file, case_id)
+        errors = label != true
+        wrong = int(np.count_nonzero(errors))
+        for index, folder in enumerate(predictions):
+            predicted = layout.case_file(folder, case_id)
+            if counts[index] is None or not predicted.is_file():
+                counts[index] = None
+                continue
+            counts[index][0] += int(np.count_nonzero(errors & (truth.read(predicted, case_id)[0] == label)))
+            counts[index][1] += wrong
+    return [None if c is None else (c[0], c[1]) for c in counts]
+
+
+def _share(counts: Sequence[tuple[int, int] | None]) -> float | None:
+    found = [c for c in counts if c is not None]
+    wrong = sum(w for _, w in found)
+    return sum(r for r, _ in found) / wrong if found and wrong else None
+
+
+def _repeated_errors(
+    layout: ExperimentLayout, trainings: Sequence[Mapping[str, Any]], truth: ReferenceTruth, folds: int
+) -> dict[str, Any]:
+    # Every (pseudo-label folder, prediction folder) pair to compare, and who it counts for.
+    pairs: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for training in trainings:
+        model = ModelRef(training["strategy"], training["generation"], training["group"])
+        for fold, labels in training["pseudo_labels"].items():
+            pairs.setdefault(labels, []).append((model.predictions(fold), ("student", model.key)))
+    for training in trainings:
+        if training["strategy"] != "atso" or not training["group"].startswith("fold"):
+            continue
+        t = int(training["generation"])
+        for k in range(folds):
+            side = "own" if f"fold{k}" in training["pseudo_labels"] else "other"
+            model = ModelRef("atso", t, training["group"])
+            pairs.setdefault(pseudo_label_folder("atso", t, k), []).append(
+                (model.predictions(f"fold{k}"), ("atso", str(t), side))
+            )
+    found: dict[tuple[str, ...], list[tuple[int, int] | None]] = {}
+    for labels, compared in pairs.items():
+        for (_, key), counts in zip(compared, _repeated(layout, truth, labels, [p for p, _ in compared]), strict=True):
+            found.setdefault(key, []).append(counts)
+    students = {key[1]: _share(c) for key, c in found.items() if key[0] == "student" and None not in c}
+    atso: dict[str, dict[str, float | None]] = {}
+    for key, counts in found.items():
+        if key[0] == "atso":
+            atso.setdefault(key[1], {"own": None, "other": None})[key[2]] = _share(counts)
+    return {"students": students, "atso": dict(sorted(atso.items(), key=lambda item: int(item[0])))}
+
+
 def _voxel_errors(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     counts = {case: c for result in results for case, c in result["counts"].items()}
     if not counts:
@@ -159,6 +267,7 @@ def measure_lazy_learning(
     trainings: Sequence[Mapping[str, Any]],
     evaluations: Mapping[str, Mapping[str, Any]],
     report: Mapping[str, Any],
+    truth: ReferenceTruth | None = None,
 ) -> dict[str, Any]:
     """The lazy-learning figures of an experiment (see the module docstring).
 
@@ -167,37 +276,45 @@ def measure_lazy_learning(
         trainings: :func:`student_trainings` of its plan.
         evaluations: evaluated folder -> the journal's result of its evaluation (``dsc``, ``counts``).
         report: its report (strategies that ran, ``folds``, ``generations``).
+        truth: the cases' true labels, for ``repeated_errors`` (``None``: that figure is left out).
 
     Returns:
-        ``{"students": [...], "atso_own_minus_other": {t: ...}, "pseudo_labels": {strategy: {t: ...}}}``;
-        ``pseudo_labels`` generation ``t`` is the set generation ``t`` trains on (made by ``t - 1``).
+        ``{"students": [...], "atso_own_minus_other": {t: ...}, "pseudo_labels": {strategy: {t: ...}}}``
+        and ``repeated_errors`` with ``truth``; ``pseudo_labels`` generation ``t`` is the set
+        generation ``t`` trains on (made by ``t - 1``).
     """
     strategies = [s for s in SEMI_SUPERVISED if s in report["strategies"]]
     folds, generations = report["folds"], report["generations"]
-    return {
+    figures = {
         "students": _students(layout, trainings, evaluations),
         "atso_own_minus_other": _own_minus_other(evaluations, trainings, folds) if "atso" in strategies else {},
         "pseudo_labels": _pseudo_label_errors(evaluations, strategies, folds, generations),
     }
+    if truth is not None:
+        figures["repeated_errors"] = _repeated_errors(layout, trainings, truth, folds)
+    return figures
 
 
 def lazy_learning_rows(figures: Mapping[str, Any], metric: str = "mean") -> list[dict[str, Any]]:
     """One row per student: how closely it fits its training pseudo labels and how good both are.
 
     Returns:
-        ``{"Student", "fit to its labels", "student vs truth", "its labels vs truth"}`` (fractions).
+        ``{"Student", "fit to its labels", "student vs truth", "its labels vs truth"}`` (fractions), and
+        ``"repeats its labels' errors"`` where the figures have ``repeated_errors``.
     """
     key = "global_dsc" if metric == "global" else "mean_dsc"
 
     def value(result: Mapping[str, Any] | None) -> float | None:
         return None if not result else float(result[key])
 
+    repeated = figures.get("repeated_errors", {}).get("students", {})
     return [
         {
             "Student": row["model"],
             "fit to its labels": value(row["fit"]),
             "student vs truth": value(row["truth"]),
             "its labels vs truth": value(row["labels"]),
+            **({"repeats its labels' errors": repeated.get(row["model"])} if repeated else {}),
         }
         for row in figures.get("students", [])
     ]

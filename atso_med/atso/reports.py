@@ -34,7 +34,13 @@ from atso_med.atso.cases import experiment_selection, organ_values
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.generations import final_model
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
-from atso_med.atso.lazy_learning import lazy_learning_rows, measure_lazy_learning, pseudo_label_rows, student_trainings
+from atso_med.atso.lazy_learning import (
+    ReferenceTruth,
+    lazy_learning_rows,
+    measure_lazy_learning,
+    pseudo_label_rows,
+    student_trainings,
+)
 from atso_med.atso.report_figures import draw_overlays, plot_progress
 from atso_med.atso.steps import ModelRef
 from atso_med.files import write_text_atomic
@@ -421,6 +427,15 @@ def _lazy_learning_markdown(figures: Mapping[str, Any], metric: str) -> list[str
         lines += ["", "ATSO own fold minus other fold (DSC points on the truth; negative = lazy learning, "]
         lines[-1] += "the paper's Table 4 at G1: -3.3 and -0.2):"
         lines += [f"- G{t}: {100 * entry['mean_difference']:+.2f}" for t, entry in own_minus_other.items()]
+    repeated = figures.get("repeated_errors", {}).get("atso", {})
+    if repeated:
+        lines += [
+            "",
+            "ATSO: share of a fold's wrong pseudo-label voxels that the fold models predict the same wrong way, for "
+            "the models that trained on those labels (own) and those that did not (other); own well above other "
+            "is lazy learning, both high means errors every model shares:",
+        ]
+        lines += [f"- G{t}: own {_pct(e['own'])} %, other {_pct(e['other'])} %" for t, e in repeated.items()]
     drift = pseudo_label_rows(figures)
     if drift:
         lines += ["", "## Pseudo-label voxels against the truth (all reference cases with a label)", ""]
@@ -541,12 +556,25 @@ def write_experiment_reports(
     return write_reports(ReportInputs(layout, config, data.dataset, data.splits, evaluations, trained, students))
 
 
+def reference_truth(dataset: Dataset, config: ExperimentConfig) -> ReferenceTruth:
+    """The true labels of an experiment's cases as its output classes, for the lazy-learning figures."""
+    selection = experiment_selection(config.classes, dataset)
+    several = selection if selection is not None and selection.num_classes > 1 else None
+    return ReferenceTruth(
+        files={case.id: Path(case.label) for case in dataset.cases if case.label is not None},
+        foreground=None if several is not None else organ_values(config.foreground, selection),
+        selection=several,
+        classes=dataset.labels,
+    )
+
+
 def write_reports(inputs: ReportInputs) -> dict[str, Any]:
     """Write every report file; returns the report (also the journal's result of the report step)."""
     layout = inputs.layout
     layout.reports_dir.mkdir(parents=True, exist_ok=True)
     report = collect(inputs)
-    report["lazy_learning"] = measure_lazy_learning(layout, inputs.students, inputs.evaluations, report)
+    truth = reference_truth(inputs.dataset, inputs.config)
+    report["lazy_learning"] = measure_lazy_learning(layout, inputs.students, inputs.evaluations, report, truth)
     notes = []
     if "fully_supervised" in report["strategies"] and not report["strategies"]["fully_supervised"]["trained"]:
         notes.append("Fully supervised: not trained (some reference cases have no label).")

@@ -59,6 +59,7 @@ BAD = {
         ["{dir}", "--splits", "{file}", "--out", "{new}", "--seed", "x"],
         ["{dir}", "--splits", "{file}", "--out", "{new}", "--val-interval", "0"],
         ["{dir}", "--splits", "{file}", "--out", "{new}", "--init-weights", "{missing}"],
+        ["{dir}", "--splits", "{file}", "--out", "{new}", "--class-activation", "tanh"],
         ["{dir}", "--splits", "{missing}", "--out", "{new}"],
         ["{missing}", "--splits", "{file}", "--out", "{new}"],
     ],

@@ -208,6 +208,19 @@ def test_the_stored_head_is_rebuilt_when_a_model_file_is_loaded_and_exported(tmp
         load_plane_models(checkpoint)
 
 
+def test_the_command_line_trains_a_softmax_head_of_classes_chosen_by_name(organ_dataset, tmp_path):
+    from atso_med.cli.main import main
+
+    splits, out = tmp_path / "splits.json", tmp_path / "model"
+    assert main(["split", str(organ_dataset.path), "--labeled", "2", "--test", "1", "--out", str(splits)]) == 0
+    command = ["train", str(organ_dataset.path), "--splits", str(splits), "--out", str(out), "--plane", "Z"]
+    command += ["--classes", "liver", "spleen", "--class-activation", "softmax", "--preset", "unet_tiny"]
+    assert main([*command, "--iterations", "2", "--batch-size", "2", "--device", "cpu", "--workers", "0"]) == 0
+    assert torch.load(out / "model.pt", weights_only=True)["config"]["class_activation"] == "softmax"
+    network = load_plane_models(out / "model.pt")["Z"]
+    assert network.class_activation == "softmax" and network.num_classes == 2
+
+
 def test_class_names_must_name_every_class():
     assert class_names_for(2) == ("class_1", "class_2")
     assert class_names_for("2", ["liver", "spleen"]) == ("liver", "spleen")

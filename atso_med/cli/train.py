@@ -68,6 +68,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--classes", nargs="+", metavar="NAME", help=CLASSES_HELP + " (default: the organ mask, non-zero)"
     )
     parser.add_argument(
+        "--class-activation",
+        choices=["sigmoid", "softmax"],
+        default="sigmoid",
+        help="with several --classes: one sigmoid per class (default), or a softmax over them (the classes of a "
+        "pixel compete; what scoring labels at merged groups needs)",
+    )
+    parser.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -164,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         "resume": args.resume,
         "overwrite": args.overwrite,
         "classes": classes,
+        "class_activation": args.class_activation,
     }
     if args.device:
         overrides["device"] = f"$torch.device('{available_device(args.device)}')"

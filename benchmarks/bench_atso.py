@@ -498,7 +498,7 @@ def with_lazy_learning(report: dict, experiment_dir: Path) -> dict:
 
 def fold_table(reports: dict[int, dict]) -> list[str]:
     """ATSO's Table 4, each cell the mean +- std over seeds (empty without ATSO)."""
-    from atso_med.atso.reports import atso_fold_rows
+    from atso_med.atso.report_tables import atso_fold_rows
 
     per_seed = [atso_fold_rows(r) for r in reports.values() if "atso" in r["strategies"]]
     if not per_seed or not per_seed[0]:

@@ -25,7 +25,8 @@ from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import CONFIG_FILE, JOURNAL_FILE, ExperimentLayout, evaluation_folder, pseudo_label_folder
 from atso_med.atso.lazy_learning import ReferenceTruth, measure_lazy_learning, student_trainings
 from atso_med.atso.report_figures import overlay_figure
-from atso_med.atso.reports import atso_fold_rows, final_rows, markdown_table, reference_truth, strategy_rows
+from atso_med.atso.report_tables import atso_fold_rows, final_rows, markdown_table, strategy_rows
+from atso_med.atso.reports import reference_truth
 from atso_med.errors import ConfigError
 from atso_med.files import read_json
 
@@ -84,7 +85,7 @@ class ExperimentResults:
         """Table 1: per generation, each semi-supervised strategy's DSC on the reference set and the test set.
 
         Returns:
-            Rows as :func:`~atso_med.atso.reports.strategy_rows` gives them (DSCs as fractions).
+            Rows as :func:`~atso_med.atso.report_tables.strategy_rows` gives them (DSCs as fractions).
         """
         return strategy_rows(self.report)
 

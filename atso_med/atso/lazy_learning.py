@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import MASK_SUFFIX, ExperimentLayout, pseudo_label_folder
 from atso_med.atso.steps import ModelRef
-from atso_med.metrics.pooling import pool_results
+from atso_med.metrics.pooling import pool_results, result_dsc
 
 if TYPE_CHECKING:
     import numpy as np
@@ -302,18 +302,13 @@ def lazy_learning_rows(figures: Mapping[str, Any], metric: str = "mean") -> list
         ``{"Student", "fit to its labels", "student vs truth", "its labels vs truth"}`` (fractions), and
         ``"repeats its labels' errors"`` where the figures have ``repeated_errors``.
     """
-    key = "global_dsc" if metric == "global" else "mean_dsc"
-
-    def value(result: Mapping[str, Any] | None) -> float | None:
-        return None if not result else float(result[key])
-
     repeated = figures.get("repeated_errors", {}).get("students", {})
     return [
         {
             "Student": row["model"],
-            "fit to its labels": value(row["fit"]),
-            "student vs truth": value(row["truth"]),
-            "its labels vs truth": value(row["labels"]),
+            "fit to its labels": result_dsc(row["fit"], metric),
+            "student vs truth": result_dsc(row["truth"], metric),
+            "its labels vs truth": result_dsc(row["labels"], metric),
             **({"repeats its labels' errors": repeated.get(row["model"])} if repeated else {}),
         }
         for row in figures.get("students", [])

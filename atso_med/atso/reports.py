@@ -4,7 +4,7 @@ Written to ``<experiment>/reports/``:
 
 * ``report.json``: every number below, per strategy and generation (mean, std and global DSC).
 * ``report.csv``: the same, one row per (strategy, generation, measure).
-* ``report.md``: strategies side by side per generation, ``@R`` (the reference set's pseudo labels
+* ``report.md`` (:mod:`atso_med.atso.report_tables`): strategies side by side per generation, ``@R`` (the reference set's pseudo labels
   made by that generation) and ``@E`` (the test set), like the paper's Table 1; ATSO's fold models
   on each reference fold and on the test set, like its Table 4; the fully supervised upper bound
   and the share of the supervised -> fully supervised gap each strategy closes.
@@ -34,17 +34,12 @@ from atso_med.atso.cases import experiment_selection, organ_values
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.generations import final_model
 from atso_med.atso.layout import ExperimentLayout, fused_predictions_folder, pseudo_label_folder
-from atso_med.atso.lazy_learning import (
-    ReferenceTruth,
-    lazy_learning_rows,
-    measure_lazy_learning,
-    pseudo_label_rows,
-    student_trainings,
-)
+from atso_med.atso.lazy_learning import ReferenceTruth, measure_lazy_learning, student_trainings
 from atso_med.atso.report_figures import draw_overlays, plot_progress
+from atso_med.atso.report_tables import NAMES, markdown
 from atso_med.atso.steps import ModelRef
 from atso_med.files import write_text_atomic
-from atso_med.metrics.pooling import pool_results
+from atso_med.metrics.pooling import pool_results, result_dsc
 
 if TYPE_CHECKING:
     from atso_med.atso.cases import ExperimentData
@@ -53,14 +48,6 @@ if TYPE_CHECKING:
     from atso_med.atso.steps import Step
     from atso_med.data.dataset import Dataset
     from atso_med.data.splits import Splits
-
-NAMES = {
-    "supervised": "Supervised (M0)",
-    "fully_supervised": "Fully supervised",
-    "self_learning": "Self-learning",
-    "stso": "STSO",
-    "atso": "ATSO",
-}
 
 
 @dataclass(frozen=True)
@@ -143,9 +130,9 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         if strategy in strategies:
             strategies[strategy]["gap_closed"] = {
                 metric: _gap(
-                    _value(m0_test, metric),
-                    _value(strategies[strategy]["final"]["test"], metric),
-                    _value(fully, metric),
+                    result_dsc(m0_test, metric),
+                    result_dsc(strategies[strategy]["final"]["test"], metric),
+                    result_dsc(fully, metric),
                 )
                 for metric in ("mean", "global")
             }
@@ -186,12 +173,6 @@ def _atso_folds(evaluations: _Evaluations, K: int, T: int, m0: ModelRef) -> dict
     return out
 
 
-def _value(result: Mapping[str, Any] | None, metric: str) -> float | None:
-    if not result:
-        return None
-    return float(result["global_dsc" if metric == "global" else "mean_dsc"])
-
-
 def _gap(supervised: float | None, strategy: float | None, fully: float | None) -> float | None:
     """Share of the supervised -> fully supervised gap a strategy closes (1 = all of it).
 
@@ -203,244 +184,9 @@ def _gap(supervised: float | None, strategy: float | None, fully: float | None) 
     return (strategy - supervised) / (fully - supervised)
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
-
-
-def strategy_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The paper's Table 1 as rows: per generation, each semi-supervised strategy on R and on E.
-
-    Args:
-        report: a report (``reports/report.json``).
-
-    Returns:
-        One dict per generation ``"G0" ... "G<T>"`` and a last ``"final"`` row: ``{"Generation": ...,
-        "<Strategy> @R": DSC or None, "<Strategy> @E": DSC or None, ...}``, DSCs as fractions in the
-        report's metric. ``@R``: the pseudo labels that generation made for the reference set; ``@E``:
-        the test set. The final row has no ``@R``.
-    """
-    metric, strategies = report["metric"], report["strategies"]
-    semi = [s for s in SEMI_SUPERVISED if s in strategies]
-    rows = []
-    for t in range(report["generations"] + 1):
-        row: dict[str, Any] = {"Generation": f"G{t}"}
-        for s in semi:
-            generation = strategies[s]["generations"][str(t)]
-            row[f"{NAMES[s]} @R"] = _value(generation["reference"], metric)
-            row[f"{NAMES[s]} @E"] = _value(generation["test"], metric)
-        rows.append(row)
-    if semi:
-        final: dict[str, Any] = {"Generation": "final"}
-        for s in semi:
-            final[f"{NAMES[s]} @R"] = None
-            final[f"{NAMES[s]} @E"] = _value(strategies[s]["final"]["test"], metric)
-        rows.append(final)
-    return rows
-
-
 def fine_tuned(config: ExperimentConfig) -> bool:
     """Whether the final models are fine-tuned on fine-class pseudo labels after a class reduction."""
     return config.class_reduction is not None and config.class_reduction.fine_tune
-
-
-def final_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Test DSC of every strategy's final model and the share of the supervised gap it closes.
-
-    Args:
-        report: a report (``reports/report.json``).
-
-    Returns:
-        ``{"Strategy", "@E", "gap closed"}`` per strategy (fractions; None where not measured).
-    """
-    metric = report["metric"]
-    return [
-        {
-            "Strategy": NAMES[s],
-            "@E": _value(entry["final"]["test"], metric),
-            "gap closed": entry.get("gap_closed", {}).get(metric),
-        }
-        for s, entry in report["strategies"].items()
-    ]
-
-
-def class_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Test DSC of every strategy's final model per class, and the test cases where a class vanished.
-
-    Args:
-        report: a report (``reports/report.json``) of an experiment of several classes.
-
-    Returns:
-        ``{"Strategy", <class>..., "vanished"}`` per strategy (fractions of the report's metric; the
-        vanished count sums the cases over the classes); empty for one organ.
-    """
-    key = "global_dsc" if report["metric"] == "global" else "mean_dsc"
-    rows = []
-    for strategy, entry in report["strategies"].items():
-        classes = (entry["final"]["test"] or {}).get("classes")
-        if not classes:
-            continue
-        rows.append(
-            {"Strategy": NAMES[strategy]}
-            | {name: figures[key] for name, figures in classes.items()}
-            | {"vanished": str(sum(figures["vanished"] for figures in classes.values()))}
-        )
-    return rows
-
-
-def atso_fold_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The paper's Table 4 as rows: every ATSO fold model on every reference fold and on the test set.
-
-    Args:
-        report: a report (``reports/report.json``) with ATSO.
-
-    Returns:
-        One dict per generation: ``M(fold j) @R(fold k)`` and ``M(fold j) @E`` for every fold model
-        (generation 0: M0 in every column), ``updated R_t`` (the cross-fold pseudo labels that
-        generation made) and ``M_t @E (vote)``; DSCs as fractions. Empty without ATSO.
-    """
-    if "atso" not in report["strategies"]:
-        return []
-    metric, folds = report["metric"], report["folds"]
-    rows = []
-    for t, entry in report["strategies"]["atso"]["folds"].items():
-        models = entry["models"]
-        row: dict[str, Any] = {"Generation": f"G{t}"}
-        for k in range(folds):
-            for j in range(folds):
-                row[f"M(fold{j}) @R(fold{k})"] = _value(models[f"fold{j}"][f"fold{k}"], metric)
-        for j in range(folds):
-            row[f"M(fold{j}) @E"] = _value(models[f"fold{j}"]["test"], metric)
-        row["updated R_t"] = _value(entry["updated_reference"], metric)
-        row["M_t @E (vote)"] = _value(entry["test"], metric)
-        rows.append(row)
-    return rows
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Rows (as the ``*_rows`` functions give them) as Markdown table lines; DSCs in %, gaps as a share.
-
-    Args:
-        rows: dicts with the same keys; fractions are shown in %, ``None`` as a dash.
-
-    Returns:
-        The table's lines (header, rule, one line per row); no lines for no rows.
-    """
-    if not rows:
-        return []
-    columns = list(rows[0])
-
-    def cell(column: str, value: Any) -> str:
-        if isinstance(value, str):
-            return value
-        if column == "gap closed":
-            return "—" if value is None else f"{100 * value:.0f}%"
-        return _pct(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in rows]
-    return lines
-
-
-def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
-    """``report.md``: the tables of the report."""
-    metric = report["metric"]
-    label = "global DSC (all test cases pooled)" if metric == "global" else "mean DSC over cases"
-    cases = report["cases"]
-    lines = [
-        "# ATSO experiment report",
-        "",
-        f"Setting: {report['setting']}; {cases['labeled']} labeled, {sum(cases['reference'])} reference "
-        f"({' + '.join(map(str, cases['reference']))} in {report['folds']} folds), {cases['test']} test cases; "
-        f"planes {', '.join(report['planes'])}; {report['generations']} generation(s). Numbers: {label}, %.",
-        "",
-    ]
-    lines += [f"{note}" for note in notes]
-    if notes:
-        lines.append("")
-    lines += ["## Strategies by generation (@R: pseudo labels of the reference set, @E: test set)", ""]
-    table = strategy_rows(report)
-    lines += markdown_table(table) if len(table[0]) > 1 else ["(no semi-supervised strategy in this experiment)"]
-    lines += ["", "## Test DSC of the final models", ""]
-    lines += markdown_table(final_rows(report))
-    lines += [
-        "",
-        "final: self-learning and STSO's last generation; ATSO's model trained on all pseudo labels of its last "
-        "generation. gap closed: (strategy - supervised) / (fully supervised - supervised) on the test set.",
-    ]
-    if report.get("class_reduction"):
-        lines += [
-            "",
-            "Class reduction: generations 1..T scored their pseudo labels at the groups "
-            + ", ".join(
-                f"{name} = {' + '.join(members)}" for name, members in report["class_reduction"]["groups"].items()
-            )
-            + (
-                "; each final model above was then fine-tuned on the fine-class pseudo labels of the last generation "
-                "(before that fine-tuning: "
-                + ", ".join(
-                    f"{NAMES[s]} {_pct(_value(e['reduced_final']['test'], report['metric']))}"
-                    for s, e in report["strategies"].items()
-                    if "reduced_final" in e
-                )
-                + ")."
-                if report["class_reduction"]["fine_tune"]
-                else "."
-            ),
-        ]
-    lines += _table_section(
-        "Test DSC of the final models per class",
-        class_rows(report),
-        "The figures above are the means over these classes; vanished: test cases where a class present in "
-        "the truth has no voxel in the prediction, summed over the classes.",
-    )
-    lines += _table_section(
-        "ATSO fold models (Table 4 layout)",
-        atso_fold_rows(report),
-        "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels."
-        if report.get("fold_training", "own") == "own"
-        else "Leave-one-fold-out: M(fold j) trains on every other fold's pseudo labels; its column on fold j made "
-        "fold j's next labels.",
-    )
-    lines += _lazy_learning_markdown(report.get("lazy_learning", {}), report["metric"])
-    return "\n".join(lines) + "\n"
-
-
-def _table_section(title: str, rows: Sequence[Mapping[str, Any]], note: str) -> list[str]:
-    """A titled table with its note, or nothing without rows."""
-    return ["", f"## {title}", "", *markdown_table(rows), "", note] if rows else []
-
-
-def _lazy_learning_markdown(figures: Mapping[str, Any], metric: str) -> list[str]:
-    lines = []
-    students = lazy_learning_rows(figures, metric)
-    if students:
-        lines += ["", "## Lazy learning: students against the pseudo labels they trained on", ""]
-        lines += markdown_table(students)
-        lines += [
-            "",
-            "fit: the student's prediction of its training reference cases scored against its pseudo labels "
-            "(1 = it reproduces them, errors included); a student that memorises its teacher has a fit near 100 "
-            "and its DSC vs truth near its labels'.",
-        ]
-    own_minus_other = figures.get("atso_own_minus_other", {})
-    if own_minus_other:
-        lines += ["", "ATSO own fold minus other fold (DSC points on the truth; negative = lazy learning, "]
-        lines[-1] += "the paper's Table 4 at G1: -3.3 and -0.2):"
-        lines += [f"- G{t}: {100 * entry['mean_difference']:+.2f}" for t, entry in own_minus_other.items()]
-    repeated = figures.get("repeated_errors", {}).get("atso", {})
-    if repeated:
-        lines += [
-            "",
-            "ATSO: share of a fold's wrong pseudo-label voxels that the fold models predict the same wrong way, for "
-            "the models that trained on those labels (own) and those that did not (other); own well above other "
-            "is lazy learning, both high means errors every model shares:",
-        ]
-        lines += [f"- G{t}: own {_pct(e['own'])} %, other {_pct(e['other'])} %" for t, e in repeated.items()]
-    drift = pseudo_label_rows(figures)
-    if drift:
-        lines += ["", "## Pseudo-label voxels against the truth (all reference cases with a label)", ""]
-        lines += markdown_table(drift)
-    return lines
 
 
 def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -513,10 +259,12 @@ def progress_curves(report: Mapping[str, Any]) -> dict[str, Any]:
         strategy: {
             "name": NAMES[strategy],
             **{
-                measure: [_value(strategies[strategy]["generations"][str(t)][measure], metric) for t in range(T + 1)]
+                measure: [
+                    result_dsc(strategies[strategy]["generations"][str(t)][measure], metric) for t in range(T + 1)
+                ]
                 for measure in ("reference", "test")
             },
-            "final": _value(strategies[strategy]["final"]["test"], metric),
+            "final": result_dsc(strategies[strategy]["final"]["test"], metric),
         }
         for strategy in SEMI_SUPERVISED
         if strategy in strategies
@@ -524,7 +272,7 @@ def progress_curves(report: Mapping[str, Any]) -> dict[str, Any]:
     baselines = {
         strategy: {
             "name": NAMES[strategy],
-            "test": _value(strategies.get(strategy, {}).get("final", {}).get("test"), metric),
+            "test": result_dsc(strategies.get(strategy, {}).get("final", {}).get("test"), metric),
         }
         for strategy in ("supervised", "fully_supervised")
     }

@@ -20,7 +20,15 @@ from atso_med.errors import ConfigError
 from atso_med.metrics.class_dice import class_dice
 from atso_med.metrics.dice import dice_summary, pooled_dice
 
-__all__ = ["class_result", "pool_results"]
+__all__ = ["class_result", "pool_results", "result_dsc"]
+
+
+def result_dsc(result: Mapping[str, Any] | None, metric: str = "mean") -> float | None:
+    """The DSC of an evaluation result (or a pooled one): its ``mean_dsc``, or its ``global_dsc`` for
+    ``metric == "global"``; ``None`` for no result."""
+    if not result:
+        return None
+    return float(result["global_dsc" if metric == "global" else "mean_dsc"])
 
 
 def pool_results(results: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:

@@ -351,6 +351,10 @@ def test_initial_weights_of_other_classes_are_refused_before_training(tmp_path):
             **common, output_dir=tmp_path / "other", num_classes=3, class_names=["liver", "spleen", "pancreas"]
         )
     check_training_args(**common, output_dir=tmp_path / "same", num_classes=3, class_names=list(CLASSES))
+    with pytest.raises(ConfigError, match="with the sigmoid class head; this training has the softmax head"):
+        check_training_args(
+            **common, output_dir=tmp_path / "head", num_classes=3, class_names=list(CLASSES), class_activation="softmax"
+        )
 
 
 # --------------------------------------------------------------------------- class reduction: labels at merged groups

@@ -59,6 +59,7 @@ def check_training_args(
     overwrite: object = False,
     num_classes: object = 1,
     class_names: Sequence[str] | None = None,
+    class_activation: str = "sigmoid",
 ) -> None:
     """Check a training run's main arguments before any data is read or any model is built.
 
@@ -78,6 +79,8 @@ def check_training_args(
         overwrite: replace a finished training in ``output_dir``.
         num_classes: the classes the network segments.
         class_names: their names (``None``, or ``num_classes`` distinct names).
+        class_activation: the network's class head; initial weights of an RSTN with another head are
+            refused (the same weights would mean other probabilities).
 
     Raises:
         ConfigError: naming the bad argument (``num_classes`` and ``class_names`` included); when the ``paper`` recipe would start from random
@@ -93,7 +96,7 @@ def check_training_args(
     names = class_names_for(num_classes, class_names)
     check_initialization(settings, init_weights, allow_random_init)
     if init_weights:
-        _check_init_classes(init_weights, names, class_names is not None)
+        _check_init_classes(init_weights, names, class_names is not None, class_activation)
     read_datalist(datalist, "training")
     check_output_folder(output_dir)
     resume, overwrite = as_bool(resume), as_bool(overwrite)
@@ -110,8 +113,10 @@ def check_training_args(
         )
 
 
-def _check_init_classes(init_weights: str | os.PathLike, names: Sequence[str], named: bool) -> None:
-    """Refuse initial weights of an RSTN that segments other classes than this training.
+def _check_init_classes(
+    init_weights: str | os.PathLike, names: Sequence[str], named: bool, class_activation: str = "sigmoid"
+) -> None:
+    """Refuse initial weights of an RSTN that segments other classes than this training, or with another head.
 
     Pretrained backbone weights (no stored ``config``) carry no classes and pass; names are compared
     when both the file and the training name their classes.
@@ -135,4 +140,10 @@ def _check_init_classes(init_weights: str | os.PathLike, names: Sequence[str], n
         raise ConfigError(
             f"init_weights {init_weights} segment {stored.num_classes} class(es) ({', '.join(stored.class_names)}); "
             f"this training learns {len(names)} ({', '.join(names)})"
+        )
+    stored_head = content["config"].get("class_activation", "sigmoid")
+    if len(names) > 1 and stored_head != class_activation:
+        raise ConfigError(
+            f"init_weights {init_weights} come from an RSTN with the {stored_head} class head; this training has the "
+            f"{class_activation} head (class_activation): the same weights would give other probabilities"
         )

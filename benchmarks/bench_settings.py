@@ -56,7 +56,8 @@ def table(settings: dict[str, dict[int, dict]]) -> str:
     for name, reports in settings.items():
         row = [f"`{name}`", ", ".join(str(s) for s in sorted(reports))]
         row += [fmt(final(reports, s)) for s in strategies]
-        row += [f"{fmt(gap_shares(reports, strategy), 100.0)} %" for strategy in STRATEGIES]
+        gaps = [fmt(gap_shares(reports, strategy), 100.0) for strategy in STRATEGIES]
+        row += [gap if gap == "—" else f"{gap} %" for gap in gaps]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

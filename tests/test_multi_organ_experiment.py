@@ -68,6 +68,14 @@ def test_every_evaluation_is_per_class_and_the_report_gives_the_means_over_the_c
     table = (experiment / "reports" / "report.md").read_text()
     assert "## Test DSC of the final models per class" in table
     assert "| Strategy | liver | spleen | kidneys | vanished |" in table
+    from atso_med.atso.report_tables import class_generation_rows
+
+    rows = class_generation_rows(report, "atso")
+    assert [row["Generation"] for row in rows] == ["G0", "G1"]
+    generation = report["strategies"]["atso"]["generations"]["1"]
+    assert rows[1]["spleen @R"] == generation["reference"]["classes"]["spleen"]["mean_dsc"]
+    assert rows[1]["kidneys @E"] == generation["test"]["classes"]["kidneys"]["mean_dsc"]
+    assert "## ATSO by generation, per class" in table and "| Generation | liver @R | spleen @R |" in table
 
 
 def test_an_experiment_refuses_a_chosen_class_that_no_label_holds(tmp_path):

@@ -17,6 +17,7 @@ from atso_med.metrics.pooling import result_dsc
 __all__ = [
     "NAMES",
     "atso_fold_rows",
+    "class_generation_rows",
     "class_rows",
     "final_rows",
     "markdown",
@@ -111,6 +112,32 @@ def class_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             | {"vanished": str(sum(figures["vanished"] for figures in classes.values()))}
         )
     return rows
+
+
+def class_generation_rows(report: Mapping[str, Any], strategy: str) -> list[dict[str, Any]]:
+    """One strategy's Table 1 per class: per generation, each class's DSC on R (its pseudo labels) and on E.
+
+    Args:
+        report: a report (``reports/report.json``) of an experiment of several classes.
+        strategy: a semi-supervised strategy of the report.
+
+    Returns:
+        ``{"Generation", "<class> @R", "<class> @E", ...}`` per generation (fractions; ``None`` where not
+        measured or where no case holds the class); empty for one organ.
+    """
+    key = "global_dsc" if report["metric"] == "global" else "mean_dsc"
+    rows = []
+    for t, generation in report["strategies"][strategy].get("generations", {}).items():
+        row: dict[str, Any] = {"Generation": f"G{t}"}
+        for measure, result in (("@R", generation["reference"]), ("@E", generation["test"])):
+            for name, figures in ((result or {}).get("classes") or {}).items():
+                row[f"{name} {measure}"] = figures[key]
+        if len(row) > 1:
+            rows.append(row)
+    if not rows:
+        return []
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    return [{column: row.get(column) for column in columns} for row in rows]
 
 
 def atso_fold_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -219,6 +246,12 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
         "The figures above are the means over these classes; vanished: test cases where a class present in "
         "the truth has no voxel in the prediction, summed over the classes.",
     )
+    for strategy in (s for s in SEMI_SUPERVISED if s in report["strategies"]):
+        lines += _table_section(
+            f"{NAMES[strategy]} by generation, per class",
+            class_generation_rows(report, strategy),
+            "@R: the pseudo labels that generation made for the reference set; @E: the test set.",
+        )
     lines += _table_section(
         "ATSO fold models (Table 4 layout)",
         atso_fold_rows(report),

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,7 +42,7 @@ from atso_med.atso.pseudo_labels import write_pseudo_labels
 from atso_med.atso.reports import write_experiment_reports
 from atso_med.atso.steps import PlanInputs, Step, plan_digest
 from atso_med.atso.training_runs import job_overrides
-from atso_med.atso.training_steps import training_job, training_record
+from atso_med.atso.training_steps import training_iterations, training_job, training_record
 from atso_med.errors import ConfigError
 from atso_med.files import write_text_atomic
 
@@ -351,8 +352,4 @@ class ExperimentRunner:
         def seconds_of(step_id: str) -> float | None:
             return self.journal.seconds(step_id) if self.journal.is_done(step_id) else None
 
-        def iterations(step: Step) -> int:
-            snapshot = step.params["init"]["kind"] == "snapshot"
-            return self.config.training.iterations_for(len(step.params["train_ids"]), stage_j_only=snapshot)
-
-        return eta_text(self.plan, seconds_of, iterations)
+        return eta_text(self.plan, seconds_of, partial(training_iterations, self.config.training))

@@ -19,11 +19,18 @@ from atso_med.atso.config import ExperimentConfig
 from atso_med.atso.generations import write_training_datalist
 from atso_med.atso.layout import TRAINING_RECORD_FILE, ExperimentLayout
 from atso_med.atso.steps import Step
+from atso_med.atso.training_config import TrainingConfig
 from atso_med.atso.training_runs import TrainingJob
 from atso_med.data.class_selection import ClassSelection
 from atso_med.files import write_text_atomic
 
-__all__ = ["training_job", "training_record", "training_settings"]
+__all__ = ["training_iterations", "training_job", "training_record", "training_settings"]
+
+
+def training_iterations(training: TrainingConfig, step: Step) -> int:
+    """The iterations of a ``train`` step: the budget for its cases, stage J's share of it from M0's snapshot."""
+    snapshot = step.params["init"]["kind"] == "snapshot"
+    return training.iterations_for(len(step.params["train_ids"]), stage_j_only=snapshot)
 
 
 def training_settings(
@@ -48,7 +55,7 @@ def training_settings(
     """
     training = config.training
     init = step.params["init"]
-    iterations = training.iterations_for(len(step.params["train_ids"]), stage_j_only=init["kind"] == "snapshot")
+    iterations = training_iterations(training, step)
     init_file = None
     if init["kind"] in ("finetune", "snapshot"):
         init_file = layout.path(init["weights"])  # the teacher's model.pt, or M0's stage-S+I snapshot

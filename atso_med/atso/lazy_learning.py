@@ -74,14 +74,14 @@ class ReferenceTruth:
     selection: ClassSelection | None = None
     classes: Mapping[int, str] | None = None
 
-    def read(self, mask_file: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """A case's prediction or pseudo label and its truth, as class indices (or organ masks) on one grid."""
-        from atso_med.metrics.evaluation_inputs import read_label_maps, read_pair
+    def read(self, mask_files: Sequence[Path], case_id: str) -> tuple[list[np.ndarray], np.ndarray]:
+        """A case's predictions or pseudo labels and its truth (read once), as class indices or organ masks on one grid."""
+        from atso_med.metrics.evaluation_inputs import read_predictions
 
-        truth_file = self.files[case_id]
-        if self.selection is not None:
-            return read_label_maps(mask_file, truth_file, self.selection, self.classes)[:2]
-        return read_pair(mask_file, truth_file, self.foreground, self.classes)[:2]
+        masks, truth, _ = read_predictions(
+            mask_files, self.files[case_id], self.foreground, self.classes, selection=self.selection
+        )
+        return masks, truth
 
 
 def student_trainings(train_steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -176,7 +176,7 @@ def _repeated(
     layout: ExperimentLayout, truth: ReferenceTruth, labels: str, predictions: Sequence[str]
 ) -> list[tuple[int, int] | None]:
     """Per prediction folder: (wrong label voxels it repeats, wrong label voxels) over the cases of a
-    pseudo-label folder; ``None`` for a folder that lacks one of them. Each label is read once."""
+    pseudo-label folder; ``None`` for a folder that lacks one of them. Each file is read once."""
     import numpy as np
 
     counts: list[list[int] | None] = [[0, 0] for _ in predictions]
@@ -184,16 +184,17 @@ def _repeated(
         case_id = label_file.name[: -len(MASK_SUFFIX)]
         if case_id not in truth.files:
             continue
-        label, true = truth.read(label_file, case_id)
+        files = {i: layout.case_file(folder, case_id) for i, folder in enumerate(predictions) if counts[i] is not None}
+        for i, path in list(files.items()):
+            if not path.is_file():
+                counts[i] = None
+                del files[i]
+        (label, *predicted), true = truth.read([label_file, *files.values()], case_id)
         errors = label != true
         wrong = int(np.count_nonzero(errors))
-        for index, folder in enumerate(predictions):
-            predicted = layout.case_file(folder, case_id)
-            if counts[index] is None or not predicted.is_file():
-                counts[index] = None
-                continue
-            counts[index][0] += int(np.count_nonzero(errors & (truth.read(predicted, case_id)[0] == label)))
-            counts[index][1] += wrong
+        for i, prediction in zip(files, predicted, strict=True):
+            counts[i][0] += int(np.count_nonzero(errors & (prediction == label)))
+            counts[i][1] += wrong
     return [None if c is None else (c[0], c[1]) for c in counts]
 
 
@@ -206,26 +207,27 @@ def _share(counts: Sequence[tuple[int, int] | None]) -> float | None:
 def _repeated_errors(
     layout: ExperimentLayout, trainings: Sequence[Mapping[str, Any]], truth: ReferenceTruth, folds: int
 ) -> dict[str, Any]:
-    # Every (pseudo-label folder, prediction folder) pair to compare, and who it counts for.
-    pairs: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    # Pseudo-label folder -> prediction folder compared with it -> the figures it counts for.
+    pairs: dict[str, dict[str, list[tuple[str, ...]]]] = {}
     for training in trainings:
         model = ModelRef(training["strategy"], training["generation"], training["group"])
         for fold, labels in training["pseudo_labels"].items():
-            pairs.setdefault(labels, []).append((model.predictions(fold), ("student", model.key)))
+            pairs.setdefault(labels, {}).setdefault(model.predictions(fold), []).append(("student", model.key))
     for training in trainings:
         if training["strategy"] != "atso" or not training["group"].startswith("fold"):
             continue
         t = int(training["generation"])
         for k in range(folds):
             side = "own" if f"fold{k}" in training["pseudo_labels"] else "other"
-            model = ModelRef("atso", t, training["group"])
-            pairs.setdefault(pseudo_label_folder("atso", t, k), []).append(
-                (model.predictions(f"fold{k}"), ("atso", str(t), side))
+            prediction = ModelRef("atso", t, training["group"]).predictions(f"fold{k}")
+            pairs.setdefault(pseudo_label_folder("atso", t, k), {}).setdefault(prediction, []).append(
+                ("atso", str(t), side)
             )
     found: dict[tuple[str, ...], list[tuple[int, int] | None]] = {}
     for labels, compared in pairs.items():
-        for (_, key), counts in zip(compared, _repeated(layout, truth, labels, [p for p, _ in compared]), strict=True):
-            found.setdefault(key, []).append(counts)
+        for keys, counts in zip(compared.values(), _repeated(layout, truth, labels, list(compared)), strict=True):
+            for key in keys:
+                found.setdefault(key, []).append(counts)
     students = {key[1]: _share(c) for key, c in found.items() if key[0] == "student" and None not in c}
     atso: dict[str, dict[str, float | None]] = {}
     for key, counts in found.items():

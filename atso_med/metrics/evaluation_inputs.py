@@ -17,7 +17,7 @@ from atso_med.data.class_selection import ClassSelection
 from atso_med.data.volume import Volume
 from atso_med.errors import ImageReadError, LabelValueError
 
-__all__ = ["read_label_maps", "read_pair"]
+__all__ = ["read_label_maps", "read_pair", "read_predictions"]
 
 
 def read_pair(
@@ -50,15 +50,63 @@ def read_pair(
             :mod:`atso_med.metrics.evaluation`).
         LabelValueError: a label or prediction whose values ``verify`` would refuse.
     """
-    from atso_med.data.labels import ORGAN_MASK_CLASSES, load_label_mask, load_prediction_mask
-
-    prediction_path, truth_path = Path(prediction_path), Path(truth_path)
-    reference, voxel_ml = _prediction_grid(prediction_path)
-    # a prediction is an organ mask (0/1) or a label map in the data set's classes
-    prediction_classes = None if classes is None else {**ORGAN_MASK_CLASSES, **classes}
-    prediction = load_prediction_mask(prediction_path, reference, threshold, prediction_classes)
-    truth = load_label_mask(truth_path, reference, foreground, classes)
+    (prediction,), truth, voxel_ml = read_predictions([prediction_path], truth_path, foreground, classes, threshold)
     return prediction, truth, voxel_ml
+
+
+def read_predictions(
+    prediction_paths: Sequence[str | os.PathLike],
+    truth_path: str | os.PathLike,
+    foreground: Sequence[int] | None = None,
+    classes: Mapping[int, str] | None = None,
+    threshold: float | None = None,
+    selection: ClassSelection | None = None,
+) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Several predictions of one case and its label, the label read once, all on the first prediction's grid.
+
+    Every file is checked as :func:`read_pair` (one organ) or :func:`read_label_maps` (``selection``)
+    checks it; a prediction off the first one's grid is refused as a label off it is.
+
+    Args:
+        prediction_paths: predicted masks (or label maps of the ``selection``'s classes) of the case.
+        truth_path: label NIfTI.
+        foreground: label values that count as organ (one organ; ``None``: every non-zero value).
+        classes: the label's declared class values (``None``: any integer value).
+        threshold: binarize probability-map predictions at this value (one organ).
+        selection: several classes: predictions and label are read as label maps of its classes.
+
+    Returns:
+        ``(predictions, truth, voxel_ml)``, as :func:`read_pair` or :func:`read_label_maps` give them.
+
+    Raises:
+        ImageReadError / GridMismatchError / LabelValueError: as :func:`read_pair`.
+    """
+    from atso_med.data.labels import (
+        ORGAN_MASK_CLASSES,
+        check_label_values,
+        label_value_errors,
+        load_label_mask,
+        load_prediction_mask,
+    )
+    from atso_med.data.readers import load_label
+
+    paths, truth_path = [Path(p) for p in prediction_paths], Path(truth_path)
+    reference, voxel_ml = _prediction_grid(paths[0])
+    if selection is None:
+        # a prediction is an organ mask (0/1) or a label map in the data set's classes
+        prediction_classes = None if classes is None else {**ORGAN_MASK_CLASSES, **classes}
+        predictions = [load_prediction_mask(p, reference, threshold, prediction_classes) for p in paths]
+        return predictions, load_label_mask(truth_path, reference, foreground, classes), voxel_ml
+    predictions = []
+    for path in paths:
+        values = load_label(path, reference)
+        errors, _ = label_value_errors(values, selection.classes, what="prediction")
+        if errors:
+            raise LabelValueError(f"{path}: {errors[0]}")
+        predictions.append(values.astype(np.uint8))
+    stored = load_label(truth_path, reference)
+    check_label_values(stored, truth_path, classes)
+    return predictions, selection.remap(stored, str(truth_path)), voxel_ml
 
 
 def _prediction_grid(prediction_path: Path) -> tuple[Volume, float]:
@@ -103,15 +151,7 @@ def read_label_maps(
         ImageReadError / GridMismatchError: as :func:`read_pair`.
         LabelValueError: a label value ``verify`` would refuse, or a prediction value not in 0..C.
     """
-    from atso_med.data.labels import check_label_values, label_value_errors
-    from atso_med.data.readers import load_label
-
-    prediction_path, truth_path = Path(prediction_path), Path(truth_path)
-    reference, voxel_ml = _prediction_grid(prediction_path)
-    values = load_label(prediction_path, reference)
-    errors, _ = label_value_errors(values, selection.classes, what="prediction")
-    if errors:
-        raise LabelValueError(f"{prediction_path}: {errors[0]}")
-    stored = load_label(truth_path, reference)
-    check_label_values(stored, truth_path, classes)
-    return values.astype(np.uint8), selection.remap(stored, str(truth_path)), voxel_ml
+    (prediction,), truth, voxel_ml = read_predictions(
+        [prediction_path], truth_path, classes=classes, selection=selection
+    )
+    return prediction, truth, voxel_ml

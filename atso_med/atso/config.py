@@ -441,6 +441,11 @@ class ExperimentConfig:
             )
         return config
 
+    @property
+    def fine_tuned(self) -> bool:
+        """Whether each strategy's final model is fine-tuned on fine-class pseudo labels after a class reduction."""
+        return self.class_reduction is not None and self.class_reduction.fine_tune
+
     # ------------------------------------------------------------------ output
 
     def inference_settings(self) -> dict[str, Any]:

@@ -166,7 +166,7 @@ class ExperimentRunner:
                 init_mode=config.training.init_mode,
                 fold_training=config.fold_training,
                 class_reduction=config.class_reduction is not None,
-                fine_tune=config.class_reduction is not None and config.class_reduction.fine_tune,
+                fine_tune=config.fine_tuned,
             )
         )
         digest = plan_digest(self.plan)

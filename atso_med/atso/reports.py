@@ -119,9 +119,9 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
             else:
                 test = evaluations.get(ModelRef(strategy, t).predictions("test"))
             generations[str(t)] = {"reference": reference, "test": test}
-        final = evaluations.get(final_model(strategy, T, fine_tuned(config)).predictions("test"))
+        final = evaluations.get(final_model(strategy, T, config.fine_tuned).predictions("test"))
         entry: dict[str, Any] = {"generations": generations, "final": {"test": final}}
-        if fine_tuned(config):  # the model the fine-class fine-tuning started from
+        if config.fine_tuned:  # the model the fine-class fine-tuning started from
             entry["reduced_final"] = {"test": evaluations.get(final_model(strategy, T).predictions("test"))}
         if strategy == "atso":
             entry["folds"] = _atso_folds(evaluations, K, T, m0)
@@ -184,11 +184,6 @@ def _gap(supervised: float | None, strategy: float | None, fully: float | None) 
     return (strategy - supervised) / (fully - supervised)
 
 
-def fine_tuned(config: ExperimentConfig) -> bool:
-    """Whether the final models are fine-tuned on fine-class pseudo labels after a class reduction."""
-    return config.class_reduction is not None and config.class_reduction.fine_tune
-
-
 def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``report.csv``: one row per (strategy, generation, measure)."""
     rows = []
@@ -234,9 +229,7 @@ def _overlay_models(inputs: ReportInputs) -> list[tuple[str, str]]:
     models = [("M0", ModelRef("supervised", 0).predictions("test"))]
     for strategy in SEMI_SUPERVISED:
         if strategy in config.strategies and T >= 1:
-            models.append(
-                (f"{NAMES[strategy]} final", final_model(strategy, T, fine_tuned(config)).predictions("test"))
-            )
+            models.append((f"{NAMES[strategy]} final", final_model(strategy, T, config.fine_tuned).predictions("test")))
     models.append(("Fully supervised", ModelRef("fully_supervised", 0).predictions("test")))
     return [(title, folder) for title, folder in models if inputs.layout.path(folder).is_dir()]
 

@@ -76,6 +76,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="own",
         help="ATSO's fold models: own fold (Algorithm 1) or every other fold (leave-one-fold-out, beyond the paper)",
     )
+    parser.add_argument(
+        "--fold-init",
+        choices=["scratch", "continue"],
+        default="scratch",
+        help="ATSO's fold models: from scratch every generation (Algorithm 1) or fine-tuning their previous "
+        "generation (beyond the paper)",
+    )
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument(
         "--strategies", nargs="+", default=["supervised", "fully_supervised", "self_learning", "stso", "atso"]
@@ -165,6 +172,7 @@ def experiment(args: argparse.Namespace, dataset: Path, seed: int, out: Path) ->
         "generations": args.generations,
         "folds": args.folds,
         "fold_training": args.fold_training,
+        "fold_init": args.fold_init,
         "planes": list(args.planes),
         "seed": seed,
         "devices": list(args.devices),
@@ -229,6 +237,7 @@ SETTING_KEYS = (
     "class_reduction",
     "no_fine_tune",
     "class_activation",
+    "fold_init",
 )
 #: Setting keys added after seeds were recorded: a record without one was measured with this value.
 SETTING_DEFAULTS = {
@@ -239,6 +248,7 @@ SETTING_DEFAULTS = {
     "class_reduction": None,
     "no_fine_tune": False,
     "class_activation": None,
+    "fold_init": "scratch",
 }
 
 

@@ -93,6 +93,8 @@ def test_resolved_config_round_trips(tmp_path):
         (minimal(report={"metric": "median"}), "report.metric"),
         (minimal(split={"labeled": 1.5}), "fraction"),
         (minimal(long_axis_spacing=0), "long_axis_spacing.*> 0"),
+        (minimal(fold_training="all"), "fold_training: expected one of own, others"),
+        (minimal(fold_init="warm"), "fold_init: expected one of scratch, continue"),
         ({"dataset": "d.json"}, "output_dir is required"),
         ({"output_dir": "o"}, "exactly one of 'dataset'"),
         (minimal(transfer={"source": "a", "target": "b"}), "exactly one of 'dataset'"),

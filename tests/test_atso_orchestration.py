@@ -616,12 +616,13 @@ def test_resuming_a_finished_experiment_says_so_and_changes_nothing(finished, da
     assert json.loads((finished.dir / "state.json").read_text())["steps"] == json.loads(before)["steps"]
 
 
-def test_an_experiment_started_before_the_hu_window_setting_resumes(finished, dataset_file):
+def test_an_experiment_started_before_the_hu_window_and_fold_settings_resumes(finished, dataset_file):
     import yaml
 
     report = json.loads((finished.dir / "reports" / "report.json").read_text())
     saved = yaml.safe_load((finished.dir / "config.yaml").read_text())
     del saved["training"]["hu_window"]  # as written before training.hu_window existed
+    del saved["fold_training"], saved["fold_init"]  # and before ATSO's fold variants
     (finished.dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     config = ExperimentConfig.from_dict(settings(dataset_file, finished.dir), base=finished.dir.parent)
     runner = ExperimentRunner(

@@ -277,3 +277,37 @@ def test_own_minus_other_compares_the_models_that_trained_on_a_fold_with_those_t
     result = _own_minus_other(evaluations, others, 3)["1"]["folds"]
     assert result["fold0"]["own"] == pytest.approx(0.85) and result["fold0"]["other"] == pytest.approx(0.70)
     assert result["fold1"]["difference"] == pytest.approx((0.60 + 0.55) / 2 - 0.50)
+
+
+# --------------------------------------------------------------------------- continued fold models (beyond the paper)
+
+
+@pytest.mark.parametrize("folds, fold_training", [(2, "own"), (3, "own"), (3, "others")])
+def test_continued_fold_models_fine_tune_their_own_previous_generation_and_never_label_what_they_saw(
+    folds, fold_training
+):
+    plan = inputs(folds)
+    plan.fold_training, plan.fold_init = fold_training, "continue"
+    steps = build_plan(plan)
+    seen = trained_on(steps)
+    for step in by_kind(steps, "train"):
+        if step.tags["strategy"] != "atso":
+            continue
+        t, group = step.tags["generation"], step.tags["model"]
+        expected = "supervised/gen0/all" if t == 1 or group == "all" else f"atso/gen{t - 1}/{group}"
+        assert step.params["init"]["kind"] == "finetune"
+        assert step.params["init"]["from"] == expected
+        assert step.params["init"]["weights"] == f"models/{expected}/plane_{step.params['plane']}/model.pt"
+    labels = [s for s in by_kind(steps, "fuse") if s.params["purpose"] == "pseudo" and s.tags["strategy"] == "atso"]
+    assert labels
+    for step in labels:
+        fold = set(plan.reference[int(step.tags["set"][4:])])
+        for teacher in step.params["teachers"]:
+            assert not fold & seen[teacher], (step.id, teacher)
+    # Only ATSO's initialisation changes: STSO still starts from scratch, and every training's data is the same.
+    assert all(s.params["init"]["kind"] == "scratch" for s in by_kind(steps, "train") if s.tags["strategy"] == "stso")
+    algorithm_1 = inputs(folds)
+    algorithm_1.fold_training = fold_training
+    assert [s.params["train_ids"] for s in by_kind(steps, "train")] == [
+        s.params["train_ids"] for s in by_kind(build_plan(algorithm_1), "train")
+    ]

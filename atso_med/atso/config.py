@@ -45,6 +45,8 @@ SEMI_SUPERVISED = ("self_learning", "stso", "atso")
 REPORT_METRICS = ("mean", "global")
 #: How ATSO's fold models train: on their own fold (Algorithm 1), or on every other fold (leave-one-fold-out).
 FOLD_TRAINING = ("own", "others")
+#: How ATSO's fold models of each generation start (``fold_init``).
+FOLD_INIT = ("scratch", "continue")
 
 
 def require_mlflow(what: str) -> None:
@@ -254,6 +256,7 @@ _TOP_KEYS = (
     "generations",
     "folds",
     "fold_training",
+    "fold_init",
     "planes",
     "seed",
     "devices",
@@ -289,6 +292,12 @@ class ExperimentConfig:
             (leave-one-fold-out, beyond the paper: fold model ``k`` trains on every other fold and
             labels fold ``k`` alone, so each model sees (K - 1) / K of the reference set; the same
             trainings as ``own`` for K = 2).
+        fold_init: how ATSO's fold models start: ``scratch`` (Algorithm 1, the paper: every
+            generation from the same initialisation, ``training.init_mode``) or ``continue``
+            (beyond the paper: fold model ``k`` of generation ``t`` fine-tunes fold model ``k`` of
+            ``t - 1``, M0 at ``t = 1``, as self-learning fine-tunes its teacher, and the final model
+            fine-tunes M0; the fold isolation holds, since a fold model only ever trains on the folds
+            it does not label).
         planes: planes trained and fused (the paper: X, Y, Z).
         seed: seed of the split draw, the data order and (by default) the initial weights.
         devices: ``["auto"]`` (``cuda:0`` if there is one, else CPU), ``["cpu"]``, or several
@@ -317,6 +326,7 @@ class ExperimentConfig:
     generations: int = 5
     folds: int | None = None
     fold_training: str = "own"
+    fold_init: str = "scratch"
     planes: list[str] = field(default_factory=lambda: list(PLANES))
     seed: int = 0
     devices: list[str] = field(default_factory=lambda: ["auto"])
@@ -417,6 +427,11 @@ class ExperimentConfig:
             raise config_error(
                 f"{where}.fold_training", f"expected one of {', '.join(FOLD_TRAINING)}, got {config.fold_training!r}"
             )
+        config.fold_init = data.get("fold_init", "scratch")
+        if config.fold_init not in FOLD_INIT:
+            raise config_error(
+                f"{where}.fold_init", f"expected one of {', '.join(FOLD_INIT)}, got {config.fold_init!r}"
+            )
         config.planes = read_planes(data.get("planes", list(PLANES)), f"{where}.planes")
         config.seed = read_int(data.get("seed", 0), f"{where}.seed", 0)
         config.devices = read_devices(data.get("devices", ["auto"]), f"{where}.devices")
@@ -477,6 +492,7 @@ class ExperimentConfig:
             "generations": self.generations,
             "folds": self.folds,
             "fold_training": self.fold_training,
+            "fold_init": self.fold_init,
             "planes": self.planes,
             "seed": self.seed,
             "devices": self.devices,

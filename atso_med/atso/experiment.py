@@ -165,6 +165,7 @@ class ExperimentRunner:
                 own_fold_predictions=config.report.own_fold_predictions,
                 init_mode=config.training.init_mode,
                 fold_training=config.fold_training,
+                fold_init=config.fold_init,
                 class_reduction=config.class_reduction is not None,
                 fine_tune=config.fine_tuned,
             )

@@ -19,7 +19,9 @@ Strategies (``T`` generations, reference set ``R`` in ``K`` folds, labeled set `
   fold models when ``K > 2``; M0 for ``t = 1``; see :mod:`atso_med.atso.pseudo_labels`). After ``T``
   generations a final model trains on ``S`` plus all pseudo labels of generation ``T``. The
   leave-one-fold-out variant (``fold_training: others``) trains fold model ``k`` on every fold but
-  ``k`` instead, and lets it alone label fold ``k``.
+  ``k`` instead, and lets it alone label fold ``k``. With ``fold_init: continue`` (beyond the paper)
+  fold model ``k`` fine-tunes fold model ``k`` of ``t - 1`` (M0 at ``t = 1``) instead of starting
+  from scratch, and the final model fine-tunes M0: ATSO's fold isolation without its restart.
 
 With a class reduction, the trainings of generations 1..T (and ATSO's final model) score their
 pseudo labels at merged groups (the data list marks those items ``label_level: groups``); with its
@@ -294,7 +296,7 @@ class _PlanBuilder:
                     last_labels[strategy] = pseudo  # made for the last generation's @R (and a fine-tuning)
                     continue
                 if strategy == "atso":
-                    teachers[strategy] = self._atso_generation(t, pseudo)
+                    teachers[strategy] = self._atso_generation(t, pseudo, teachers[strategy])
                 else:
                     model = ModelRef(strategy, t)
                     previous = teachers[strategy][0]
@@ -306,7 +308,12 @@ class _PlanBuilder:
                     teachers[strategy] = [model]
         if "atso" in inputs.strategies and T >= 1:
             final = final_model("atso", T)
-            self.train(final, pseudo={k: pseudo_label_step_id("atso", T, k) for k in range(K)}, grouped=grouped)
+            self.train(
+                final,
+                pseudo={k: pseudo_label_step_id("atso", T, k) for k in range(K)},
+                finetune_from=m0 if inputs.fold_init == "continue" else None,
+                grouped=grouped,
+            )
             self.predict(final, "test")
         if inputs.fine_tune and T >= 1:
             for strategy, labels in last_labels.items():
@@ -341,13 +348,21 @@ class _PlanBuilder:
             )
         return out
 
-    def _atso_generation(self, t: int, pseudo: Mapping[int, str]) -> list[ModelRef]:
+    def _atso_generation(self, t: int, pseudo: Mapping[int, str], previous: Sequence[ModelRef]) -> list[ModelRef]:
+        """Plan generation ``t``'s fold models (``previous``: generation ``t - 1``'s, or M0 per fold)."""
         K = len(self.folds)
         leave_one_out = self.inputs.fold_training == "others"
         models = [ModelRef("atso", t, f"fold{k}") for k in range(K)]
         for k, model in enumerate(models):
             folds = [j for j in range(K) if j != k] if leave_one_out else [k]
-            self.train(model, pseudo={j: pseudo[j] for j in folds}, grouped=self.inputs.class_reduction)
+            # A continued fold model only ever trains on the folds it does not label: isolation holds.
+            finetune_from = previous[k] if self.inputs.fold_init == "continue" else None
+            self.train(
+                model,
+                pseudo={j: pseudo[j] for j in folds},
+                finetune_from=finetune_from,
+                grouped=self.inputs.class_reduction,
+            )
         test_sources = []
         for k, model in enumerate(models):
             test_sources.append(self.predict(model, "test", save_probability=needs_probability(K)))

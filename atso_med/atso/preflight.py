@@ -97,12 +97,18 @@ def refuse_unverified_cases(data: ExperimentData) -> None:
         )
 
 
+#: Top-level settings added after experiments were started, with the value those experiments ran with.
+_ADDED_SETTINGS = {"fold_training": "own", "fold_init": "scratch"}
+
+
 def _check_same_config(config: ExperimentConfig, layout: ExperimentLayout) -> None:
     import yaml
 
     saved = yaml.safe_load(layout.config_file.read_text())
+    # Experiments started before a setting existed ran with its default.
+    for key, default in _ADDED_SETTINGS.items():
+        saved.setdefault(key, default)
     if isinstance(saved.get("training"), dict):
-        # Experiments started before training.hu_window was a setting trained with the default.
         saved["training"].setdefault("hu_window", list(HU_WINDOW))
     current = config.resolved()
     differing = sorted(

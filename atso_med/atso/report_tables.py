@@ -252,16 +252,23 @@ def markdown(report: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
             class_generation_rows(report, strategy),
             "@R: the pseudo labels that generation made for the reference set; @E: the test set.",
         )
-    lines += _table_section(
-        "ATSO fold models (Table 4 layout)",
-        atso_fold_rows(report),
-        "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels."
-        if report.get("fold_training", "own") == "own"
-        else "Leave-one-fold-out: M(fold j) trains on every other fold's pseudo labels; its column on fold j made "
-        "fold j's next labels.",
-    )
+    lines += _table_section("ATSO fold models (Table 4 layout)", atso_fold_rows(report), _fold_models_note(report))
     lines += _lazy_learning_markdown(report.get("lazy_learning", {}), report["metric"])
     return "\n".join(lines) + "\n"
+
+
+def _fold_models_note(report: Mapping[str, Any]) -> str:
+    """What ATSO's fold models train on and start from, under the table of their DSC."""
+    if report.get("fold_training", "own") == "own":
+        note = "M(fold j) trains on fold j's pseudo labels; its column on fold k != j made fold k's next labels."
+    else:
+        note = (
+            "Leave-one-fold-out: M(fold j) trains on every other fold's pseudo labels; its column on fold j made "
+            "fold j's next labels."
+        )
+    if report.get("fold_init", "scratch") == "continue":
+        note += " Each M(fold j) fine-tunes M(fold j) of the previous generation (M0 at G1), not from scratch."
+    return note
 
 
 def _table_section(title: str, rows: Sequence[Mapping[str, Any]], note: str) -> list[str]:

@@ -105,6 +105,8 @@ class PlanInputs:
             trainings then run stage J only).
         fold_training: ATSO's fold models: ``own`` (Algorithm 1: fold model ``k`` trains on fold
             ``k``) or ``others`` (leave-one-fold-out: it trains on every fold but ``k``, and labels ``k``).
+        fold_init: ATSO's fold models start from scratch every generation (``scratch``, Algorithm 1)
+            or fine-tune the same fold's model of the previous generation (``continue``).
         class_reduction: generations 1..T train on pseudo labels scored at merged groups.
         fine_tune: after generation T, each strategy's final model is fine-tuned on the fine-class
             pseudo labels of generation T + 1 (with ``class_reduction``).
@@ -122,6 +124,7 @@ class PlanInputs:
     class_reduction: bool = False
     fine_tune: bool = False
     fold_training: str = "own"
+    fold_init: str = "scratch"
 
 
 def train_id(model: ModelRef, plane: str) -> str:

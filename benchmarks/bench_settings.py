@@ -33,7 +33,8 @@ def load_settings(results: Path) -> dict[str, dict[int, dict]]:
 
 
 def final(reports: dict[int, dict], strategy: str) -> list[float | None]:
-    return [dsc(r["strategies"].get(strategy, {}).get("final", {}).get("test")) for r in reports.values()]
+    """Each seed's final test DSC of ``strategy`` in its record's metric (global in the transfer setting)."""
+    return [dsc(r["strategies"].get(strategy, {}).get("final", {}).get("test"), r["metric"]) for r in reports.values()]
 
 
 def gap_shares(reports: dict[int, dict], strategy: str) -> list[float]:
@@ -54,7 +55,8 @@ def table(settings: dict[str, dict[int, dict]]) -> str:
     header += [f"gap closed {NAMES.get(s, s.upper())}" for s in STRATEGIES]  # by the means, +- the seeds' spread
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, reports in settings.items():
-        row = [f"`{name}`", ", ".join(str(s) for s in sorted(reports))]
+        metric = " (global DSC)" if next(iter(reports.values()))["metric"] == "global" else ""
+        row = [f"`{name}`{metric}", ", ".join(str(s) for s in sorted(reports))]
         row += [fmt(final(reports, s)) for s in strategies]
         gaps = [fmt(gap_shares(reports, strategy), 100.0) for strategy in STRATEGIES]
         row += [gap if gap == "—" else f"{gap} %" for gap in gaps]

@@ -209,6 +209,36 @@ def test_journal_records_every_step_and_scratch_trainings_share_initial_weights(
         assert initial["self_learning/gen2/all"] == models["self_learning/gen1/all"]
 
 
+def test_continued_atso_models_start_from_their_own_previous_weights_and_the_report_says_so(dataset_file, tmp_path):
+    runner = run(
+        dataset_file, tmp_path / "experiment", strategies=["supervised", "self_learning", "atso"], fold_init="continue"
+    )
+    state = json.loads((runner.dir / "state.json").read_text())
+    for plane in "XYZ":
+        trainings = {
+            s.params["model"]: state["steps"][s.id]["result"]
+            for s in runner.plan
+            if s.kind == "train" and s.params["plane"] == plane
+        }
+        for group in ("fold0", "fold1", "all"):
+            assert (
+                trainings[f"atso/gen1/{group}"]["initial_weights_sha256"]
+                == trainings["supervised/gen0/all"]["model_sha256"]
+            )
+            assert (
+                trainings[f"atso/gen2/{group}"]["initial_weights_sha256"]
+                == trainings[f"atso/gen1/{group}"]["model_sha256"]
+            )
+        # Generation 1's model of all labels is self-learning's student: the same start, the same labels (M0's).
+        assert trainings["atso/gen1/all"]["model_sha256"] == trainings["self_learning/gen1/all"]["model_sha256"]
+    report = json.loads((runner.dir / "reports" / "report.json").read_text())
+    assert report["fold_init"] == "continue"
+    assert (
+        "each M(fold j) fine-tunes M(fold j) of the previous generation"
+        in (runner.dir / "reports" / "report.md").read_text()
+    )
+
+
 def test_training_lists_never_carry_a_reference_or_test_truth(finished):
     dataset, splits = finished.data.dataset, finished.data.splits
     reference = set(splits.reference_ids)

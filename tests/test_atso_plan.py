@@ -283,9 +283,7 @@ def test_own_minus_other_compares_the_models_that_trained_on_a_fold_with_those_t
 
 
 @pytest.mark.parametrize("folds, fold_training", [(2, "own"), (3, "own"), (3, "others")])
-def test_continued_fold_models_fine_tune_their_own_previous_generation_and_never_label_what_they_saw(
-    folds, fold_training
-):
+def test_continued_atso_models_fine_tune_their_own_chain_and_never_label_what_they_saw(folds, fold_training):
     plan = inputs(folds)
     plan.fold_training, plan.fold_init = fold_training, "continue"
     steps = build_plan(plan)
@@ -294,7 +292,7 @@ def test_continued_fold_models_fine_tune_their_own_previous_generation_and_never
         if step.tags["strategy"] != "atso":
             continue
         t, group = step.tags["generation"], step.tags["model"]
-        expected = "supervised/gen0/all" if t == 1 or group == "all" else f"atso/gen{t - 1}/{group}"
+        expected = "supervised/gen0/all" if t == 1 else f"atso/gen{t - 1}/{group}"
         assert step.params["init"]["kind"] == "finetune"
         assert step.params["init"]["from"] == expected
         assert step.params["init"]["weights"] == f"models/{expected}/plane_{step.params['plane']}/model.pt"
@@ -304,10 +302,18 @@ def test_continued_fold_models_fine_tune_their_own_previous_generation_and_never
         fold = set(plan.reference[int(step.tags["set"][4:])])
         for teacher in step.params["teachers"]:
             assert not fold & seen[teacher], (step.id, teacher)
-    # Only ATSO's initialisation changes: STSO still starts from scratch, and every training's data is the same.
+    # The model of all labels is trained at every generation on that generation's labels, as self-learning's
+    # student is; Algorithm 1 trains it once, at T. Every other training and STSO's initialisation are unchanged.
+    all_labels = {s.params["model"]: s for s in by_kind(steps, "train") if s.params["model"].endswith("/all")}
+    for t in (1, 2, 3):
+        chain = all_labels[f"atso/gen{t}/all"]
+        assert sorted(chain.params["pseudo_labels"]) == [f"fold{k}" for k in range(folds)]
+        assert [s.tags["labels_of"] for s in by_kind(steps, "fuse") if s.id in chain.requires] == [t] * folds
     assert all(s.params["init"]["kind"] == "scratch" for s in by_kind(steps, "train") if s.tags["strategy"] == "stso")
     algorithm_1 = inputs(folds)
     algorithm_1.fold_training = fold_training
-    assert [s.params["train_ids"] for s in by_kind(steps, "train")] == [
+    extra = {f"train/atso/gen{t}/all/plane_{p}" for t in (1, 2) for p in "XYZ"}
+    assert [s.params["train_ids"] for s in by_kind(steps, "train") if s.id not in extra] == [
         s.params["train_ids"] for s in by_kind(build_plan(algorithm_1), "train")
     ]
+    assert {s.id for s in by_kind(steps, "predict")} == {s.id for s in by_kind(build_plan(algorithm_1), "predict")}

@@ -295,8 +295,9 @@ class ExperimentConfig:
         fold_init: how ATSO's fold models start: ``scratch`` (Algorithm 1, the paper: every
             generation from the same initialisation, ``training.init_mode``) or ``continue``
             (beyond the paper: fold model ``k`` of generation ``t`` fine-tunes fold model ``k`` of
-            ``t - 1``, M0 at ``t = 1``, as self-learning fine-tunes its teacher, and the final model
-            fine-tunes M0; the fold isolation holds, since a fold model only ever trains on the folds
+            ``t - 1``, M0 at ``t = 1``, as self-learning fine-tunes its teacher, and a model of all
+            of each generation's labels continues its own chain the same way, the last being the
+            final model; the fold isolation holds, since a fold model only ever trains on the folds
             it does not label).
         planes: planes trained and fused (the paper: X, Y, Z).
         seed: seed of the split draw, the data order and (by default) the initial weights.

@@ -20,8 +20,11 @@ Strategies (``T`` generations, reference set ``R`` in ``K`` folds, labeled set `
   generations a final model trains on ``S`` plus all pseudo labels of generation ``T``. The
   leave-one-fold-out variant (``fold_training: others``) trains fold model ``k`` on every fold but
   ``k`` instead, and lets it alone label fold ``k``. With ``fold_init: continue`` (beyond the paper)
-  fold model ``k`` fine-tunes fold model ``k`` of ``t - 1`` (M0 at ``t = 1``) instead of starting
-  from scratch, and the final model fine-tunes M0: ATSO's fold isolation without its restart.
+  every ATSO model continues its own chain instead of starting from scratch, as self-learning's
+  does: fold model ``k`` fine-tunes fold model ``k`` of ``t - 1`` (M0 at ``t = 1``), and a model of
+  all of generation ``t``'s labels, trained at every generation, fine-tunes that of ``t - 1`` (M0 at
+  ``t = 1``; it labels nothing, and the last is the final model). So ATSO then differs from
+  self-learning only in who labels the reference set: ATSO's fold isolation without its restart.
 
 With a class reduction, the trainings of generations 1..T (and ATSO's final model) score their
 pseudo labels at merged groups (the data list marks those items ``label_level: groups``); with its
@@ -286,6 +289,7 @@ class _PlanBuilder:
             "atso": [m0] * K,
         }
         grouped = inputs.class_reduction
+        continued = inputs.fold_init == "continue"
         last_labels: dict[str, dict[int, str]] = {}
         for t in range(1, T + 2):
             for strategy in ("self_learning", "stso", "atso"):
@@ -297,6 +301,8 @@ class _PlanBuilder:
                     continue
                 if strategy == "atso":
                     teachers[strategy] = self._atso_generation(t, pseudo, teachers[strategy])
+                    if continued:  # the model of all labels continues its own chain, as self-learning's
+                        self._atso_all_labels(t, pseudo, previous=ModelRef("atso", t - 1) if t > 1 else m0)
                 else:
                     model = ModelRef(strategy, t)
                     previous = teachers[strategy][0]
@@ -306,15 +312,8 @@ class _PlanBuilder:
                     for k in range(K):
                         self.predict(model, f"fold{k}")
                     teachers[strategy] = [model]
-        if "atso" in inputs.strategies and T >= 1:
-            final = final_model("atso", T)
-            self.train(
-                final,
-                pseudo={k: pseudo_label_step_id("atso", T, k) for k in range(K)},
-                finetune_from=m0 if inputs.fold_init == "continue" else None,
-                grouped=grouped,
-            )
-            self.predict(final, "test")
+        if "atso" in inputs.strategies and T >= 1 and not continued:
+            self._atso_all_labels(T, {k: pseudo_label_step_id("atso", T, k) for k in range(K)})
         if inputs.fine_tune and T >= 1:
             for strategy, labels in last_labels.items():
                 fine = final_model(strategy, T, fine_tune=True)
@@ -347,6 +346,16 @@ class _PlanBuilder:
                 },
             )
         return out
+
+    def _atso_all_labels(self, t: int, pseudo: Mapping[int, str], previous: ModelRef | None = None) -> None:
+        """Plan ATSO's model of all of generation ``t``'s pseudo labels (the final one at ``t = T``).
+
+        From scratch (Algorithm 1, line 8: only at ``T``), or fine-tuning ``previous``.
+        """
+        model = ModelRef("atso", t)
+        self.train(model, pseudo=pseudo, finetune_from=previous, grouped=self.inputs.class_reduction)
+        if t == self.inputs.generations:
+            self.predict(model, "test")
 
     def _atso_generation(self, t: int, pseudo: Mapping[int, str], previous: Sequence[ModelRef]) -> list[ModelRef]:
         """Plan generation ``t``'s fold models (``previous``: generation ``t - 1``'s, or M0 per fold)."""

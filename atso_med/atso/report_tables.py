@@ -267,7 +267,10 @@ def _fold_models_note(report: Mapping[str, Any]) -> str:
             "fold j's next labels."
         )
     if report.get("fold_init", "scratch") == "continue":
-        note += " Each M(fold j) fine-tunes M(fold j) of the previous generation (M0 at G1), not from scratch."
+        note += (
+            " Continued (fold_init: continue, beyond the paper): each M(fold j) fine-tunes M(fold j) of the previous "
+            "generation, and the model of all labels (the last is the final model) its own previous one; M0 at G1."
+        )
     return note
 
 

@@ -106,7 +106,8 @@ class PlanInputs:
         fold_training: ATSO's fold models: ``own`` (Algorithm 1: fold model ``k`` trains on fold
             ``k``) or ``others`` (leave-one-fold-out: it trains on every fold but ``k``, and labels ``k``).
         fold_init: ATSO's fold models start from scratch every generation (``scratch``, Algorithm 1)
-            or fine-tune the same fold's model of the previous generation (``continue``).
+            or fine-tune the same fold's model of the previous generation (``continue``; the model of
+            all labels then continues its own chain too).
         class_reduction: generations 1..T train on pseudo labels scored at merged groups.
         fine_tune: after generation T, each strategy's final model is fine-tuned on the fine-class
             pseudo labels of generation T + 1 (with ``class_reduction``).

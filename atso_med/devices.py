@@ -6,7 +6,21 @@ import torch
 
 from atso_med.errors import ConfigError
 
-__all__ = ["available_device"]
+__all__ = ["available_device", "resolve_device"]
+
+#: Spellings of "the best device here": ``cuda:0`` when there is one, else the CPU.
+AUTO = ("", "none", "auto")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: ``None`` or ``auto`` picks ``cuda:0`` when there is one, else the CPU.
+
+    Raises:
+        ConfigError: as :func:`available_device`, for any other text.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() in AUTO):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    return available_device(device)
 
 
 def available_device(device: str | torch.device) -> torch.device:

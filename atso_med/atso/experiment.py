@@ -43,6 +43,7 @@ from atso_med.atso.reports import write_experiment_reports
 from atso_med.atso.steps import PlanInputs, Step, plan_digest
 from atso_med.atso.training_runs import job_overrides
 from atso_med.atso.training_steps import training_iterations, training_job, training_record
+from atso_med.devices import resolve_device
 from atso_med.errors import ConfigError
 from atso_med.files import write_text_atomic
 
@@ -56,14 +57,6 @@ class TrainingRunner(Protocol):
     """Runs one training: ``(configs, overrides) -> {"initial_weights_sha256", "model_sha256", ...}``."""
 
     def __call__(self, configs: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class ExperimentRunner:
@@ -110,7 +103,7 @@ class ExperimentRunner:
         if stop_after is not None and (isinstance(stop_after, bool) or int(stop_after) < 1):
             raise ConfigError(f"stop_after must be a positive number of steps, got {stop_after!r}")
         self.stop_after = None if stop_after is None else int(stop_after)
-        self.devices = [_resolve_device(d) for d in config.devices]
+        self.devices = [str(resolve_device(d)) for d in config.devices]
         self.predictor = predictor
         self.training_runner = training_runner
         self.progress = progress

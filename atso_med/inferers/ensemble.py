@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from atso_med.devices import resolve_device
 from atso_med.errors import ConfigError
 from atso_med.inferers.fusion import VoteAccumulator
-from atso_med.networks.plane_models import load_model_sets, resolve_device
+from atso_med.networks.plane_models import load_model_sets
 
 __all__ = ["EnsembleInferer"]
 

@@ -7,6 +7,7 @@ fc6/fc7 for CPU demos and tests.
 
 from __future__ import annotations
 
+from atso_med.devices import resolve_device
 from atso_med.networks.activation import CLASS_ACTIVATIONS, class_probabilities
 from atso_med.networks.boxes import DEFAULT_MARGIN, box_from_mask, equalize_boxes, sample_training_margins
 from atso_med.networks.fcn import FCN8s, bilinear_kernel
@@ -18,7 +19,6 @@ from atso_med.networks.plane_models import (
     load_model_sets,
     load_plane_models,
     plane_model_files,
-    resolve_device,
     stored_classes,
 )
 from atso_med.networks.presets import RSTN_PRESETS, build_rstn

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from atso_med.devices import resolve_device
 from atso_med.errors import ConfigError
 from atso_med.flags import as_count
 from atso_med.networks.activation import CLASS_ACTIVATIONS
@@ -35,7 +36,6 @@ __all__ = [
     "network_definition",
     "plane_model_files",
     "prediction_classes",
-    "resolve_device",
     "stored_classes",
     "stored_preset",
     "trained_hu_window",
@@ -46,20 +46,6 @@ logger = logging.getLogger(__name__)
 
 #: File name of a trained plane model inside ``plane_<P>/`` (what the train bundle exports).
 MODEL_FILE = "model.pt"
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The torch device to run on: ``None`` picks ``cuda:0`` when available, else the CPU.
-
-    Raises:
-        ConfigError: for a string torch does not accept as a device.
-    """
-    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "none", "auto")):
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"unknown torch device {device!r}: {error}") from None
 
 
 def _plane_key(key: Any) -> str:

@@ -21,6 +21,7 @@ from atso_med.atso.config_fields import (
     config_error,
     read_amount,
     read_bool,
+    read_choice,
     read_classes,
     read_devices,
     read_float,
@@ -236,10 +237,8 @@ class ReportSettings:
         settings = cls(**dict(data))
         settings.overlay_cases = read_int(settings.overlay_cases, f"{where}.overlay_cases", 0)
         settings.own_fold_predictions = read_bool(settings.own_fold_predictions, f"{where}.own_fold_predictions")
-        if settings.metric is not None and settings.metric not in REPORT_METRICS:
-            raise config_error(
-                f"{where}.metric", f"expected one of {', '.join(REPORT_METRICS)}, got {settings.metric!r}"
-            )
+        if settings.metric is not None:
+            read_choice(settings.metric, REPORT_METRICS, f"{where}.metric")
         return settings
 
 
@@ -423,16 +422,8 @@ class ExperimentConfig:
         config.generations = read_int(data.get("generations", 5), f"{where}.generations", 0)
         if data.get("folds") is not None:
             config.folds = read_int(data["folds"], f"{where}.folds", 2)
-        config.fold_training = data.get("fold_training", "own")
-        if config.fold_training not in FOLD_TRAINING:
-            raise config_error(
-                f"{where}.fold_training", f"expected one of {', '.join(FOLD_TRAINING)}, got {config.fold_training!r}"
-            )
-        config.fold_init = data.get("fold_init", "scratch")
-        if config.fold_init not in FOLD_INIT:
-            raise config_error(
-                f"{where}.fold_init", f"expected one of {', '.join(FOLD_INIT)}, got {config.fold_init!r}"
-            )
+        config.fold_training = read_choice(data.get("fold_training", "own"), FOLD_TRAINING, f"{where}.fold_training")
+        config.fold_init = read_choice(data.get("fold_init", "scratch"), FOLD_INIT, f"{where}.fold_init")
         config.planes = read_planes(data.get("planes", list(PLANES)), f"{where}.planes")
         config.seed = read_int(data.get("seed", 0), f"{where}.seed", 0)
         config.devices = read_devices(data.get("devices", ["auto"]), f"{where}.devices")

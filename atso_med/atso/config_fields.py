@@ -22,6 +22,7 @@ __all__ = [
     "config_error",
     "read_amount",
     "read_bool",
+    "read_choice",
     "read_classes",
     "read_devices",
     "read_float",
@@ -80,6 +81,13 @@ def read_float(value: Any, where: str, minimum: float | None = None, positive: b
 def read_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise config_error(where, f"expected true or false, got {value!r}")
+    return value
+
+
+def read_choice(value: Any, choices: tuple[str, ...], where: str) -> Any:
+    """One of ``choices``, as given."""
+    if value not in choices:
+        raise config_error(where, f"expected one of {', '.join(choices)}, got {value!r}")
     return value
 
 

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from atso_med.atso.config_fields import config_error, read_bool, read_hu_window, read_int, read_path, section
+from atso_med.atso.config_fields import (
+    config_error,
+    read_bool,
+    read_choice,
+    read_hu_window,
+    read_int,
+    read_path,
+    section,
+)
 from atso_med.errors import ConfigError
 from atso_med.transforms.intensity import HU_WINDOW
 
@@ -143,8 +151,7 @@ class TrainingConfig:
         for name in _RECIPE_FIELDS:
             value = getattr(recipe, name)
             setattr(self, name, list(value) if isinstance(value, tuple) else value)
-        if self.init_mode not in INIT_MODES:
-            raise config_error(f"{where}.init_mode", f"expected one of {', '.join(INIT_MODES)}, got {self.init_mode!r}")
+        read_choice(self.init_mode, INIT_MODES, f"{where}.init_mode")
         for name in ("init_seed", "seed", "val_interval", "save_interval", "iterations_per_case"):
             value = getattr(self, name)
             if value is not None:
@@ -159,8 +166,7 @@ class TrainingConfig:
             raise config_error(f"{where}.recipe", str(error)) from None
         self.num_workers = read_int(self.num_workers, f"{where}.num_workers", 0)
         self.amp = read_bool(self.amp, f"{where}.amp")
-        if self.resume not in TRAINING_RESUME:
-            raise config_error(f"{where}.resume", f"expected one of {', '.join(TRAINING_RESUME)}, got {self.resume!r}")
+        read_choice(self.resume, TRAINING_RESUME, f"{where}.resume")
         self.keep_checkpoints = read_bool(self.keep_checkpoints, f"{where}.keep_checkpoints")
         self.hu_window = read_hu_window(self.hu_window, f"{where}.hu_window")
         if not isinstance(self.overrides, Mapping):

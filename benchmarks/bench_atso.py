@@ -318,15 +318,18 @@ def dsc(result: dict | None, metric: str = "mean") -> float | None:
     return result_dsc(result, metric)
 
 
+def final_dsc(report: dict, strategy: str) -> float | None:
+    """A strategy's final test DSC in the report's metric (``None``: the strategy is not in the report)."""
+    return dsc(report["strategies"].get(strategy, {}).get("final", {}).get("test"), report["metric"])
+
+
 def gap_closed(report: dict, strategy: str) -> float | None:
     """(final - supervised) / (fully supervised - supervised) on the test set of one seed.
 
     ``None`` when there is no gap to close (the upper bound not at least 0.5 DSC points above M0).
     """
-    metric = report["metric"]
-    supervised = dsc(report["strategies"]["supervised"]["final"]["test"], metric)
-    fully = dsc(report["strategies"].get("fully_supervised", {}).get("final", {}).get("test"), metric)
-    final = dsc(report["strategies"][strategy]["final"]["test"], metric)
+    supervised, fully = final_dsc(report, "supervised"), final_dsc(report, "fully_supervised")
+    final = final_dsc(report, strategy)
     if (
         strategy in ("supervised", "fully_supervised")
         or None in (supervised, fully, final)
@@ -345,10 +348,7 @@ def gap_of_means(reports: dict[int, dict], strategy: str) -> float | None:
         return None
     means = {}
     for name in ("supervised", "fully_supervised", strategy):
-        values = [
-            dsc(r["strategies"].get(name, {}).get("final", {}).get("test"), r["metric"]) for r in reports.values()
-        ]
-        means[name] = mean_std(values)[0]
+        means[name] = mean_std([final_dsc(r, name) for r in reports.values()])[0]
     if None in means.values() or means["fully_supervised"] - means["supervised"] < 0.005:
         return None
     return (means[strategy] - means["supervised"]) / (means["fully_supervised"] - means["supervised"])
@@ -396,7 +396,7 @@ def summarise(reports: dict[int, dict], generations: int) -> tuple[dict, str]:
         "|---|---|---|---|",
     ]
     for s in strategies:
-        finals = [dsc(r["strategies"][s]["final"]["test"], r["metric"]) for r in reports.values()]
+        finals = [final_dsc(r, s) for r in reports.values()]
         gaps = [gap_closed(r, s) for r in reports.values()]
         summary["strategies"].setdefault(s, {})["final_test"] = mean_std(finals)[:2]
         summary["strategies"][s]["gap_closed"] = mean_std(gaps)[:2]

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench_atso import dsc, fmt, mean_std
+from bench_atso import final_dsc, fmt, mean_std
 
 STRATEGIES = ("self_learning", "stso", "atso")
 NAMES = {"supervised": "labeled only", "fully_supervised": "fully sup.", "self_learning": "self-learning"}
@@ -34,7 +34,7 @@ def load_settings(results: Path) -> dict[str, dict[int, dict]]:
 
 def final(reports: dict[int, dict], strategy: str) -> list[float | None]:
     """Each seed's final test DSC of ``strategy`` in its record's metric (global in the transfer setting)."""
-    return [dsc(r["strategies"].get(strategy, {}).get("final", {}).get("test"), r["metric"]) for r in reports.values()]
+    return [final_dsc(r, strategy) for r in reports.values()]
 
 
 def gap_shares(reports: dict[int, dict], strategy: str) -> list[float]:

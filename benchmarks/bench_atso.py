@@ -51,6 +51,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench_records import check_baselines, entry_path, link_baselines, recorded, setting, with_baselines
+
 QUICK = {
     "shape": [64, 64, 24],
     "cases": 12,
@@ -163,6 +165,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "setting is read, not rerun, and every seed that finishes is added; lets the seeds of one "
         "grid be run in separate sessions",
     )
+    parser.add_argument(
+        "--baselines",
+        default=None,
+        help="record folder of a setting that differs from this one in ATSO's options alone (--folds, "
+        "--fold-training, --fold-init): the strategies this one does not run (say, all but M0, the bound and "
+        "ATSO) are read from its seeds, checked to have trained the same M0 and bound; kept with --record",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.shape, args.cases, args.generations = QUICK["shape"], QUICK["cases"], QUICK["generations"]
@@ -228,75 +237,6 @@ def _class_spec(tokens: list[str]):
     from atso_med.cli.arguments import class_selection_spec
 
     return class_selection_spec(tokens)
-
-
-SETTING_KEYS = (
-    "cases",
-    "shape",
-    "phantom_seed",
-    "labeled",
-    "test",
-    "folds",
-    "generations",
-    "strategies",
-    "planes",
-    "recipe",
-    "preset",
-    "iterations",
-    "batch_size",
-    "init_mode",
-    "cutout",
-    "labeled_share",
-    "margin",
-    "rounds",
-    "classes",
-    "iterations_per_case",
-    "fold_training",
-    "class_reduction",
-    "no_fine_tune",
-    "class_activation",
-    "fold_init",
-    "transfer",
-    "target_cases",
-)
-#: Setting keys added after seeds were recorded: a record without one was measured with this value.
-SETTING_DEFAULTS = {
-    "labeled_share": None,
-    "classes": None,
-    "iterations_per_case": None,
-    "fold_training": "own",
-    "class_reduction": None,
-    "no_fine_tune": False,
-    "class_activation": None,
-    "fold_init": "scratch",
-    "transfer": False,
-    "target_cases": None,
-}
-
-
-def setting(args: argparse.Namespace) -> dict:
-    """What makes two seeds' results comparable: everything but the seed list, folders and devices."""
-    return {key: getattr(args, key) for key in SETTING_KEYS}
-
-
-def entry_path(record: Path, seed: int) -> Path:
-    return record / f"seed{seed}.json"
-
-
-def recorded(record: Path, seed: int, args: argparse.Namespace) -> dict | None:
-    """A seed's report from the record folder, or ``None``; a record of another setting is refused."""
-    path = entry_path(record, seed)
-    if not path.is_file():
-        return None
-    entry = json.loads(path.read_text())
-    measured, wanted = {**SETTING_DEFAULTS, **entry["setting"]}, json.loads(json.dumps(setting(args)))
-    if measured != wanted:
-        differ = sorted(k for k in wanted if measured.get(k) != wanted[k])
-        sys.exit(
-            f"bench_atso: {path} was measured with another setting ({', '.join(differ)} differ); "
-            "use another --record folder"
-        )
-    return entry["report"]
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
@@ -372,6 +312,13 @@ def summarise(reports: dict[int, dict], generations: int) -> tuple[dict, str]:
         f"Seeds: {', '.join(map(str, sorted(reports)))}; DSC % (mean ± std over seeds of the {metric_name(reports)})",
         "",
     ]
+    borrowed = next(iter(reports.values())).get("baselines")
+    if borrowed:
+        summary["baselines"] = borrowed
+        lines[-1:-1] = [
+            f"{', '.join(borrowed['strategies'])}: read from the baselines record `{borrowed['record']}` (the same "
+            "M0 and fully supervised model, seed for seed)"
+        ]
     semi = [s for s in ("self_learning", "stso", "atso") if s in strategies]
     lines += [
         "| Generation | " + " | ".join(f"{s} @R | {s} @E" for s in semi) + " |",
@@ -571,6 +518,12 @@ def main(argv=None) -> int:
 
     out = Path(args.out).resolve()
     start = time.perf_counter()
+    record = Path(args.record) if args.record else None
+    baselines = Path(args.baselines) if args.baselines else None
+    if baselines is not None:
+        check_baselines(setting(args), baselines)  # before any training
+        if record is not None:
+            link_baselines(record, baselines)
     labels = "organs" if args.classes else "pancreas"
     phantom = PhantomConfig(cases=args.cases, seed=args.phantom_seed, shape=tuple(args.shape), labels=labels)
     if args.transfer:
@@ -581,7 +534,6 @@ def main(argv=None) -> int:
         }
     else:
         data = {"dataset": write_phantom_dataset(out / "data", phantom)}
-    record = Path(args.record) if args.record else None
     reports = {}
     for seed in args.seeds:
         folder = out / f"seed{seed}"
@@ -609,6 +561,8 @@ def main(argv=None) -> int:
         print(
             f"seed {seed}: {time.perf_counter() - begin:.0f} s -> {runner.layout.reports_dir / 'report.md'}", flush=True
         )
+    if baselines is not None:
+        reports = with_baselines(reports, setting(args), baselines)
     summary, table = summarise(reports, args.generations)
     summary["settings"] = vars(args)
     summary["seconds"] = round(time.perf_counter() - start, 1)

@@ -12,22 +12,22 @@ closed per strategy per setting::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from bench_atso import final_dsc, fmt, mean_std
+from bench_records import load_record
 
 STRATEGIES = ("self_learning", "stso", "atso")
 NAMES = {"supervised": "labeled only", "fully_supervised": "fully sup.", "self_learning": "self-learning"}
 
 
 def load_settings(results: Path) -> dict[str, dict[int, dict]]:
-    """``{setting: {seed: report}}`` of every record folder under ``results``."""
+    """``{setting: {seed: report}}`` of every record folder under ``results``, with the strategies a
+    setting reads from its baselines (``bench_records.load_record``)."""
     settings = {}
     for folder in sorted(p for p in results.iterdir() if p.is_dir()):
-        seeds = {int(f.stem[4:]): json.loads(f.read_text())["report"] for f in sorted(folder.glob("seed*.json"))}
-        if seeds:
+        if seeds := load_record(folder):
             settings[folder.name] = seeds
     return settings
 
@@ -56,7 +56,9 @@ def table(settings: dict[str, dict[int, dict]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, reports in settings.items():
         metric = " (global DSC)" if next(iter(reports.values()))["metric"] == "global" else ""
-        row = [f"`{name}`{metric}", ", ".join(str(s) for s in sorted(reports))]
+        borrowed = next(iter(reports.values())).get("baselines")
+        source = f" ({', '.join(borrowed['strategies'])} from `{borrowed['record']}`)" if borrowed else ""
+        row = [f"`{name}`{metric}{source}", ", ".join(str(s) for s in sorted(reports))]
         row += [fmt(final(reports, s)) for s in strategies]
         gaps = [fmt(gap_shares(reports, strategy), 100.0) for strategy in STRATEGIES]
         row += [gap if gap == "—" else f"{gap} %" for gap in gaps]

@@ -222,7 +222,11 @@ def test_cli_evaluate_with_a_datalist_and_with_a_dataset(cases, tmp_path, capsys
         )
         == 0
     )
-    assert json.loads((tmp_path / "ds" / "summary.json").read_text())["mean_dsc"] == pytest.approx(0.75)
+    summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
+    assert summary["mean_dsc"] == pytest.approx(0.75)
+    # pancreas and tumour voxels are one organ by default, and the report says so
+    assert summary["organ_classes"] == {"1": "pancreas", "2": "tumour"}
+    assert "scored as one organ: 1 pancreas + 2 tumour" in capsys.readouterr().out
 
     # Bad input: one line on stderr, exit status 2, nothing written.
     assert (

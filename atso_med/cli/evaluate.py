@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         f"{s['cases']} cases: mean DSC {s['mean_dsc']:.4f} +- {s['std_dsc']:.4f} (min {s['min_dsc']:.4f}, "
         f"max {s['max_dsc']:.4f}), global DSC {s['global_dsc']:.4f}"
     )
+    organ = s.get("organ_classes") or {}
+    if len(organ) > 1:
+        together = " + ".join(f"{value} {name}" for value, name in organ.items())
+        print(f"scored as one organ: {together} (--classes NAME... scores classes one by one)")
     for name, entry in s.get("classes", {}).get("per_class", {}).items():
         mean = "-" if entry["mean_dsc"] is None else f"{entry['mean_dsc']:.4f}"
         print(f"  {name}: mean DSC {mean} over {entry['cases']} cases, vanished in {entry['vanished']}")

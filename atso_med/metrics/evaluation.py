@@ -108,6 +108,17 @@ def _check_predicted_classes(
         )
 
 
+def _organ_classes(foreground: tuple[int, ...] | None, classes: Mapping[int, str] | None) -> dict[str, str] | None:
+    """The declared classes scored together as the organ (``{value: name}``; ``None`` when none are declared).
+
+    Several of them (MSD's pancreas and tumour, or every organ of a multi-organ map) are one organ's
+    DSC, which is what was asked for only if the user knows it: the report names them.
+    """
+    if classes is None:
+        return None
+    return {str(v): name for v, name in sorted(classes.items()) if v != 0 and (foreground is None or v in foreground)}
+
+
 def _check_threshold(threshold: float | None) -> float | None:
     if threshold is None:
         return None
@@ -251,6 +262,7 @@ def evaluate_predictions(
         "max_dsc": summary_stats["max"],
         "global_dsc": accumulator.global_dice(),
         "foreground": "non-zero" if fg is None else list(fg),
+        "organ_classes": _organ_classes(fg, classes) if per_class is None else None,
         "prediction_threshold": threshold,
         "per_round": per_round_summary(case_stats, ids) if case_stats else None,
     }

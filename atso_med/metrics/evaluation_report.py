@@ -55,8 +55,10 @@ class EvaluationReport:
         per_case: one row per case (the :data:`CSV_COLUMNS`, and ``classes`` with several
             classes), in evaluation order.
         summary: ``cases``, ``mean_dsc``, ``std_dsc`` (population, ddof 0), ``min_dsc``,
-            ``max_dsc``, ``global_dsc`` (all cases pooled), ``foreground``, ``per_round``
-            (``None`` without per-round statistics), and ``classes`` with several classes.
+            ``max_dsc``, ``global_dsc`` (all cases pooled), ``foreground``, ``organ_classes``
+            (the declared classes scored together as the organ, ``{value: name}``; ``None`` with
+            several classes or none declared), ``per_round`` (``None`` without per-round
+            statistics), and ``classes`` with several classes.
         files: the files :meth:`write` wrote, by ``"summary"`` / ``"per_case"``.
     """
 

@@ -301,7 +301,7 @@ def test_demo_runs_end_to_end_and_says_it_is_a_cpu_demo(tmp_path, monkeypatch, c
             "split": {"labeled": 1, "test": 1},
             "planes": ["Z"],
             "devices": ["cpu"],
-            # the demo's protocol (snapshot students, labeled share) at a tiny size
+            # the demo's protocol (snapshot STSO students, continued ATSO, labeled share) at a tiny size
             "training": {
                 **TINY_TRAINING,
                 "iterations": 4,
@@ -316,13 +316,21 @@ def test_demo_runs_end_to_end_and_says_it_is_a_cpu_demo(tmp_path, monkeypatch, c
     assert "CPU demo, not the paper's setting" in printed
     # it says which protocol it runs and what the benchmark measured, and runs that protocol
     assert "the protocol the benchmark recommends" in printed and "labeled_share 0.5" in printed
-    assert "within the noise" not in printed
-    atso_student = json.loads(
-        (tmp_path / "demo" / "experiment" / "models/atso/gen1/fold0/plane_Z/settings.json").read_text()
-    )
-    # a snapshot student trains stage J only, from M0's stage-S+I weights
-    assert atso_student["labeled_share"] == 0.5 and atso_student["stage_fractions"] == [0.0, 0.0, 1.0]
-    assert atso_student["init_weights"].endswith("models/supervised/gen0/all/plane_Z/snapshot_SI.pt")
+    assert "fold_init: continue" in printed and "within the noise" not in printed
+
+    def student(model: str) -> dict:
+        return json.loads(
+            (tmp_path / "demo" / "experiment" / "models" / model / "plane_Z" / "settings.json").read_text()
+        )
+
+    # STSO's snapshot student trains stage J only, from M0's stage-S+I weights
+    stso = student("stso/gen1/all")
+    assert stso["labeled_share"] == 0.5 and stso["stage_fractions"] == [0.0, 0.0, 1.0]
+    assert stso["init_weights"].endswith("models/supervised/gen0/all/plane_Z/snapshot_SI.pt")
+    # ATSO's fold models continue their own chains: M0 at G1, their own previous model after
+    assert student("atso/gen1/fold0")["init_weights"].endswith("models/supervised/gen0/all/plane_Z/model.pt")
+    assert student("atso/gen2/fold0")["init_weights"].endswith("models/atso/gen1/fold0/plane_Z/model.pt")
+    assert student("atso/gen2/fold0")["labeled_share"] == 0.5
     assert "| G1 |" in printed and "ATSO @E" in printed and str(tmp_path / "demo" / "experiment" / "reports") in printed
     for path in (
         "data/dataset.json",

@@ -675,5 +675,23 @@ def test_overlays_show_a_slice_where_every_model_predicts_something():
     image = Volume(np.random.default_rng(0).normal(size=truth.shape).astype(np.float32), np.eye(4))
     figure = overlay_figure(image, truth, [("early", early), ("late", late)], "case")
     assert "axial slice 6:" in figure._suptitle.get_text()
+    # a model that predicts nothing does not hide the others' predictions: the slice most models show
+    figure = overlay_figure(image, truth, [("early", early), ("late", late), ("empty", np.zeros_like(truth))], "case")
+    assert "axial slice 6:" in figure._suptitle.get_text()
+    lone = np.zeros_like(truth)
+    lone[5:9, 5:9, 2] = 1  # with a third model that finds the organ on slice 2 only, slice 6 is still shown by two
+    figure = overlay_figure(image, truth, [("early", early), ("late", late), ("lone", lone)], "case")
+    assert "axial slice 6:" in figure._suptitle.get_text()
+    speck = np.zeros_like(truth)
+    speck[6, 6, 4] = 1
+    speck[4:10, 4:10, 3] = 1  # on the truth's largest cross-section a model shows one voxel, on slice 3 a square
+    figure = overlay_figure(image, truth, [("early", early + speck), ("speck", speck)], "case")
+    assert "axial slice 3:" in figure._suptitle.get_text()
+    beside = np.zeros_like(truth)
+    beside[5:9, 5:9, 8:10] = 1  # both models' shared false positives below the organ: the organ's slice first
+    figure = overlay_figure(image, truth, [("early", early + beside), ("beside", beside)], "case")
+    assert "axial slice 5:" in figure._suptitle.get_text()  # slices 5 and 6 tie: the first
+    figure = overlay_figure(image, truth, [("beside", beside)], "case")  # nothing on the organ's slices
+    assert "axial slice 8:" in figure._suptitle.get_text()
     figure = overlay_figure(image, truth, [("empty", np.zeros_like(truth))], "case")
     assert "axial slice 4:" in figure._suptitle.get_text()

@@ -97,17 +97,28 @@ def _overlay_slice(truth: np.ndarray, masks: Sequence[np.ndarray]) -> int:
     """The axial index :func:`overlay_figure` shows (canonical arrays)."""
     truth_area = truth.sum(axis=(0, 1)).astype(np.int64)
     if masks:
-        predicted = np.min([m.sum(axis=(0, 1)) for m in masks], axis=0).astype(np.int64)
-        if predicted.any():
-            return int(np.argmax(np.where(predicted > 0, truth_area + predicted, -1)))
+        areas = np.array([m.sum(axis=(0, 1)) for m in masks], dtype=np.int64)
+        predicting = (areas > 0).sum(axis=0)
+        # Slices of the organ first (false positives alone say nothing of the organ), then where most
+        # models predict (a weak model may predict nothing where the others agree), then the largest
+        # smallest prediction (one voxel is invisible in a panel), then the largest truth.
+        shown = predicting * (truth_area > 0)
+        if not shown.any():
+            shown = predicting
+        if shown.any():
+            smallest = np.where(areas > 0, areas, areas.max() + 1).min(axis=0)
+            score = np.where(shown == shown.max(), smallest * (truth_area.max() + 1) + truth_area, -1)
+            return int(np.argmax(score))
     return int(np.argmax(truth_area)) if truth.any() else truth.shape[2] // 2
 
 
 def overlay_figure(image: Any, truth: np.ndarray, predictions: Sequence[tuple[str, np.ndarray]], title: str) -> Any:
-    """An axial slice where every model predicts something: truth red, each prediction green, overlap yellow.
+    """An axial slice where the models predict something: truth red, each prediction green, overlap yellow.
 
-    The slice is the one with the largest truth plus smallest predicted area among the slices where
-    every prediction has organ; without such a slice, the truth's largest cross-section.
+    Among the organ's slices (all slices where no model predicts on the organ's), those where the
+    most models predict something (every model, where such a slice exists); of these the one whose
+    smallest prediction is largest, then the one with the largest truth. Where no model predicts
+    anything, the truth's largest cross-section.
 
     Args:
         image: the case's :class:`~atso_med.data.volume.Volume` (HU, with its affine).

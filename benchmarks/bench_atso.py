@@ -521,7 +521,7 @@ def main(argv=None) -> int:
     record = Path(args.record) if args.record else None
     baselines = Path(args.baselines) if args.baselines else None
     if baselines is not None:
-        check_baselines(setting(args), baselines)  # before any training
+        check_baselines(setting(args), baselines, args.seeds)  # before any training
         if record is not None:
             link_baselines(record, baselines)
     labels = "organs" if args.classes else "pancreas"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 SETTING_KEYS = (
@@ -118,15 +119,21 @@ def borrowed_strategies(own: dict, baselines: dict) -> list[str]:
     ]
 
 
-def check_baselines(own_setting: dict, baselines: Path) -> list[str]:
-    """The strategies to read from ``baselines``, checked before any training.
+def check_baselines(own_setting: dict, baselines: Path, seeds: Iterable[int]) -> list[str]:
+    """The strategies to read from ``baselines`` for ``seeds``, checked before any training.
 
     Raises:
-        SystemExit: no recorded seed there, options that differ beyond ATSO's, or nothing to read.
+        SystemExit: a seed not recorded there, options that differ beyond ATSO's, or nothing to read.
     """
     entries = record_entries(baselines) if baselines.is_dir() else {}
     if not entries:
         sys.exit(f"bench_atso: no recorded seed in the baselines folder {baselines}")
+    if missing := sorted(set(seeds) - set(entries)):
+        sys.exit(
+            f"bench_atso: seed(s) {', '.join(map(str, missing))} not recorded in the baselines folder {baselines}: "
+            "record them there first, or run these seeds without --baselines and link them later (the same "
+            "command with --baselines trains nothing once every seed is recorded)"
+        )
     borrowed = borrowed_strategies(own_setting, _measured_setting(next(iter(entries.values()))))
     if not borrowed:
         sys.exit(f"bench_atso: {baselines} has no strategy that this setting lacks; drop --baselines")
@@ -139,15 +146,13 @@ def with_baselines(reports: dict[int, dict], own_setting: dict, baselines: Path)
     The report gains ``baselines``: ``{"record": folder name, "strategies": [...]}``.
 
     Raises:
-        SystemExit: a seed missing there, or one whose M0 or fully supervised test result differs
+        SystemExit: as :func:`check_baselines`, or a seed whose M0 or fully supervised test result differs
             (then the two settings did not train the same models, and their strategies do not compare).
     """
-    borrowed = check_baselines(own_setting, baselines)
+    borrowed = check_baselines(own_setting, baselines, reports)
     entries = record_entries(baselines)
     merged = {}
     for seed, report in reports.items():
-        if seed not in entries:
-            sys.exit(f"bench_atso: seed {seed} is not recorded in the baselines folder {baselines}")
         other = entries[seed]["report"]
         for anchor in ("supervised", "fully_supervised"):
             mine, theirs = (r["strategies"][anchor]["final"]["test"] for r in (report, other))

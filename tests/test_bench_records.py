@@ -88,6 +88,14 @@ def test_baselines_of_other_options_are_refused(records, tmp_path):
         load_record(shared)
 
 
+def test_baselines_without_a_seed_are_refused(records):
+    full, continued = records
+    (full / "seed1.json").unlink()
+    link_baselines(continued, full)
+    with pytest.raises(SystemExit, match=r"seed\(s\) 1 not recorded in the baselines folder"):
+        load_record(continued)
+
+
 def test_baselines_whose_m0_differs_are_refused(records):
     full, continued = records
     entry = json.loads((continued / "seed1.json").read_text())

@@ -74,27 +74,31 @@ def figure(settings: dict[str, dict[int, dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(settings)
-    width = 0.8 / len(STRATEGIES)
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(names), 3.6))
+    height = 0.8 / len(STRATEGIES)
+    # one row per setting (readable however many settings there are), the first at the top
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.55 * len(names)))
     for k, strategy in enumerate(STRATEGIES):
         means, spread, _ = zip(*(mean_std(gap_shares(settings[n], strategy)) for n in names), strict=True)
-        xs = [i + (k - 1) * width for i in range(len(names))]
-        ax.bar(xs, [100 * (m or 0.0) for m in means], width, label=NAMES.get(strategy, strategy.upper()))
+        ys = [len(names) - 1 - i - (k - 1) * height for i in range(len(names))]
+        ax.barh(ys, [100 * (m or 0.0) for m in means], height, label=NAMES.get(strategy, strategy.upper()))
         ax.errorbar(
-            xs,
             [100 * (m or 0.0) for m in means],
-            yerr=[100 * (s or 0.0) for s in spread],
+            ys,
+            xerr=[100 * (s or 0.0) for s in spread],
             fmt="none",
             ecolor="k",
             lw=0.8,
         )
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_xticks(range(len(names)), [f"{n}\n({len(settings[n])} seeds)" for n in names], fontsize=7)
-    ax.set_ylabel("gap closed, % (by the means)")
-    ax.set_title(
-        "Share of the labeled-only -> fully supervised gap closed (by the means; whiskers: std over seeds)", fontsize=8
+    ax.axvline(0, color="k", lw=0.6)
+    ax.axvline(50, color="grey", lw=0.6, ls="--")  # issue 21's target for ATSO
+    ax.set_yticks(
+        [len(names) - 1 - i for i in range(len(names))],
+        [f"{n} ({len(settings[n])} seed{'s' if len(settings[n]) > 1 else ''})" for n in names],
+        fontsize=7,
     )
-    ax.legend(fontsize=7)
+    ax.set_xlabel("gap closed, % (by the means; dashed: 50 %)")
+    ax.set_title("Share of the labeled-only -> fully supervised gap closed (whiskers: std over seeds)", fontsize=8)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -309,16 +309,15 @@ def summarise(reports: dict[int, dict], generations: int) -> tuple[dict, str]:
     ]
     summary: dict = {"seeds": sorted(reports), "strategies": {}}
     lines = [
-        f"Seeds: {', '.join(map(str, sorted(reports)))}; DSC % (mean ± std over seeds of the {metric_name(reports)})",
-        "",
+        f"Seeds: {', '.join(map(str, sorted(reports)))}; DSC % (mean ± std over seeds of the {metric_name(reports)})"
     ]
-    borrowed = next(iter(reports.values())).get("baselines")
-    if borrowed:
+    if borrowed := next(iter(reports.values())).get("baselines"):
         summary["baselines"] = borrowed
-        lines[-1:-1] = [
+        lines.append(
             f"{', '.join(borrowed['strategies'])}: read from the baselines record `{borrowed['record']}` (the same "
             "M0 and fully supervised model, seed for seed)"
-        ]
+        )
+    lines.append("")
     semi = [s for s in ("self_learning", "stso", "atso") if s in strategies]
     lines += [
         "| Generation | " + " | ".join(f"{s} @R | {s} @E" for s in semi) + " |",

@@ -85,14 +85,17 @@ def recorded(record: Path, seed: int, args) -> dict | None:
     if not path.is_file():
         return None
     entry = json.loads(path.read_text())
-    measured, wanted = _measured_setting(entry), setting(args)
-    if measured != wanted:
-        differ = sorted(k for k in wanted if measured.get(k) != wanted[k])
+    if differ := _differing(setting(args), _measured_setting(entry)):
         sys.exit(
             f"bench_atso: {path} was measured with another setting ({', '.join(differ)} differ); "
             "use another --record folder"
         )
     return entry["report"]
+
+
+def _differing(own: dict, other: dict, ignored: tuple[str, ...] = ()) -> list[str]:
+    """The setting keys (but ``ignored``) whose values differ between two settings."""
+    return sorted(k for k in SETTING_KEYS if k not in ignored and own.get(k) != other.get(k))
 
 
 def record_entries(record: Path) -> dict[int, dict]:
@@ -106,7 +109,7 @@ def borrowed_strategies(own: dict, baselines: dict) -> list[str]:
     Both settings must agree on every option but ``strategies`` and ATSO's own; ATSO itself is read
     only where those agree too.
     """
-    differ = sorted(k for k in SETTING_KEYS if k != "strategies" and own.get(k) != baselines.get(k))
+    differ = _differing(own, baselines, ignored=("strategies",))
     if others := [f"{k} {own.get(k)!r} here, {baselines.get(k)!r} there" for k in differ if k not in ATSO_ONLY_KEYS]:
         sys.exit(
             f"bench_atso: the baselines were measured with other options ({'; '.join(others)}): only ATSO's own "
@@ -125,7 +128,11 @@ def check_baselines(own_setting: dict, baselines: Path, seeds: Iterable[int]) ->
     Raises:
         SystemExit: a seed not recorded there, options that differ beyond ATSO's, or nothing to read.
     """
-    entries = record_entries(baselines) if baselines.is_dir() else {}
+    return _borrowable(own_setting, baselines, record_entries(baselines) if baselines.is_dir() else {}, seeds)
+
+
+def _borrowable(own_setting: dict, baselines: Path, entries: dict[int, dict], seeds: Iterable[int]) -> list[str]:
+    """:func:`check_baselines` on the baselines' entries, read once by the caller."""
     if not entries:
         sys.exit(f"bench_atso: no recorded seed in the baselines folder {baselines}")
     if missing := sorted(set(seeds) - set(entries)):
@@ -149,8 +156,8 @@ def with_baselines(reports: dict[int, dict], own_setting: dict, baselines: Path)
         SystemExit: as :func:`check_baselines`, or a seed whose M0 or fully supervised test result differs
             (then the two settings did not train the same models, and their strategies do not compare).
     """
-    borrowed = check_baselines(own_setting, baselines, reports)
-    entries = record_entries(baselines)
+    entries = record_entries(baselines) if baselines.is_dir() else {}
+    borrowed = _borrowable(own_setting, baselines, entries, reports)
     merged = {}
     for seed, report in reports.items():
         other = entries[seed]["report"]

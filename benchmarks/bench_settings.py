@@ -76,10 +76,11 @@ def figure(settings: dict[str, dict[int, dict]], path: Path) -> None:
     names = list(settings)
     height = 0.8 / len(STRATEGIES)
     # one row per setting (readable however many settings there are), the first at the top
+    rows = [len(names) - 1 - i for i in range(len(names))]
     fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.55 * len(names)))
     for k, strategy in enumerate(STRATEGIES):
         means, spread, _ = zip(*(mean_std(gap_shares(settings[n], strategy)) for n in names), strict=True)
-        ys = [len(names) - 1 - i - (k - 1) * height for i in range(len(names))]
+        ys = [row - (k - 1) * height for row in rows]
         ax.barh(ys, [100 * (m or 0.0) for m in means], height, label=NAMES.get(strategy, strategy.upper()))
         ax.errorbar(
             [100 * (m or 0.0) for m in means],
@@ -92,7 +93,7 @@ def figure(settings: dict[str, dict[int, dict]], path: Path) -> None:
     ax.axvline(0, color="k", lw=0.6)
     ax.axvline(50, color="grey", lw=0.6, ls="--")  # issue 21's target for ATSO
     ax.set_yticks(
-        [len(names) - 1 - i for i in range(len(names))],
+        rows,
         [f"{n} ({len(settings[n])} seed{'s' if len(settings[n]) > 1 else ''})" for n in names],
         fontsize=7,
     )

@@ -128,6 +128,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "labeled cases (the bundle's labeled_share), e.g. 0.5",
     )
     parser.add_argument(
+        "--confidence",
+        type=float,
+        default=None,
+        help="beyond the paper (off in its protocol): every student leaves out of its loss the pseudo-label "
+        "voxels whose teachers' mean probability of the label's class is below this (pseudo_label_confidence), "
+        "e.g. 0.9",
+    )
+    parser.add_argument(
         "--margin", type=int, default=6, help="box margin in pixels (RSTN's 20 px is for 512x512 slices)"
     )
     parser.add_argument("--rounds", type=int, default=2, help="coarse-to-fine inference rounds")
@@ -200,6 +208,7 @@ def experiment(args: argparse.Namespace, data: dict[str, Path], seed: int, out: 
         "folds": args.folds,
         "fold_training": args.fold_training,
         "fold_init": args.fold_init,
+        "pseudo_label_confidence": args.confidence,
         "planes": list(args.planes),
         "seed": seed,
         "devices": list(args.devices),

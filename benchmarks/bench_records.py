@@ -45,6 +45,7 @@ SETTING_KEYS = (
     "fold_init",
     "transfer",
     "target_cases",
+    "confidence",
 )
 #: Setting keys added after seeds were recorded: a record without one was measured with this value.
 SETTING_DEFAULTS = {
@@ -58,6 +59,7 @@ SETTING_DEFAULTS = {
     "fold_init": "scratch",
     "transfer": False,
     "target_cases": None,
+    "confidence": None,
 }
 #: Options that change ATSO's trainings and nothing else.
 ATSO_ONLY_KEYS = ("folds", "fold_training", "fold_init")

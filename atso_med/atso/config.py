@@ -256,6 +256,7 @@ _TOP_KEYS = (
     "folds",
     "fold_training",
     "fold_init",
+    "pseudo_label_confidence",
     "planes",
     "seed",
     "devices",
@@ -298,6 +299,11 @@ class ExperimentConfig:
             of each generation's labels continues its own chain the same way, the last being the
             final model; the fold isolation holds, since a fold model only ever trains on the folds
             it does not label).
+        pseudo_label_confidence: beyond the paper (``None``: off, the paper's protocol): a pseudo-label
+            voxel whose teachers' mean probability of the class it names (at background: one minus
+            the highest class probability) is below this value, in (0.5, 1), is left out of every
+            student's loss (:func:`~atso_med.inferers.fusion.uncertain_voxels_file`); the
+            teachers' predictions of the reference set then keep their probability maps.
         planes: planes trained and fused (the paper: X, Y, Z).
         seed: seed of the split draw, the data order and (by default) the initial weights.
         devices: ``["auto"]`` (``cuda:0`` if there is one, else CPU), ``["cpu"]``, or several
@@ -327,6 +333,7 @@ class ExperimentConfig:
     folds: int | None = None
     fold_training: str = "own"
     fold_init: str = "scratch"
+    pseudo_label_confidence: float | None = None
     planes: list[str] = field(default_factory=lambda: list(PLANES))
     seed: int = 0
     devices: list[str] = field(default_factory=lambda: ["auto"])
@@ -424,6 +431,15 @@ class ExperimentConfig:
             config.folds = read_int(data["folds"], f"{where}.folds", 2)
         config.fold_training = read_choice(data.get("fold_training", "own"), FOLD_TRAINING, f"{where}.fold_training")
         config.fold_init = read_choice(data.get("fold_init", "scratch"), FOLD_INIT, f"{where}.fold_init")
+        if data.get("pseudo_label_confidence") is not None:
+            config.pseudo_label_confidence = read_float(
+                data["pseudo_label_confidence"], f"{where}.pseudo_label_confidence"
+            )
+            if not 0.5 < config.pseudo_label_confidence < 1.0:
+                raise config_error(
+                    f"{where}.pseudo_label_confidence",
+                    f"must be in (0.5, 1) (or null: off), got {config.pseudo_label_confidence}",
+                )
         config.planes = read_planes(data.get("planes", list(PLANES)), f"{where}.planes")
         config.seed = read_int(data.get("seed", 0), f"{where}.seed", 0)
         config.devices = read_devices(data.get("devices", ["auto"]), f"{where}.devices")
@@ -485,6 +501,7 @@ class ExperimentConfig:
             "folds": self.folds,
             "fold_training": self.fold_training,
             "fold_init": self.fold_init,
+            "pseudo_label_confidence": self.pseudo_label_confidence,
             "planes": self.planes,
             "seed": self.seed,
             "devices": self.devices,

@@ -159,6 +159,7 @@ class ExperimentRunner:
                 init_mode=config.training.init_mode,
                 fold_training=config.fold_training,
                 fold_init=config.fold_init,
+                pseudo_label_confidence=config.pseudo_label_confidence,
                 class_reduction=config.class_reduction is not None,
                 fine_tune=config.fine_tuned,
             )

@@ -135,10 +135,13 @@ class _PlanBuilder:
         """
         pseudo = dict(pseudo or {})
         level = {"label_level": "groups"} if grouped else {}
-        pseudo_labels = {
-            f"fold{k}": {"dir": self.step(pid).params["output_dir"], "ids": self.folds[k], **level}
-            for k, pid in sorted(pseudo.items())
-        }
+        pseudo_labels = {}
+        for k, pid in sorted(pseudo.items()):
+            labels = self.step(pid).params
+            entry = {"dir": labels["output_dir"], "ids": self.folds[k], **level}
+            if "confidence" in labels:  # the students leave the voxels marked uncertain out of their loss
+                entry["uncertain"] = True
+            pseudo_labels[f"fold{k}"] = entry
         truth_ids = [i for fold in self.folds for i in fold] if truth_folds else []
         train_ids = list(self.inputs.labeled) + [i for k in sorted(pseudo) for i in self.folds[k]] + truth_ids
         ids = []
@@ -224,8 +227,13 @@ class _PlanBuilder:
         purpose: str,
         tags: Mapping[str, Any],
     ) -> str:
-        """Plan a vote (or, with one source, a copy) of prediction folders into ``output_dir``."""
+        """Plan a vote (or, with one source, a copy) of prediction folders into ``output_dir``.
+
+        Pseudo labels also get their uncertain voxels marked with ``pseudo_label_confidence``.
+        """
         source_steps = [self.step(s) for s in sources]
+        threshold = self.inputs.pseudo_label_confidence
+        confidence = {"confidence": threshold} if purpose == "pseudo" and threshold is not None else {}
         self.add(
             Step(
                 id=step_id,
@@ -237,6 +245,7 @@ class _PlanBuilder:
                     "teachers": [s.params["model"] for s in source_steps],
                     "ids": list(ids),
                     "output_dir": output_dir,
+                    **confidence,
                 },
                 tags=dict(tags),
             )
@@ -275,8 +284,8 @@ class _PlanBuilder:
         m0 = ModelRef("supervised", 0)
         self.train(m0)
         self.predict(m0, "test")
-        for k in range(K):
-            self.predict(m0, f"fold{k}")
+        for k in range(K):  # the first pseudo labels of every strategy
+            self.predict(m0, f"fold{k}", save_probability=self._labels_need_probability(1))
         if "fully_supervised" in inputs.strategies and all(i in self.truth for fold in self.folds for i in fold):
             upper = ModelRef("fully_supervised", 0)
             self.train(upper, truth_folds=True)
@@ -310,7 +319,7 @@ class _PlanBuilder:
                     self.train(model, pseudo=pseudo, finetune_from=finetune_from, grouped=grouped)
                     self.predict(model, "test")
                     for k in range(K):
-                        self.predict(model, f"fold{k}")
+                        self.predict(model, f"fold{k}", save_probability=self._labels_need_probability(1))
                     teachers[strategy] = [model]
         if "atso" in inputs.strategies and T >= 1 and not continued:
             self._atso_all_labels(T, {k: pseudo_label_step_id("atso", T, k) for k in range(K)})
@@ -329,7 +338,8 @@ class _PlanBuilder:
         for k in range(K):
             voters = fold_teachers(strategy, k, teachers, self.inputs.fold_training)
             sources = [
-                self.predict(model, f"fold{k}", save_probability=needs_probability(len(voters))) for model in voters
+                self.predict(model, f"fold{k}", save_probability=self._labels_need_probability(len(voters)))
+                for model in voters
             ]
             out[k] = self.vote(
                 pseudo_label_step_id(strategy, generation, k),
@@ -346,6 +356,11 @@ class _PlanBuilder:
                 },
             )
         return out
+
+    def _labels_need_probability(self, voters: int) -> bool:
+        """Whether the predictions that make pseudo labels keep their probabilities (an even vote's ties,
+        or the uncertain voxels of ``pseudo_label_confidence``)."""
+        return needs_probability(voters) or self.inputs.pseudo_label_confidence is not None
 
     def _atso_all_labels(self, t: int, pseudo: Mapping[int, str], previous: ModelRef | None = None) -> None:
         """Plan ATSO's model of all of generation ``t``'s pseudo labels (the final one at ``t = T``).
@@ -381,7 +396,9 @@ class _PlanBuilder:
                 labels_fold = j == k if leave_one_out else j != k
                 if labels_fold or self.inputs.own_fold_predictions:
                     voters = 1 if leave_one_out else K - 1
-                    self.predict(model, f"fold{j}", save_probability=labels_fold and needs_probability(voters))
+                    self.predict(
+                        model, f"fold{j}", save_probability=labels_fold and self._labels_need_probability(voters)
+                    )
         if test_sources[0] is not None:
             self.vote(
                 f"fuse/atso/gen{t}/test",
@@ -463,6 +480,7 @@ def training_items(
     splits: Splits,
     pseudo_labels: Mapping[str, str | os.PathLike] | None = None,
     reference_truth: Iterable[str] = (),
+    uncertain: Mapping[str, str | os.PathLike] | None = None,
 ) -> list[dict[str, str]]:
     """The items of a training's data list: labeled cases with their labels, reference cases with pseudo labels.
 
@@ -479,6 +497,8 @@ def training_items(
         pseudo_labels: case id -> pseudo label file, for reference cases only.
         reference_truth: reference case ids that train on their true label (the fully
             supervised bound only; empty for every semi-supervised strategy).
+        uncertain: case id -> mask of its pseudo label's uncertain voxels (``pseudo_label_confidence``),
+            for pseudo-labelled cases only; the item gets it as ``uncertain``.
 
     Returns:
         Items ``{"id", "image", "label", "source"}`` with ``source`` ``"labeled"``, ``"pseudo"``
@@ -504,6 +524,12 @@ def training_items(
         roles = splits.roles()
         detail = ", ".join(f"{i!r} ({roles.get(i, 'not in splits')})" for i in stray)
         raise SplitError(f"pseudo labels given for ids that are not reference cases: {detail}")
+    uncertain = {str(k): Path(v) for k, v in (uncertain or {}).items()}
+    unpaired = sorted(set(uncertain) - set(pseudo))
+    if unpaired:
+        raise SplitError(
+            f"uncertain-voxel masks given for cases without a pseudo label: {', '.join(map(repr, unpaired))}"
+        )
 
     items: list[dict[str, str]] = []
     for case_id in splits.labeled:
@@ -516,7 +542,10 @@ def training_items(
         if case_id not in pseudo:
             continue
         image = dataset.case(case_id).image  # the image only: the reference case's label is never read
-        items.append({"id": case_id, "image": str(image), "label": str(pseudo[case_id]), "source": "pseudo"})
+        item = {"id": case_id, "image": str(image), "label": str(pseudo[case_id]), "source": "pseudo"}
+        if case_id in uncertain:
+            item["uncertain"] = str(uncertain[case_id])
+        items.append(item)
     for case_id in truth:
         case = dataset.case(case_id)
         if case.label is None:
@@ -542,14 +571,17 @@ def write_training_datalist(layout: ExperimentLayout, dataset: Dataset, splits: 
     """
     from atso_med.data.datalist import write_datalist
     from atso_med.data.dataset import evaluation_datalist
+    from atso_med.data.writers import prediction_file
 
-    pseudo, grouped = {}, set()
+    pseudo, uncertain, grouped = {}, {}, set()
     for entry in step.params["pseudo_labels"].values():
         for case_id in entry["ids"]:
             pseudo[case_id] = layout.case_file(entry["dir"], case_id)
+            if entry.get("uncertain"):
+                uncertain[case_id] = prediction_file(layout.path(entry["dir"]), case_id, "uncertain")
         if entry.get("label_level") == "groups":
             grouped.update(entry["ids"])
-    items = training_items(dataset, splits, pseudo, reference_truth=step.params["truth_ids"])
+    items = training_items(dataset, splits, pseudo, reference_truth=step.params["truth_ids"], uncertain=uncertain)
     trained = [item["id"] for item in items]
     if sorted(trained) != sorted(step.params["train_ids"]):
         raise ConfigError(f"internal error: the data list of {step.id} differs from its plan")

@@ -213,6 +213,12 @@ class ExperimentLayout:
         """One case's mask in a prediction or pseudo-label folder of the plan."""
         return prediction_file(self.root / folder, case_id)
 
+    def mask_ids(self, folder: str) -> list[str]:
+        """The case ids of the masks in a prediction or pseudo-label folder, sorted (not the files beside them)."""
+        others = [PREDICTION_FILES[kind].format("") for kind in PREDICTION_FILES if kind != "mask"]
+        names = [path.name for path in (self.root / folder).glob(f"*{MASK_SUFFIX}")]
+        return sorted(name[: -len(MASK_SUFFIX)] for name in names if not any(name.endswith(o) for o in others))
+
     def is_experiment(self) -> bool:
         """Whether the folder holds an experiment that has started (its configuration and journal)."""
         return self.config_file.is_file() and self.journal_file.is_file()

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atso_med.atso.config import SEMI_SUPERVISED
-from atso_med.atso.layout import MASK_SUFFIX, ExperimentLayout, pseudo_label_folder
+from atso_med.atso.layout import ExperimentLayout, pseudo_label_folder
 from atso_med.atso.steps import ModelRef
 from atso_med.metrics.pooling import pool_results, result_dsc
 
@@ -112,8 +112,7 @@ def _fit(layout: ExperimentLayout, prediction_folder: str, label_folder: str) ->
     """A prediction folder scored against the pseudo-label folder it was trained on (every case of it)."""
     from atso_med.metrics.evaluation import evaluate_predictions
 
-    labels = sorted(layout.path(label_folder).glob(f"*{MASK_SUFFIX}"))
-    ids = [path.name[: -len(MASK_SUFFIX)] for path in labels]
+    ids = layout.mask_ids(label_folder)
     if not ids or not all(layout.case_file(prediction_folder, i).is_file() for i in ids):
         return None
     report = evaluate_predictions(
@@ -180,8 +179,8 @@ def _repeated(
     import numpy as np
 
     counts: list[list[int] | None] = [[0, 0] for _ in predictions]
-    for label_file in sorted(layout.path(labels).glob(f"*{MASK_SUFFIX}")):
-        case_id = label_file.name[: -len(MASK_SUFFIX)]
+    for case_id in layout.mask_ids(labels):
+        label_file = layout.case_file(labels, case_id)
         if case_id not in truth.files:
             continue
         files = {i: layout.case_file(folder, case_id) for i, folder in enumerate(predictions) if counts[i] is not None}

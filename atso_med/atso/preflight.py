@@ -98,7 +98,7 @@ def refuse_unverified_cases(data: ExperimentData) -> None:
 
 
 #: Top-level settings added after experiments were started, with the value those experiments ran with.
-_ADDED_SETTINGS = {"fold_training": "own", "fold_init": "scratch"}
+_ADDED_SETTINGS = {"fold_training": "own", "fold_init": "scratch", "pseudo_label_confidence": None}
 
 
 def _check_same_config(config: ExperimentConfig, layout: ExperimentLayout) -> None:

@@ -14,7 +14,10 @@ A pseudo-label set (``pseudo_labels/<strategy>/gen<t>/fold<k>/<case_id>.nii.gz``
 ``t`` trains on) is a copy of its single teacher's predictions, or the majority vote of several
 teachers' predictions (:func:`atso_med.inferers.fusion.vote_files`; an even number of voters breaks
 ties by their mean probability, so their predictions keep a probability map). The same vote makes
-ATSO's ensemble prediction of the test set. In the plan, writing a set is a step of kind ``fuse``
+ATSO's ensemble prediction of the test set. With ``pseudo_label_confidence`` (beyond the paper, off
+in its protocol) the voxels where the teachers' mean probability of the label's class is below it
+are marked beside each label (``<case_id>_uncertain.nii.gz``), and students leave them out of their
+loss. In the plan, writing a set is a step of kind ``fuse``
 with id ``pseudo/<strategy>/gen<t>/fold<k>``: both are persisted in existing experiment folders.
 """
 
@@ -99,13 +102,17 @@ def write_pseudo_labels(
     Args:
         layout: the experiment folder.
         step: the ``fuse`` step; its parameters name the ``purpose``, the ``sources`` (prediction
-            folders), their ``teachers`` (model keys), the case ``ids`` and the ``output_dir``.
+            folders), their ``teachers`` (model keys), the case ``ids`` and the ``output_dir``, and
+            with ``confidence`` (``pseudo_label_confidence``) each label also gets the mask of the
+            voxels its teachers are unsure of (``<id>_uncertain.nii.gz``, from their mean probability).
         selection: several classes: the predictions are label maps, voted class by class.
 
     Returns:
-        The journal's result: ``{"cases", "teachers", "output_dir"}``.
+        The journal's result: ``{"cases", "teachers", "output_dir"}``, and with ``confidence`` the
+        voxel counts ``uncertain: {"voxels", "uncertain", "organ", "uncertain_organ"}``.
     """
-    from atso_med.inferers.fusion import vote_files
+    from atso_med.data.writers import prediction_file
+    from atso_med.inferers.fusion import uncertain_voxels_file, vote_files
 
     params = step.params
     sources = [layout.path(s) for s in params["sources"]]
@@ -117,14 +124,31 @@ def write_pseudo_labels(
         "copy" if len(sources) == 1 else "majority vote",
         ", ".join(params["teachers"]),
     )
+    classes = None if selection is None else selection.classes
+    confidence = params.get("confidence")
+    counts: dict[str, int] = {}
     for case_id in params["ids"]:
         target = layout.case_file(params["output_dir"], case_id)
         if len(sources) == 1:
             with atomic_write(target) as tmp:
                 shutil.copyfile(layout.case_file(params["sources"][0], case_id), tmp)
         else:
-            vote_files(sources, case_id, target, None if selection is None else selection.classes)
-    return {"cases": len(params["ids"]), "teachers": params["teachers"], "output_dir": params["output_dir"]}
+            vote_files(sources, case_id, target, classes)
+        if confidence is not None:
+            uncertain = prediction_file(layout.path(params["output_dir"]), case_id, "uncertain")
+            for key, value in uncertain_voxels_file(sources, target, case_id, uncertain, confidence, classes).items():
+                counts[key] = counts.get(key, 0) + value
+    result = {"cases": len(params["ids"]), "teachers": params["teachers"], "output_dir": params["output_dir"]}
+    if confidence is not None:
+        result["uncertain"] = counts
+        logger.info(
+            "%s: %.1f %% of the voxels uncertain (teacher probability < %g), %.1f %% of the organ's",
+            step.id,
+            100.0 * counts["uncertain"] / max(counts["voxels"], 1),
+            confidence,
+            100.0 * counts["uncertain_organ"] / max(counts["organ"], 1),
+        )
+    return result
 
 
 def _unique(models: Iterable[ModelRef]) -> list[ModelRef]:

@@ -152,6 +152,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         "class_reduction": None if config.class_reduction is None else asdict(config.class_reduction),
         "fold_training": config.fold_training,
         "fold_init": config.fold_init,
+        "pseudo_label_confidence": config.pseudo_label_confidence,
     }
 
 

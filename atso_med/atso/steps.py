@@ -108,6 +108,8 @@ class PlanInputs:
         fold_init: ATSO's fold models start from scratch every generation (``scratch``, Algorithm 1)
             or fine-tune the same fold's model of the previous generation (``continue``; the model of
             all labels then continues its own chain too).
+        pseudo_label_confidence: mark the pseudo-label voxels whose teachers' mean probability of
+            the label's class is below this (``None``: off); students leave them out of their loss.
         class_reduction: generations 1..T train on pseudo labels scored at merged groups.
         fine_tune: after generation T, each strategy's final model is fine-tuned on the fine-class
             pseudo labels of generation T + 1 (with ``class_reduction``).
@@ -126,6 +128,7 @@ class PlanInputs:
     fine_tune: bool = False
     fold_training: str = "own"
     fold_init: str = "scratch"
+    pseudo_label_confidence: float | None = None
 
 
 def train_id(model: ModelRef, plane: str) -> str:

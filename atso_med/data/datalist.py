@@ -16,6 +16,8 @@ from atso_med.errors import ConfigError
 from atso_med.files import read_json, write_text_atomic
 
 __all__ = [
+    "PATH_FIELDS",
+    "UNCERTAIN_KEY",
     "datalist_class_selection",
     "datalist_classes",
     "datalist_items",
@@ -23,6 +25,11 @@ __all__ = [
     "read_datalist",
     "write_datalist",
 ]
+
+#: Data-list key of a pseudo label's mask of the voxels its teachers are unsure of (``pseudo_label_confidence``).
+UNCERTAIN_KEY = "uncertain"
+#: The fields of a data-list item that hold file paths.
+PATH_FIELDS = ("image", "label", UNCERTAIN_KEY)
 
 
 def write_datalist(
@@ -46,7 +53,7 @@ def write_datalist(
 
     def absolute(item: Mapping) -> dict:
         entry = dict(item)
-        for field in ("image", "label"):
+        for field in PATH_FIELDS:
             if entry.get(field):
                 entry[field] = str(Path(entry[field]).resolve())
         return entry
@@ -152,8 +159,8 @@ def datalist_class_selection(path: str | os.PathLike, classes: Any) -> ClassSele
 
 
 def _cases(content: object, path: Path, key: str, required: bool = True, base_dir: Path | None = None) -> list[dict]:
-    """Copies of the cases of the data list ``content``'s ``key`` list (read from ``path``), ``image`` /
-    ``label`` resolved against ``base_dir`` (default: the folder of ``path``)."""
+    """Copies of the cases of the data list ``content``'s ``key`` list (read from ``path``), their
+    :data:`PATH_FIELDS` resolved against ``base_dir`` (default: the folder of ``path``)."""
     items = content.get(key, []) if isinstance(content, Mapping) else []
     if required and not items:
         raise ConfigError(f"data list {path} has no {key!r} cases")
@@ -162,7 +169,7 @@ def _cases(content: object, path: Path, key: str, required: bool = True, base_di
     resolved = []
     for item in items:
         entry = dict(item)
-        for field in ("image", "label"):
+        for field in PATH_FIELDS:
             if entry.get(field):
                 entry[field] = str(resolve_input_path(entry[field], base_dir or path.parent))
         resolved.append(entry)

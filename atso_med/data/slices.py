@@ -28,6 +28,7 @@ import torch
 from monai.config import NdarrayOrTensor
 from torch.utils.data import Dataset as TorchDataset
 
+from atso_med.data.datalist import UNCERTAIN_KEY
 from atso_med.data.labels import check_class_indices
 from atso_med.errors import ConfigError, DatasetError, GridMismatchError
 from atso_med.flags import as_count
@@ -298,6 +299,11 @@ class SliceStackDataset(TorchDataset):
             (:func:`group_channels`), and every sample gets ``grouped`` (1.0 for those, else 0.0)
             for the loss.
 
+    When a training item carries a pseudo label's mask of uncertain voxels (``uncertain``, from
+    ``pseudo_label_confidence``), :attr:`weighted` is true and every sample gets ``weight``, the
+    label's shape: 0 on the uncertain voxels (and where the augmentation pads), 1 elsewhere, for
+    :class:`~atso_med.losses.RSTNLoss` with ``voxel_weights``.
+
     Raises:
         ConfigError: ``num_classes`` not an integer >= 1.
         DatasetError: when a training data list is empty, or the filter leaves no slice to train on.
@@ -329,6 +335,7 @@ class SliceStackDataset(TorchDataset):
         )
         self.plane = plane
         self.augmentation = augmentation
+        self.weighted = drop_fraction is not None and any(item.get(UNCERTAIN_KEY) for item in data)
         if drop_fraction is None:
             shapes = [self._checked_volume(v)["image"].shape for v in range(len(self.volumes))]
             self.samples = [(v, j) for v, shape in enumerate(shapes) for j in range(shape[-3 + self.axis])]
@@ -350,6 +357,14 @@ class SliceStackDataset(TorchDataset):
             check_class_indices(np.asarray(item["label"]), self.num_classes, source)
         return item
 
+    def _weight(self, item: dict, slice_index: int) -> torch.Tensor:
+        """The loss weight of a stack's voxels: 0 where its pseudo label is uncertain, else 1."""
+        uncertain = item.get(UNCERTAIN_KEY)
+        if uncertain is None:
+            shape = (3, *np.delete(np.shape(item["label"])[-3:], self.axis))
+            return torch.ones(shape, dtype=torch.float32)
+        return 1.0 - torch.as_tensor(np.asarray(slice_stack(uncertain, self.plane, slice_index), dtype=np.float32))
+
     def __len__(self) -> int:
         return len(self.samples)
 
@@ -365,6 +380,8 @@ class SliceStackDataset(TorchDataset):
             sample["label"] = torch.as_tensor(
                 np.asarray(slice_stack(item["label"], self.plane, slice_index), dtype=np.float32)
             )
+        if self.weighted:
+            sample["weight"] = self._weight(item, slice_index)
         if self.augmentation is not None:
             sample = self.augmentation(sample)
         grouped = self.class_groups is not None and item.get("label_level") == "groups"
@@ -372,6 +389,8 @@ class SliceStackDataset(TorchDataset):
             sample["label"] = group_channels(sample["label"], self.class_groups, self.num_classes)
         elif self.num_classes > 1 and "label" in sample:
             sample["label"] = class_channels(sample["label"], self.num_classes)
+        if self.weighted and self.num_classes > 1:
+            sample["weight"] = sample["weight"].repeat(self.num_classes, 1, 1)  # class-major, as the label
         if self.class_groups is not None:
             sample["grouped"] = torch.tensor(float(grouped))
         return sample

@@ -33,7 +33,13 @@ PANCREAS_COLOR = (249 / 255, 180 / 255, 111 / 255)
 
 #: The files of one case's prediction in a prediction folder, by kind: every reader and writer of
 #: a prediction folder (engines, fusion, experiments) names them through :func:`prediction_file`.
-PREDICTION_FILES = {"mask": "{}.nii.gz", "probability": "{}_probability.nii.gz", "seg_nrrd": "{}.seg.nrrd"}
+PREDICTION_FILES = {
+    "mask": "{}.nii.gz",
+    "probability": "{}_probability.nii.gz",
+    "seg_nrrd": "{}.seg.nrrd",
+    # Beside a pseudo label: the voxels its teachers are unsure of (``pseudo_label_confidence``).
+    "uncertain": "{}_uncertain.nii.gz",
+}
 
 
 def prediction_file(folder: str | os.PathLike, case_id: str, kind: str = "mask") -> Path:

@@ -39,13 +39,17 @@ def prepare_rstn_batch(
 
     Returns:
         ``(image, target, (), {"label": label})`` as MONAI's ``SupervisedTrainer`` expects from a
-        ``prepare_batch`` callable; the loss's target is the label, plus one last channel marking
-        the samples labelled at merged groups when the batch has ``grouped``
-        (:class:`~atso_med.losses.RSTNLoss` with ``class_groups``).
+        ``prepare_batch`` callable; the loss's target is the label, then its voxel weights when the
+        batch has ``weight`` (:class:`~atso_med.losses.RSTNLoss` with ``voxel_weights``), then one
+        last channel marking the samples labelled at merged groups when the batch has ``grouped``
+        (with ``class_groups``).
     """
     image = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)
     label = batchdata["label"].to(device=device, non_blocking=non_blocking, **kwargs)
     target = label
+    if "weight" in batchdata:  # a pseudo label's uncertain voxels weigh 0 in the loss
+        weight = batchdata["weight"].to(device=device, dtype=label.dtype, non_blocking=non_blocking)
+        target = torch.cat([label, weight], dim=1)
     if "grouped" in batchdata:  # class reduction: the loss learns which samples are labelled at merged groups
         grouped = batchdata["grouped"].to(device=device, dtype=label.dtype, non_blocking=non_blocking)
         target = torch.cat([label, grouped.reshape(-1, 1, 1, 1).expand(-1, 1, *label.shape[2:])], dim=1)

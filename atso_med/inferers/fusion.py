@@ -40,6 +40,7 @@ from atso_med.inferers.votes import (
     check_num_classes,
     class_labels,
     classes_first,
+    label_confidence,
     voter_labels,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "class_labels",
     "ensemble_vote",
     "fuse_planes",
+    "uncertain_voxels_file",
     "vote_files",
 ]
 
@@ -267,24 +269,97 @@ def vote_files(
     """
     import nibabel as nib
 
-    from atso_med.data.labels import class_names
     from atso_med.data.nifti import save_nifti
     from atso_med.data.writers import prediction_file
 
-    names = [] if classes is None else class_names(classes)
-    num_classes = len(names) if len(names) > 1 else None  # one class is an organ mask: the binary vote
+    num_classes = _vote_classes(classes)
     vote, affine = VoteAccumulator(num_classes=num_classes), None
     for source in sources:
         image = nib.load(str(prediction_file(source, case_id)))
         affine = image.affine if affine is None else affine
         probability = None
         if len(sources) % 2 == 0:  # an odd vote has no tie
-            probability_file = prediction_file(source, case_id, "probability")
-            if not probability_file.is_file():
-                raise ConfigError(f"{probability_file} is missing: an even vote breaks ties with the probabilities")
-            probability = np.asarray(nib.load(str(probability_file)).dataobj, dtype=np.float32)
-            if num_classes is not None:
-                probability = np.moveaxis(probability, -1, 0)  # the file holds the classes last
+            probability = _read_probability(source, case_id, num_classes, "an even vote breaks ties with them")
         vote.add(np.asarray(image.dataobj), probability)
     fused, _ = vote.result()
     return save_nifti(fused, affine, target, dtype=np.uint8)
+
+
+def uncertain_voxels_file(
+    sources: Sequence[str | os.PathLike],
+    label_file: str | os.PathLike,
+    case_id: str,
+    target: str | os.PathLike,
+    confidence: float,
+    classes: Mapping[int, str] | None = None,
+) -> dict[str, int]:
+    """Mark the voxels of a pseudo label that its teachers are not sure of.
+
+    A voxel is uncertain where the teachers' mean probability of the class the label names there
+    (at background: one minus the highest class probability, :func:`~atso_med.inferers.votes.label_confidence`)
+    is below ``confidence``; a training that reads the mask leaves those voxels out of its loss.
+
+    Args:
+        sources: the teachers' prediction folders (each with ``<id>_probability.nii.gz``).
+        label_file: the pseudo label written from them.
+        case_id: the case.
+        target: the mask's file (uint8 NIfTI, 1 = uncertain, the label's affine).
+        confidence: in (0.5, 1).
+        classes: the label maps' classes; ``None``: binary masks.
+
+    Returns:
+        ``{"voxels", "uncertain", "organ", "uncertain_organ"}`` counts (organ: the label's non-zero voxels).
+
+    Raises:
+        ConfigError: a teacher's probability file is missing, or ``confidence`` outside (0.5, 1).
+        GridMismatchError / LabelValueError: as :func:`~atso_med.inferers.votes.label_confidence`.
+    """
+    import nibabel as nib
+
+    from atso_med.data.nifti import save_nifti
+
+    if not 0.5 < float(confidence) < 1.0:
+        raise ConfigError(f"pseudo_label_confidence must be in (0.5, 1), got {confidence!r}")
+    num_classes = _vote_classes(classes)
+    total = ProbabilitySum()
+    for source in sources:
+        total.add(_read_probability(source, case_id, num_classes, "uncertain voxels are found from them"), owned=True)
+    label_image = nib.load(str(label_file))
+    label = np.asarray(label_image.dataobj)
+    mean = classes_first(total.total / np.float32(len(sources)), num_classes)
+    uncertain = label_confidence(label, mean) < float(confidence)
+    save_nifti(uncertain.view(np.uint8), label_image.affine, target, dtype=np.uint8)
+    organ = label != 0
+    return {
+        "voxels": int(label.size),
+        "uncertain": int(uncertain.sum()),
+        "organ": int(organ.sum()),
+        "uncertain_organ": int((uncertain & organ).sum()),
+    }
+
+
+def _vote_classes(classes: Mapping[int, str] | None) -> int | None:
+    """The vote's class count: ``None`` for a binary mask (one class is an organ mask)."""
+    from atso_med.data.labels import class_names
+
+    names = [] if classes is None else class_names(classes)
+    return len(names) if len(names) > 1 else None
+
+
+def _read_probability(source: str | os.PathLike, case_id: str, num_classes: int | None, why: str) -> np.ndarray:
+    """A prediction's probabilities, classes first (C > 1; binary: the volume's shape).
+
+    Raises:
+        ConfigError: the file is missing (``why`` says what needs it).
+    """
+    import nibabel as nib
+
+    from atso_med.data.writers import prediction_file
+
+    probability_file = prediction_file(source, case_id, "probability")
+    if not probability_file.is_file():
+        raise ConfigError(f"{probability_file} is missing: {why}")
+    probability = np.asarray(nib.load(str(probability_file)).dataobj, dtype=np.float32)
+    if num_classes is not None:
+        probability = np.moveaxis(probability, -1, 0)  # the file holds the classes last
+    return probability

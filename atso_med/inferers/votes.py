@@ -12,7 +12,15 @@ import numpy as np
 from atso_med.data.labels import MAX_CLASSES
 from atso_med.errors import ConfigError, GridMismatchError, LabelValueError
 
-__all__ = ["LabelVotes", "ProbabilitySum", "check_num_classes", "class_labels", "classes_first", "voter_labels"]
+__all__ = [
+    "LabelVotes",
+    "ProbabilitySum",
+    "check_num_classes",
+    "class_labels",
+    "classes_first",
+    "label_confidence",
+    "voter_labels",
+]
 
 
 def check_num_classes(num_classes: int | None) -> int | None:
@@ -50,6 +58,32 @@ def class_labels(probability: np.ndarray, threshold: float) -> np.ndarray:
         label[take] = value
         np.copyto(best, class_probability, where=take)
     return label
+
+
+def label_confidence(label: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """How sure the probabilities are of the class a label map names, voxel by voxel.
+
+    Args:
+        label: a label map (values ``0..C``; a binary mask is ``C = 1``).
+        probability: float ``(C, *spatial)`` probabilities, class c at index c - 1.
+
+    Returns:
+        float32 of the label's shape: the probability of the named class, and at background
+        voxels ``1 -`` the highest class probability.
+
+    Raises:
+        GridMismatchError: probabilities of another spatial shape.
+        LabelValueError: a label value above C.
+    """
+    label = np.asarray(label)
+    if probability.shape[1:] != label.shape:
+        raise GridMismatchError(f"label shape {label.shape} does not match probability shape {probability.shape}")
+    if label.size and int(label.max()) > len(probability):
+        raise LabelValueError(f"a label map of {len(probability)} classes holds values 0..{len(probability)} only")
+    confidence = 1.0 - probability.max(axis=0).astype(np.float32)
+    for value, class_probability in enumerate(probability, start=1):
+        np.copyto(confidence, class_probability, where=label == value, casting="unsafe")
+    return confidence
 
 
 def voter_labels(label: np.ndarray, num_classes: int | None) -> np.ndarray:

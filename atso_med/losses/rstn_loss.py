@@ -30,7 +30,9 @@ __all__ = ["RSTNLoss", "SoftDiceLoss", "probability_bce"]
 _BCE_CLAMP = 1e-6
 
 
-def probability_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def probability_bce(
+    probability: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean binary cross-entropy of probabilities, in float32 (safe under CUDA autocast).
 
     RSTN returns probabilities (its fine half is 0 outside the box), so the cross-entropy is taken
@@ -39,11 +41,16 @@ def probability_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Te
     Args:
         probability: probabilities in [0, 1].
         target: ground truth of the same shape.
+        weight: optional 0/1 weights of the same shape: the mean is taken over the weighted elements.
 
     Returns:
         Scalar mean cross-entropy.
     """
-    return _bce_terms(probability, target).mean()
+    terms = _bce_terms(probability, target)
+    if weight is None:
+        return terms.mean()
+    weight = weight.to(terms.dtype)
+    return (terms * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def _bce_terms(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -53,9 +60,15 @@ def _bce_terms(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(g * p.log() + (1.0 - g) * (1.0 - p).log())
 
 
-def _per_sample_bce(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _per_sample_bce(
+    probability: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """:func:`probability_bce` of each sample: (B,)."""
-    return _bce_terms(probability, target).flatten(1).mean(1)
+    terms = _bce_terms(probability, target).flatten(1)
+    if weight is None:
+        return terms.mean(1)
+    weight = weight.to(terms.dtype).flatten(1)
+    return (terms * weight).sum(1) / weight.sum(1).clamp(min=1.0)
 
 
 class SoftDiceLoss(nn.Module):
@@ -63,7 +76,8 @@ class SoftDiceLoss(nn.Module):
 
     With one class the Dice of a sample is taken over every non-batch dimension; with
     ``num_classes = C`` the channels are split into C equal class-major groups and each group
-    (its channels x H x W) has its own Dice.
+    (its channels x H x W) has its own Dice. Voxels of weight 0 (a pseudo label's uncertain
+    voxels) count neither in the prediction's sum nor in the target's.
 
     Args:
         eps: smoothing added to numerator and denominator (an empty prediction of an empty
@@ -81,12 +95,15 @@ class SoftDiceLoss(nn.Module):
         self.eps = float(eps)
         self.num_classes = as_count(num_classes, "num_classes")
 
-    def forward(self, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, probability: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Computes the loss.
 
         Args:
             probability: probabilities in [0, 1], (B, K, ...) with K a multiple of ``num_classes``.
             target: ground truth of the same shape (binary; any numeric or bool dtype).
+            weight: optional 0/1 voxel weights of the same shape.
 
         Returns:
             Scalar loss (float32, or float64 for float64 input): mean over the batch and the
@@ -100,20 +117,29 @@ class SoftDiceLoss(nn.Module):
             raise ValueError(
                 f"SoftDiceLoss expects equal (B, ...) shapes, got {tuple(probability.shape)} and {tuple(target.shape)}"
             )
+        if weight is not None and weight.shape != target.shape:
+            raise ValueError(
+                f"SoftDiceLoss weights of shape {tuple(weight.shape)} differ from the target's {tuple(target.shape)}"
+            )
         if probability.shape[1] % self.num_classes:
             raise ValueError(
                 f"SoftDiceLoss of {self.num_classes} classes needs a multiple of {self.num_classes} channels, "
                 f"got shape {tuple(probability.shape)}"
             )
-        return self.per_sample(probability, target).mean()
+        return self.per_sample(probability, target, weight).mean()
 
-    def per_sample(self, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_sample(
+        self, probability: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``1 - soft Dice`` of each sample, averaged over its classes: (B,). Inputs as :meth:`forward`."""
         # At least float32 sums: half precision overflows on a 512x512x3 sum.
         p = probability if probability.dtype == torch.float64 else probability.float()
         # (B, classes, everything of one class): the channels are class-major.
         p = p.reshape(p.shape[0], self.num_classes, -1)
         g = target.to(p.dtype).reshape(p.shape)
+        if weight is not None:
+            w = weight.to(p.dtype).reshape(p.shape)
+            p, g = p * w, g * w
         dice = (2.0 * (p * g).sum(2) + self.eps) / (p.sum(2) + g.sum(2) + self.eps)
         return (1.0 - dice).mean(1)
 
@@ -138,6 +164,10 @@ class RSTNLoss(nn.Module):
             sample labelled at the groups (:func:`~atso_med.data.slices.group_channels`, the
             paper's class reduction): for those the classes' probabilities are summed per group
             (at most 1) and scored against the groups; the other samples keep the per-class loss.
+        voxel_weights: the label carries, after its own channels (and before the group marker), as
+            many channels of 0/1 voxel weights (``weight`` of
+            :class:`~atso_med.data.SliceStackDataset`): voxels of weight 0, a pseudo label's
+            uncertain ones, are left out of every Dice and cross-entropy.
 
     Raises:
         ConfigError: if a weight is negative, both part weights are zero, ``num_classes`` is not
@@ -152,8 +182,10 @@ class RSTNLoss(nn.Module):
         bce_weight: float = 0.0,
         num_classes: int = 1,
         class_groups: Sequence[Sequence[int]] | None = None,
+        voxel_weights: bool = False,
     ) -> None:
         super().__init__()
+        self.voxel_weights = bool(voxel_weights)
         if not (float(coarse_weight) >= 0.0 and float(fine_weight) >= 0.0) or coarse_weight + fine_weight == 0:
             raise ConfigError(f"RSTNLoss weights must be >= 0 and not both 0, got {coarse_weight!r}, {fine_weight!r}")
         if not float(bce_weight) >= 0.0:
@@ -204,10 +236,19 @@ class RSTNLoss(nn.Module):
         """
         coarse = self._get(output, "coarse")
         fine = self._get(output, "fine")
+        grouped = None
         if self.class_groups is not None:
             grouped = label[:, -1].flatten(1).amax(1) > 0.5
             label = label[:, :-1]
-            parts = {name: self._mixed_level(self._get(output, name), label, grouped) for name in ("coarse", "fine")}
+        weight = None
+        if self.voxel_weights:
+            if label.ndim < 2 or label.shape[1] % 2:
+                raise ValueError(f"a label with voxel weights needs an even channel count, got {tuple(label.shape)}")
+            label, weight = label.chunk(2, dim=1)
+        if grouped is not None:
+            parts = {
+                name: self._mixed_level(self._get(output, name), label, grouped, weight) for name in ("coarse", "fine")
+            }
         else:
             if (
                 self.dice.num_classes == 1
@@ -216,21 +257,25 @@ class RSTNLoss(nn.Module):
                 and coarse.shape[1] != 1
             ):
                 label = label.expand_as(coarse)
-            parts = {"coarse": self.dice(coarse, label), "fine": self.dice(fine, label)}
+                weight = None if weight is None else weight.expand_as(coarse)
+            parts = {"coarse": self.dice(coarse, label, weight), "fine": self.dice(fine, label, weight)}
             if self.bce_weight:
-                parts["coarse"] = parts["coarse"] + self.bce_weight * probability_bce(coarse, label)
-                parts["fine"] = parts["fine"] + self.bce_weight * probability_bce(fine, label)
+                parts["coarse"] = parts["coarse"] + self.bce_weight * probability_bce(coarse, label, weight)
+                parts["fine"] = parts["fine"] + self.bce_weight * probability_bce(fine, label, weight)
         parts["total"] = self.coarse_weight * parts["coarse"] + self.fine_weight * parts["fine"]
         return parts
 
-    def _mixed_level(self, probability: torch.Tensor, label: torch.Tensor, grouped: torch.Tensor) -> torch.Tensor:
+    def _mixed_level(
+        self, probability: torch.Tensor, label: torch.Tensor, grouped: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor:
         """Per-class loss for samples labelled at the classes, per-group loss for those labelled at the groups."""
-        per_class = self.dice.per_sample(probability, label)
+        per_class = self.dice.per_sample(probability, label, weight)
         group_probability, group_label = self._to_groups(probability), self._to_groups(label, reduce="max")
-        per_group = self.group_dice.per_sample(group_probability, group_label)
+        group_weight = None if weight is None else self._to_groups(weight, reduce="max")
+        per_group = self.group_dice.per_sample(group_probability, group_label, group_weight)
         if self.bce_weight:
-            per_class = per_class + self.bce_weight * _per_sample_bce(probability, label)
-            per_group = per_group + self.bce_weight * _per_sample_bce(group_probability, group_label)
+            per_class = per_class + self.bce_weight * _per_sample_bce(probability, label, weight)
+            per_group = per_group + self.bce_weight * _per_sample_bce(group_probability, group_label, group_weight)
         return torch.where(grouped, per_group, per_class).mean()
 
     def _to_groups(self, channels: torch.Tensor, reduce: str = "sum") -> torch.Tensor:

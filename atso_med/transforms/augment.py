@@ -70,12 +70,13 @@ def stack_augmentation(
         raise ConfigError(f"augmentation cutout_size must be >= 1 pixel, got {cutout_size!r}")
     transforms = [
         RandAffined(
-            keys=["image", "label"],
+            keys=["image", "label", "weight"],  # a pseudo label's voxel weights move with it
             prob=float(spatial_probability),
             rotate_range=(math.radians(float(rotate_degrees)),),
             scale_range=(float(scale), float(scale)),
-            mode=("bilinear", "nearest"),
+            mode=("bilinear", "nearest", "nearest"),
             padding_mode="zeros",
+            allow_missing_keys=True,
         ),
         RandScaleIntensityd(keys="image", factors=float(intensity_scale), prob=0.5),
         RandShiftIntensityd(keys="image", offsets=float(intensity_shift), prob=0.5),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from monai.transforms import MapTransform
 
+from atso_med.data.datalist import UNCERTAIN_KEY
 from atso_med.errors import ConfigError, ImageReadError
 from atso_med.flags import as_count
 
@@ -66,7 +67,8 @@ class LoadCTd(MapTransform):
     ``foreground`` says), or ``0..C``; any other value is refused. A training of several classes
     without a ``selection`` (``num_classes > 1``) keeps the label's values as the class indices (0
     background, ``c`` class ``c``); :class:`~atso_med.data.SliceStackDataset` checks that they lie
-    in ``0..num_classes``.
+    in ``0..num_classes``. A pseudo label's mask of uncertain voxels (``uncertain``, written with
+    ``pseudo_label_confidence``) is read the same way, onto the image's grid, as 0/1.
 
     Args:
         image_key: key of the image path.
@@ -119,8 +121,6 @@ class LoadCTd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         from atso_med.data.labels import ORGAN_MASK_CLASSES, binarize_label, load_label_values
-        from atso_med.data.readers import reorient_to_canonical
-        from atso_med.data.volume import Volume
 
         result = dict(data)
         volume, result[self.image_key], result[self.meta_key] = load_canonical(
@@ -139,11 +139,27 @@ class LoadCTd(MapTransform):
                 label = load_label_values(path, volume, self.classes)
             else:
                 label = binarize_label(load_label_values(path, volume, self.classes), self.foreground)
-            if label.dtype == bool:
-                label = label.view(np.uint8)
-            canonical_label, _ = reorient_to_canonical(Volume(label, volume.affine))
-            result[self.label_key] = np.ascontiguousarray(canonical_label.array)
+            result[self.label_key] = _canonical(label, volume.affine)
+        if data.get(UNCERTAIN_KEY):
+            if data.get("source") != "pseudo":
+                raise ConfigError(
+                    f"case {data.get('id', data[self.image_key])}: an '{UNCERTAIN_KEY}' mask belongs to a pseudo "
+                    f"label (source: pseudo), not to a case of source {data.get('source')!r}"
+                )
+            uncertain = load_label_values(str(data[UNCERTAIN_KEY]), volume, ORGAN_MASK_CLASSES)
+            result[UNCERTAIN_KEY] = _canonical(uncertain, volume.affine)
         return result
+
+
+def _canonical(label: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """A label array on the image's grid, in canonical axis order (uint8 for a boolean mask)."""
+    from atso_med.data.readers import reorient_to_canonical
+    from atso_med.data.volume import Volume
+
+    if label.dtype == bool:
+        label = label.view(np.uint8)
+    canonical, _ = reorient_to_canonical(Volume(label, affine))
+    return np.ascontiguousarray(canonical.array)
 
 
 __all__ = ["LoadCTd", "load_canonical"]

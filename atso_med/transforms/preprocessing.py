@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from monai.transforms import Compose, Transform
 
+from atso_med.data.datalist import UNCERTAIN_KEY
 from atso_med.errors import ConfigError
 from atso_med.transforms.case_loading import LoadCTd
 from atso_med.transforms.intensity import HU_WINDOW, HUWindowd
@@ -44,7 +45,7 @@ class CTPreprocessingd(Transform):
 
     Steps: :class:`~atso_med.transforms.LoadCTd` (canonical image in HU, canonical label as the networks learn it,
     geometry under ``image_meta``), :class:`~atso_med.transforms.LongAxisSpacingd` (image linear,
-    label nearest; identity when ``long_axis_spacing`` is ``None``), then
+    label and a pseudo label's uncertain voxels nearest; identity when ``long_axis_spacing`` is ``None``), then
     :class:`~atso_med.transforms.HUWindowd` on the image. :attr:`load` and :attr:`normalize` are the
     two halves, for a caller that needs the label on the original grid as well.
 
@@ -86,7 +87,10 @@ class CTPreprocessingd(Transform):
         self.normalize = Compose(
             [
                 LongAxisSpacingd(
-                    ["image", label_key], self.long_axis_spacing, mode=["linear", "nearest"], allow_missing_keys=True
+                    ["image", label_key, UNCERTAIN_KEY],
+                    self.long_axis_spacing,
+                    mode=["linear", "nearest", "nearest"],
+                    allow_missing_keys=True,
                 ),
                 HUWindowd("image", a_min=self.hu_window[0], a_max=self.hu_window[1]),
             ]

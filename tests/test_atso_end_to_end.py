@@ -386,6 +386,29 @@ def test_snapshot_mode_starts_every_scratch_generation_from_m0s_stage_si_weights
     assert resolved["training"]["init_mode"] == "snapshot"
 
 
+
+def test_pseudo_label_confidence_marks_uncertain_voxels_that_the_students_train_without(phantom, tmp_path):
+    settings = semi_supervised(phantom, tmp_path / "run", pseudo_label_confidence=0.9)
+    config = write_experiment(tmp_path / "experiment.yaml", **settings)
+    assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    out = tmp_path / "run"
+    state = journal(out)["steps"]
+    for fold in ("fold0", "fold1"):
+        step = state[f"pseudo/atso/gen1/{fold}"]["result"]
+        assert step["uncertain"]["voxels"] > 0
+        for case in json.loads((out / "models/atso/gen1" / fold / "datalist.json").read_text())["training"]:
+            if case["source"] == "pseudo":
+                mask = Path(case["uncertain"])
+                assert mask.parent == Path(case["label"]).parent and mask.name == f"{case['id']}_uncertain.nii.gz"
+                assert nib.load(str(mask)).shape == nib.load(case["label"]).shape
+            else:
+                assert "uncertain" not in case
+    report = json.loads((out / "reports" / "report.json").read_text())
+    assert report["pseudo_label_confidence"] == 0.9
+    # the masks beside the labels are not taken for cases: every student's fit is still measured
+    fits = {student["model"]: student["fit"]["cases"] for student in report["lazy_learning"]["students"]}
+    assert fits == {"self_learning/gen1/all": 4, "atso/gen1/fold0": 2, "atso/gen1/fold1": 2}, fits
+
 # ---------------------------------------------------------------- on a Ray cluster (a local one here)
 
 

@@ -386,7 +386,6 @@ def test_snapshot_mode_starts_every_scratch_generation_from_m0s_stage_si_weights
     assert resolved["training"]["init_mode"] == "snapshot"
 
 
-
 def test_pseudo_label_confidence_marks_uncertain_voxels_that_the_students_train_without(phantom, tmp_path):
     settings = semi_supervised(phantom, tmp_path / "run", pseudo_label_confidence=0.9)
     config = write_experiment(tmp_path / "experiment.yaml", **settings)
@@ -408,6 +407,7 @@ def test_pseudo_label_confidence_marks_uncertain_voxels_that_the_students_train_
     # the masks beside the labels are not taken for cases: every student's fit is still measured
     fits = {student["model"]: student["fit"]["cases"] for student in report["lazy_learning"]["students"]}
     assert fits == {"self_learning/gen1/all": 4, "atso/gen1/fold0": 2, "atso/gen1/fold1": 2}, fits
+
 
 # ---------------------------------------------------------------- on a Ray cluster (a local one here)
 

@@ -172,7 +172,6 @@ def test_only_the_named_reference_cases_train_on_their_truth_for_the_fully_super
         training_items(dataset, splits, {"case01": tmp_path / "p1.nii.gz"}, reference_truth=["case01"])
 
 
-
 def test_a_pseudo_label_brings_its_uncertain_voxel_mask_and_nothing_else_does(tmp_path):
     dataset = Dataset.load(small_dataset(tmp_path, n=5))
     splits = splits_for(["case00"], [["case01", "case02"], ["case03"]], test=["case04"])
@@ -183,6 +182,7 @@ def test_a_pseudo_label_brings_its_uncertain_voxel_mask_and_nothing_else_does(tm
         training_items(dataset, splits, pseudo, uncertain={"case02": tmp_path / "p2_uncertain.nii.gz"})
     with pytest.raises(SplitError, match="without a pseudo label: 'case00'"):  # a labeled case keeps its truth
         training_items(dataset, splits, pseudo, uncertain={"case00": tmp_path / "p0_uncertain.nii.gz"})
+
 
 class _TrapCase:
     """Stands in for a reference case: reading its ``label`` fails the test."""

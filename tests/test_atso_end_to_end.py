@@ -407,6 +407,9 @@ def test_pseudo_label_confidence_marks_uncertain_voxels_that_the_students_train_
     # the masks beside the labels are not taken for cases: every student's fit is still measured
     fits = {student["model"]: student["fit"]["cases"] for student in report["lazy_learning"]["students"]}
     assert fits == {"self_learning/gen1/all": 4, "atso/gen1/fold0": 2, "atso/gen1/fold1": 2}, fits
+    uncertain = report["lazy_learning"]["uncertain_voxels"]
+    assert sorted(uncertain) == ["atso", "self_learning"] and all(sorted(u) == ["1", "2"] for u in uncertain.values())
+    assert "Uncertain voxels (pseudo_label_confidence)" in (out / "reports" / "report.md").read_text()
 
 
 # ---------------------------------------------------------------- on a Ray cluster (a local one here)

@@ -215,3 +215,26 @@ def test_the_augmentation_moves_the_weights_with_the_label():
         moved = augment({"image": torch.rand(3, 32, 32), "label": label.clone(), "weight": label.clone()})
         assert not torch.equal(torch.as_tensor(moved["label"]), label)
         torch.testing.assert_close(torch.as_tensor(moved["weight"]), torch.as_tensor(moved["label"]))
+
+
+def test_the_report_measures_which_label_voxels_the_masks_take_out(tmp_path):
+    from atso_med.atso.layout import ExperimentLayout, pseudo_label_folder
+    from atso_med.atso.lazy_learning import ReferenceTruth, _uncertain_voxels
+
+    truth = np.zeros((4, 4, 2), np.uint8)
+    truth[:2] = 1  # 16 organ voxels
+    label = truth.copy()
+    label[2, :2] = 1  # 4 false positives
+    label[0, 0] = 0  # 2 false negatives
+    uncertain = np.zeros_like(label)
+    uncertain[2, :1] = 1  # 2 of the 6 wrong voxels
+    uncertain[1, :2] = 1  # 4 of the 14 right organ voxels
+    layout = ExperimentLayout(tmp_path / "run")
+    folder = layout.path(pseudo_label_folder("atso", 1, 0))
+    folder.mkdir(parents=True)
+    for name, array in (("c1", label), ("c1_uncertain", uncertain)):
+        nib.save(nib.Nifti1Image(array, AFFINE), folder / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(truth, AFFINE), tmp_path / "truth.nii.gz")
+    figures = _uncertain_voxels(layout, ReferenceTruth({"c1": tmp_path / "truth.nii.gz"}), ["atso"], 1, 0)
+    # left: 10 right organ voxels, label 10 + 2 false positives, truth 10 + 2 false negatives
+    assert figures == {"atso": {"1": {"wrong_marked": 2 / 6, "right_marked": 4 / 14, "confident_dsc": 20 / 24}}}

@@ -27,6 +27,10 @@ and evaluations an experiment already holds (``report.json``'s ``lazy_learning``
   false-negative voxels of every pseudo label against the truth, their sums, precision, recall
   and volume ratio (pseudo-label volume / true volume), so a drift towards over- or
   under-segmentation over generations shows.
+* ``uncertain_voxels`` (with ``pseudo_label_confidence`` and the true labels): per strategy and
+  labelled generation, the share of the pseudo labels' wrong voxels that the masks of uncertain
+  voxels take out of the students' loss (``wrong_marked``), the share of their right organ voxels
+  taken out with them (``right_marked``), and the labels' DSC on the voxels left (``confident_dsc``).
 
 The ATSO final model (trained on all pseudo labels, never asked to predict the reference set) has
 no ``fit``.
@@ -263,6 +267,57 @@ def _pseudo_label_errors(evaluations: Mapping, strategies: Sequence[str], folds:
     return out
 
 
+def _uncertain_voxels(
+    layout: ExperimentLayout, truth: ReferenceTruth, strategies: Sequence[str], folds: int, generations: int
+) -> dict[str, Any]:
+    """Per strategy and labelled generation, what the masks of uncertain voxels (``pseudo_label_confidence``)
+    take from the students: the share of the labels' wrong voxels they mark, the share of their right
+    organ voxels they mark, and the labels' DSC on the voxels left (what the students train on)."""
+    out: dict[str, dict[str, Any]] = {}
+    for strategy in strategies:
+        for t in range(1, generations + 2):
+            counts = _uncertain_counts(layout, truth, [pseudo_label_folder(strategy, t, k) for k in range(folds)])
+            if counts is not None:
+                out.setdefault(strategy, {})[str(t)] = {
+                    "wrong_marked": counts["wrong_marked"] / counts["wrong"] if counts["wrong"] else None,
+                    "right_marked": counts["right_marked"] / counts["right"] if counts["right"] else None,
+                    "confident_dsc": (
+                        2 * counts["kept_overlap"] / counts["kept_sizes"] if counts["kept_sizes"] else None
+                    ),
+                }
+    return out
+
+
+def _uncertain_counts(layout: ExperimentLayout, truth: ReferenceTruth, folders: Sequence[str]) -> dict[str, int] | None:
+    """Voxel counts of the pseudo labels in ``folders`` that have a mask and a truth; ``None`` if none has."""
+    import numpy as np
+
+    from atso_med.data.writers import prediction_file
+
+    names = ("wrong", "wrong_marked", "right", "right_marked", "kept_overlap", "kept_sizes")
+    counts, found = dict.fromkeys(names, 0), False
+    for folder in folders:
+        for case_id in layout.mask_ids(folder):
+            marks = prediction_file(layout.path(folder), case_id, "uncertain")
+            if case_id not in truth.files or not marks.is_file():
+                continue
+            (label, marked), true_label = truth.read([layout.case_file(folder, case_id), marks], case_id)
+            marked, wrong, found = marked != 0, label != true_label, True
+            right = ~wrong & (true_label != 0)
+            kept = ~marked
+            for name, voxels in (
+                ("wrong", wrong),
+                ("wrong_marked", wrong & marked),
+                ("right", right),
+                ("right_marked", right & marked),
+                ("kept_overlap", kept & right),
+                ("kept_sizes", kept & (label != 0)),
+                ("kept_sizes", kept & (true_label != 0)),
+            ):
+                counts[name] += int(np.count_nonzero(voxels))
+    return counts if found else None
+
+
 def measure_lazy_learning(
     layout: ExperimentLayout,
     trainings: Sequence[Mapping[str, Any]],
@@ -281,7 +336,8 @@ def measure_lazy_learning(
 
     Returns:
         ``{"students": [...], "atso_own_minus_other": {t: ...}, "pseudo_labels": {strategy: {t: ...}}}``
-        and ``repeated_errors`` with ``truth``; ``pseudo_labels`` generation ``t`` is the set
+        and ``repeated_errors`` with ``truth`` (and ``uncertain_voxels`` where the report's
+        ``pseudo_label_confidence`` is set); ``pseudo_labels`` generation ``t`` is the set
         generation ``t`` trains on (made by ``t - 1``).
     """
     strategies = [s for s in SEMI_SUPERVISED if s in report["strategies"]]
@@ -293,6 +349,8 @@ def measure_lazy_learning(
     }
     if truth is not None:
         figures["repeated_errors"] = _repeated_errors(layout, trainings, truth, folds)
+        if report.get("pseudo_label_confidence") is not None:
+            figures["uncertain_voxels"] = _uncertain_voxels(layout, truth, strategies, folds, generations)
     return figures
 
 

@@ -305,6 +305,20 @@ def _lazy_learning_markdown(figures: Mapping[str, Any], metric: str) -> list[str
             "is lazy learning, both high means errors every model shares:",
         ]
         lines += [f"- G{t}: own {percent(e['own'])} %, other {percent(e['other'])} %" for t, e in repeated.items()]
+    uncertain = figures.get("uncertain_voxels", {})
+    if uncertain:
+        lines += [
+            "",
+            "Uncertain voxels (pseudo_label_confidence), left out of the students' loss: share of the labels' "
+            "wrong voxels taken out, share of their right organ voxels taken out with them, and the labels' DSC "
+            "on the voxels left:",
+        ]
+        lines += [
+            f"- {strategy} for G{t}: {percent(e['wrong_marked'])} % of the wrong, {percent(e['right_marked'])} % "
+            f"of the right organ; DSC left {percent(e['confident_dsc'])}"
+            for strategy, by_generation in uncertain.items()
+            for t, e in by_generation.items()
+        ]
     drift = pseudo_label_rows(figures)
     if drift:
         lines += ["", "## Pseudo-label voxels against the truth (all reference cases with a label)", ""]

@@ -48,6 +48,15 @@ def gap_shares(reports: dict[int, dict], strategy: str) -> list[float]:
     return [(f - s) / gap for f, s in zip(final(reports, strategy), m0, strict=True) if None not in (f, s)]
 
 
+def scale(reports: dict[int, dict]) -> str:
+    """What a setting's DSC is, where it is not one organ's mean over cases: `` (global DSC)``, `` (mean of C classes)``."""
+    report = next(iter(reports.values()))
+    classes = report["strategies"]["supervised"]["final"]["test"].get("classes")
+    if report["metric"] == "global":
+        return " (global DSC)"
+    return f" (mean of {len(classes)} classes)" if classes else ""
+
+
 def table(settings: dict[str, dict[int, dict]]) -> str:
     """The Markdown table: final test DSC % per strategy, then the gap closed by the means and per seed."""
     strategies = ("supervised", "fully_supervised", *STRATEGIES)
@@ -55,7 +64,7 @@ def table(settings: dict[str, dict[int, dict]]) -> str:
     header += [f"gap closed {NAMES.get(s, s.upper())}" for s in STRATEGIES]  # by the means, +- the seeds' spread
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, reports in settings.items():
-        metric = " (global DSC)" if next(iter(reports.values()))["metric"] == "global" else ""
+        metric = scale(reports)
         borrowed = next(iter(reports.values())).get("baselines")
         source = f" ({', '.join(borrowed['strategies'])} from `{borrowed['record']}`)" if borrowed else ""
         row = [f"`{name}`{metric}{source}", ", ".join(str(s) for s in sorted(reports))]
@@ -94,7 +103,7 @@ def figure(settings: dict[str, dict[int, dict]], path: Path) -> None:
     ax.axvline(50, color="grey", lw=0.6, ls="--")  # issue 21's target for ATSO
     ax.set_yticks(
         rows,
-        [f"{n} ({len(settings[n])} seed{'s' if len(settings[n]) > 1 else ''})" for n in names],
+        [f"{n}{scale(settings[n])} ({len(settings[n])} seed{'s' if len(settings[n]) > 1 else ''})" for n in names],
         fontsize=7,
     )
     ax.set_xlabel("gap closed, % (by the means; dashed: 50 %)")

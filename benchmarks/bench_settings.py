@@ -7,6 +7,8 @@ closes, by the means over seeds (+- the spread of each seed's gain over its M0 o
 closed per strategy per setting::
 
     python benchmarks/bench_settings.py --figure benchmarks/results/gap_closed.png
+
+``--fit`` also prints how closely the students fit their training pseudo labels, setting by setting.
 """
 
 from __future__ import annotations
@@ -75,6 +77,41 @@ def table(settings: dict[str, dict[int, dict]]) -> str:
     return "\n".join(lines)
 
 
+def fit_table(settings: dict[str, dict[int, dict]]) -> str:
+    """How closely the students fit their training pseudo labels (the capacity question of issue 21).
+
+    Per setting and strategy, the mean over seeds and students of generation 1 and of the later
+    ones: the students' DSC against the pseudo labels they trained on (``fit``), against the truth
+    of those cases, and the labels' own DSC against the truth (report.json's ``lazy_learning``).
+    A student that memorises its teacher has a fit near 100 and a truth DSC near its labels'.
+    """
+    lines = [
+        "| setting | strategy | G1 fit | G1 student / labels vs truth | G2+ fit | G2+ student / labels vs truth |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, reports in settings.items():
+        found: dict[tuple[str, bool], list[tuple[float, float, float]]] = {}
+        for report in reports.values():
+            for student in report.get("lazy_learning", {}).get("students", []):
+                if student.get("fit") and student.get("truth") and student.get("labels"):
+                    key = (student["strategy"], student["generation"] == 1)
+                    found.setdefault(key, []).append(
+                        tuple(100 * student[part]["mean_dsc"] for part in ("fit", "truth", "labels"))
+                    )
+        for strategy in STRATEGIES:
+            cells = []
+            for first in (True, False):
+                rows = found.get((strategy, first))
+                if not rows:
+                    cells += ["—", "—"]
+                    continue
+                fit, truth, labels = (sum(r[i] for r in rows) / len(rows) for i in range(3))
+                cells += [f"{fit:.1f}", f"{truth:.1f} / {labels:.1f}"]
+            if cells != ["—"] * 4:
+                lines.append(f"| `{name}` | {NAMES.get(strategy, strategy.upper())} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def figure(settings: dict[str, dict[int, dict]], path: Path) -> None:
     """Bars: the gap closed by the means per strategy per setting; whiskers: the per-seed spread."""
     import matplotlib
@@ -119,12 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="record folders")
     parser.add_argument("--figure", type=Path, help="also draw the gap closed per setting into this PNG")
+    parser.add_argument(
+        "--fit", action="store_true", help="also print how closely the students fit their training pseudo labels"
+    )
     args = parser.parse_args(argv)
     settings = load_settings(args.results)
     if not settings:
         print(f"no recorded setting under {args.results}", file=sys.stderr)
         return 1
     print(table(settings))
+    if args.fit:
+        print()
+        print(fit_table(settings))
     if args.figure:
         figure(settings, args.figure)
         print(f"figure: {args.figure}")

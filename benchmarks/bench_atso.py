@@ -488,11 +488,13 @@ def lazy_learning_lines(reports: dict[int, dict]) -> list[str]:
 
 
 def with_lazy_learning(report: dict, experiment_dir: Path) -> dict:
-    """The report with its lazy-learning figures, measured from the experiment folder when it lacks them."""
-    measured = "repeated_errors" in report.get("lazy_learning", {})
-    if measured or not (experiment_dir / "reports" / "report.json").is_file():
-        return report
+    """The report with its lazy-learning figures, measured from the experiment folder when it lacks them
+    (or, with ``pseudo_label_confidence``, the figures of its uncertain voxels)."""
     from atso_med.atso import ExperimentResults
+    from atso_med.atso.lazy_learning import has_lazy_learning
+
+    if has_lazy_learning(report) or not (experiment_dir / "reports" / "report.json").is_file():
+        return report
 
     return {**report, "lazy_learning": ExperimentResults(experiment_dir).lazy_learning()}
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from atso_med.atso.config import SEMI_SUPERVISED
 from atso_med.atso.layout import CONFIG_FILE, JOURNAL_FILE, ExperimentLayout, evaluation_folder, pseudo_label_folder
-from atso_med.atso.lazy_learning import ReferenceTruth, measure_lazy_learning, student_trainings
+from atso_med.atso.lazy_learning import ReferenceTruth, has_lazy_learning, measure_lazy_learning, student_trainings
 from atso_med.atso.report_figures import overlay_figure
 from atso_med.atso.report_tables import atso_fold_rows, final_rows, markdown_table, strategy_rows
 from atso_med.atso.reports import reference_truth
@@ -110,7 +110,7 @@ class ExperimentResults:
         Read from the report; an experiment reported before these figures existed has them measured
         from its plan, journal and files (nothing is written).
         """
-        if "repeated_errors" in self.report.get("lazy_learning", {}):
+        if has_lazy_learning(self.report):
             return self.report["lazy_learning"]
         plan = read_json(self.layout.plan_file, "experiment plan")["steps"]
         results = read_json(self.layout.journal_file, "journal")["steps"]

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ReferenceTruth",
+    "has_lazy_learning",
     "lazy_learning_rows",
     "measure_lazy_learning",
     "pseudo_label_rows",
@@ -352,6 +353,15 @@ def measure_lazy_learning(
         if report.get("pseudo_label_confidence") is not None:
             figures["uncertain_voxels"] = _uncertain_voxels(layout, truth, strategies, folds, generations)
     return figures
+
+
+def has_lazy_learning(report: Mapping[str, Any]) -> bool:
+    """Whether a report holds every lazy-learning figure its settings call for (older reports lack some:
+    ``repeated_errors``, or with ``pseudo_label_confidence`` the ``uncertain_voxels``)."""
+    figures = report.get("lazy_learning", {})
+    return "repeated_errors" in figures and (
+        report.get("pseudo_label_confidence") is None or "uncertain_voxels" in figures
+    )
 
 
 def lazy_learning_rows(figures: Mapping[str, Any], metric: str = "mean") -> list[dict[str, Any]]:

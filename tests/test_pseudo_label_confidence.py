@@ -238,3 +238,13 @@ def test_the_report_measures_which_label_voxels_the_masks_take_out(tmp_path):
     figures = _uncertain_voxels(layout, ReferenceTruth({"c1": tmp_path / "truth.nii.gz"}), ["atso"], 1, 0)
     # left: 10 right organ voxels, label 10 + 2 false positives, truth 10 + 2 false negatives
     assert figures == {"atso": {"1": {"wrong_marked": 2 / 6, "right_marked": 4 / 14, "confident_dsc": 20 / 24}}}
+
+
+def test_a_report_without_the_uncertain_voxel_figures_is_measured_again():
+    from atso_med.atso.lazy_learning import has_lazy_learning
+
+    figures = {"repeated_errors": {}}
+    assert has_lazy_learning({"lazy_learning": figures, "pseudo_label_confidence": None})
+    assert not has_lazy_learning({"lazy_learning": figures, "pseudo_label_confidence": 0.9})
+    assert has_lazy_learning({"lazy_learning": {**figures, "uncertain_voxels": {}}, "pseudo_label_confidence": 0.9})
+    assert not has_lazy_learning({"pseudo_label_confidence": None})

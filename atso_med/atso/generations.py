@@ -571,14 +571,13 @@ def write_training_datalist(layout: ExperimentLayout, dataset: Dataset, splits: 
     """
     from atso_med.data.datalist import write_datalist
     from atso_med.data.dataset import evaluation_datalist
-    from atso_med.data.writers import prediction_file
 
     pseudo, uncertain, grouped = {}, {}, set()
     for entry in step.params["pseudo_labels"].values():
         for case_id in entry["ids"]:
             pseudo[case_id] = layout.case_file(entry["dir"], case_id)
             if entry.get("uncertain"):
-                uncertain[case_id] = prediction_file(layout.path(entry["dir"]), case_id, "uncertain")
+                uncertain[case_id] = layout.case_file(entry["dir"], case_id, "uncertain")
         if entry.get("label_level") == "groups":
             grouped.update(entry["ids"])
     items = training_items(dataset, splits, pseudo, reference_truth=step.params["truth_ids"], uncertain=uncertain)

@@ -209,9 +209,10 @@ class ExperimentLayout:
         """The output of one training run on a cluster (beside its folder: a fresh start empties the folder)."""
         return self.root / f"{plane_folder}.log"
 
-    def case_file(self, folder: str, case_id: str) -> Path:
-        """One case's mask in a prediction or pseudo-label folder of the plan."""
-        return prediction_file(self.root / folder, case_id)
+    def case_file(self, folder: str, case_id: str, kind: str = "mask") -> Path:
+        """One case's file of a kind (:data:`~atso_med.data.writers.PREDICTION_FILES`: its mask by default)
+        in a prediction or pseudo-label folder of the plan."""
+        return prediction_file(self.root / folder, case_id, kind)
 
     def mask_ids(self, folder: str) -> list[str]:
         """The case ids of the masks in a prediction or pseudo-label folder, sorted (not the files beside them)."""

@@ -293,13 +293,11 @@ def _uncertain_counts(layout: ExperimentLayout, truth: ReferenceTruth, folders: 
     """Voxel counts of the pseudo labels in ``folders`` that have a mask and a truth; ``None`` if none has."""
     import numpy as np
 
-    from atso_med.data.writers import prediction_file
-
     names = ("wrong", "wrong_marked", "right", "right_marked", "kept_overlap", "kept_sizes")
     counts, found = dict.fromkeys(names, 0), False
     for folder in folders:
         for case_id in layout.mask_ids(folder):
-            marks = prediction_file(layout.path(folder), case_id, "uncertain")
+            marks = layout.case_file(folder, case_id, "uncertain")
             if case_id not in truth.files or not marks.is_file():
                 continue
             (label, marked), true_label = truth.read([layout.case_file(folder, case_id), marks], case_id)

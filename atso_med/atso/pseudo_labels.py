@@ -111,7 +111,6 @@ def write_pseudo_labels(
         The journal's result: ``{"cases", "teachers", "output_dir"}``, and with ``confidence`` the
         voxel counts ``uncertain: {"voxels", "uncertain", "organ", "uncertain_organ"}``.
     """
-    from atso_med.data.writers import prediction_file
     from atso_med.inferers.fusion import uncertain_voxels_file, vote_files
 
     params = step.params
@@ -135,7 +134,7 @@ def write_pseudo_labels(
         else:
             vote_files(sources, case_id, target, classes)
         if confidence is not None:
-            uncertain = prediction_file(layout.path(params["output_dir"]), case_id, "uncertain")
+            uncertain = layout.case_file(params["output_dir"], case_id, "uncertain")
             for key, value in uncertain_voxels_file(sources, target, case_id, uncertain, confidence, classes).items():
                 counts[key] = counts.get(key, 0) + value
     result = {"cases": len(params["ids"]), "teachers": params["teachers"], "output_dir": params["output_dir"]}

@@ -46,11 +46,7 @@ def probability_bce(
     Returns:
         Scalar mean cross-entropy.
     """
-    terms = _bce_terms(probability, target)
-    if weight is None:
-        return terms.mean()
-    weight = weight.to(terms.dtype)
-    return (terms * weight).sum() / weight.sum().clamp(min=1.0)
+    return _mean(_bce_terms(probability, target).flatten(), None if weight is None else weight.flatten())
 
 
 def _bce_terms(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -64,11 +60,15 @@ def _per_sample_bce(
     probability: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
     """:func:`probability_bce` of each sample: (B,)."""
-    terms = _bce_terms(probability, target).flatten(1)
+    return _mean(_bce_terms(probability, target).flatten(1), None if weight is None else weight.flatten(1))
+
+
+def _mean(terms: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The mean over the last axis, of the weighted elements only when there are 0/1 weights."""
     if weight is None:
-        return terms.mean(1)
-    weight = weight.to(terms.dtype).flatten(1)
-    return (terms * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+        return terms.mean(-1)
+    weight = weight.to(terms.dtype)
+    return (terms * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)
 
 
 class SoftDiceLoss(nn.Module):

@@ -44,8 +44,8 @@ DEMO_EXPERIMENT = {
 #: What the benchmark measured, and so why the demo runs this protocol (README, Benchmarks; the
 #: records are benchmarks/results/<setting>/seed<k>.json).
 DEMO_PROTOCOL = (
-    "It runs the protocol the benchmark recommends, the setting where ATSO measured best: the paper's, with two "
-    "options beyond it. Half of every student's draws are taken from the labeled cases (labeled_share 0.5), and "
+    "It runs the protocol the benchmark recommends, where ATSO measured best without costing its baselines: the "
+    "paper's, with two options beyond it. Half of every student's draws are taken from the labeled cases (labeled_share 0.5), and "
     "ATSO's models continue their own chains instead of restarting every generation (fold_init: continue: each "
     "fold still labelled only by models that never trained on it); STSO restarts from M0's stage-S+I snapshot (the "
     "paper's scratch model) and self-learning fine-tunes its teacher. On the 64x64x24 phantom with 2 labeled cases "

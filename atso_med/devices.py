@@ -1,12 +1,15 @@
-"""The torch devices a run may use: parsed and checked against this machine before any work."""
+"""The torch devices a run may use: parsed and checked against this machine before any work; CPU threads."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 from atso_med.errors import ConfigError
 
-__all__ = ["available_device", "resolve_device"]
+__all__ = ["available_device", "resolve_device", "threads_beside"]
 
 #: Spellings of "the best device here": ``cuda:0`` when there is one, else the CPU.
 AUTO = ("", "none", "auto")
@@ -51,3 +54,27 @@ def available_device(device: str | torch.device) -> torch.device:
         known = ", ".join(f"cuda:{i}" for i in range(torch.cuda.device_count()))
         raise ConfigError(f"device {str(device)!r} asked for, but this machine has only {known}")
     return torch.device("cuda", index)
+
+
+@contextmanager
+def threads_beside(busy_threads: int) -> Iterator[int]:
+    """torch's CPU threads in this process cut, for the block, to the cores that other work leaves free.
+
+    A team of CPU threads on cores that other processes hold waits at every barrier for a thread
+    that is not scheduled: on 2 cores beside two single-thread trainings, a 2-thread inference ran
+    15-25 times slower than a 1-thread one (``benchmarks/bench_inference.py``, README).
+
+    Args:
+        busy_threads: CPU threads of this machine that other processes use meanwhile (0: none,
+            torch's setting is kept).
+
+    Yields:
+        The threads this process uses in the block (at least 1).
+    """
+    before = torch.get_num_threads()
+    threads = max(1, before - busy_threads) if busy_threads > 0 else before
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)

@@ -8,6 +8,7 @@ training and predictor run in ``test_atso_end_to_end.py``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from atso_med.atso import ExperimentConfig, ExperimentResults, ExperimentRunner
-from atso_med.atso.training_runs import state_dict_sha256
+from atso_med.atso import ExperimentConfig, ExperimentResults, ExperimentRunner, executors
+from atso_med.atso.executors import InProcessExecutor, WorkerPoolExecutor
+from atso_med.atso.training_runs import TrainingJob, state_dict_sha256
 from atso_med.data.nifti import save_nifti
 from atso_med.errors import ConfigError
 from atso_med.inferers.fusion import vote_files
@@ -447,6 +449,64 @@ def test_results_reader_refuses_what_is_not_a_finished_experiment(finished, tmp_
         results.case_scores("predictions/atso/gen9/all/test")
     with pytest.raises(ConfigError, match="not a reference case"):
         results.pseudo_label("atso", 1, finished.data.splits.test[0])
+
+
+class IdleWorker:
+    """Stands in for a worker process: takes jobs and never ends one (the executor's accounting is tested)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.stdin = io.StringIO()
+
+    def poll(self):
+        return None
+
+    def kill(self) -> None:
+        pass
+
+    def wait(self) -> int:
+        return 0
+
+
+def test_worker_pool_counts_the_cpu_threads_of_its_running_trainings(tmp_path, monkeypatch):
+    monkeypatch.setattr(executors.subprocess, "Popen", IdleWorker)
+    executor = WorkerPoolExecutor(["cpu", "cuda:0", "cpu"], tmp_path / "log.txt")
+    threads = executor.cpu_worker_threads
+    jobs = [TrainingJob(f"train/job{k}", [], {"output_dir": str(tmp_path / f"job{k}")}) for k in range(3)]
+    assert executor.busy_cpu_threads() == 0
+    executor.submit(jobs[0])  # the first CPU worker
+    assert executor.busy_cpu_threads() == threads
+    executor.submit(jobs[1])  # the GPU worker: no CPU threads counted
+    assert executor.busy_cpu_threads() == threads
+    executor.submit(jobs[2])
+    assert executor.busy_cpu_threads() == 2 * threads
+    executor.result_file(jobs[0]).write_text(json.dumps({"model_sha256": "0"}))
+    assert [f.job.step_id for f in executor.wait(timeout=0.0)] == ["train/job0"]
+    assert executor.busy_cpu_threads() == threads
+    executor.close()
+
+
+class BusyWorkersExecutor(InProcessExecutor):
+    """In-process trainings, reporting CPU threads held elsewhere (as worker processes would)."""
+
+    def busy_cpu_threads(self) -> int:
+        return 1000
+
+
+def test_predictions_beside_running_trainings_use_the_cpu_threads_they_leave(dataset_file, tmp_path, monkeypatch):
+    threads_seen = []
+
+    class ThreadRecordingPredictor(FakePredictor):
+        def __call__(self, *args):
+            threads_seen.append(torch.get_num_threads())
+            return super().__call__(*args)
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(ExperimentRunner, "_make_executor", lambda self: BusyWorkersExecutor("cpu", FakeTraining()))
+    out = tmp_path / "experiment"
+    run(dataset_file, out, predictor=ThreadRecordingPredictor(), strategies=["supervised"], generations=0)
+    assert threads_seen and set(threads_seen) == {1}  # not the 2 threads of a 2-core machine beside 2 trainings
+    assert torch.get_num_threads() == before  # restored after each prediction
+    assert "1 CPU thread(s) here, beside 1000 of running trainings" in (out / "log.txt").read_text()
 
 
 def test_with_one_generation_atso_final_is_stso_generation_one_and_the_report_says_so(dataset_file, tmp_path):

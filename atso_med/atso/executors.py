@@ -59,6 +59,10 @@ class TrainingExecutor(ABC):
     def close(self) -> None:  # noqa: B027 - a hook: an executor that starts nothing has nothing to stop
         """Stop whatever still runs: a failure (or Ctrl-C) must not leave trainings writing into the experiment."""
 
+    def busy_cpu_threads(self) -> int:
+        """CPU threads of this machine that the running jobs use (0: none, or they run elsewhere)."""
+        return 0
+
     @abstractmethod
     def next_device(self) -> str:
         """The torch device the next job submitted will train on, as its process sees it (``cpu``, ``cuda:0``)."""
@@ -120,6 +124,8 @@ class WorkerPoolExecutor(TrainingExecutor):
     def __init__(self, devices: list[str], log_file: Path) -> None:
         self.devices = list(devices)
         self.capacity = len(self.devices)
+        #: torch threads of each CPU worker: CPU workers share the cores instead of each taking all of them.
+        self.cpu_worker_threads = max(1, (os.cpu_count() or 1) // len(self.devices))
         self.log_file = log_file
         self._workers: dict[int, subprocess.Popen] = {}
         self._free = list(range(len(self.devices)))
@@ -151,8 +157,7 @@ class WorkerPoolExecutor(TrainingExecutor):
             env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""
-            # CPU workers share the cores instead of each taking all of them.
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.devices)))
+            env["OMP_NUM_THREADS"] = str(self.cpu_worker_threads)
         with open(self.log_file, "ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "atso_med.atso.training_runs", "--serve"],
@@ -164,6 +169,10 @@ class WorkerPoolExecutor(TrainingExecutor):
             )
         self._workers[slot] = worker
         return worker
+
+    def busy_cpu_threads(self) -> int:
+        cpu_slots = [slot for _, slot, _ in self._running.values() if not self.devices[slot].startswith("cuda")]
+        return len(cpu_slots) * self.cpu_worker_threads
 
     def submit(self, job: TrainingJob) -> None:
         slot = self._free.pop(0)

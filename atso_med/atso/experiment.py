@@ -43,7 +43,7 @@ from atso_med.atso.reports import write_experiment_reports
 from atso_med.atso.steps import PlanInputs, Step, plan_digest
 from atso_med.atso.training_runs import job_overrides
 from atso_med.atso.training_steps import training_iterations, training_job, training_record
-from atso_med.devices import resolve_device
+from atso_med.devices import resolve_device, threads_beside
 from atso_med.errors import ConfigError
 from atso_med.files import write_text_atomic
 
@@ -257,7 +257,7 @@ class ExperimentRunner:
         if step.kind == "train":
             return self._train(step)
         if step.kind == "predict":
-            return predict(self.layout, step, self.config, self._predictor(), self.devices[0])
+            return self._predict(step)
         if step.kind == "fuse":
             return write_pseudo_labels(self.layout, step, self.data.label_classes)
         if step.kind == "evaluate":
@@ -337,6 +337,14 @@ class ExperimentRunner:
         self._submit_training(step)
         (finished,) = self._executor.wait(timeout=0.0)
         return training_record(self.config, self.layout, step, finished.result)
+
+    def _predict(self, step: Step) -> Mapping[str, Any]:
+        """A prediction in this process, on the CPU threads that the running trainings leave free."""
+        busy = self._executor.busy_cpu_threads() if self._executor is not None else 0
+        with threads_beside(busy) as threads:
+            if busy:
+                logger.info("%s: %d CPU thread(s) here, beside %d of running trainings", step.id, threads, busy)
+            return predict(self.layout, step, self.config, self._predictor(), self.devices[0])
 
     def _predictor(self) -> Predictor:
         if self.predictor is None:

@@ -135,8 +135,11 @@ class WorkerPoolExecutor(TrainingExecutor):
     def result_file(job: TrainingJob) -> Path:
         return job.output_dir.with_name(job.output_dir.name + TRAINING_RESULT_SUFFIX)
 
+    def _on_gpu(self, slot: int) -> bool:
+        return self.devices[slot].startswith("cuda")
+
     def _visible_device(self, slot: int) -> str:
-        return "cuda:0" if self.devices[slot].startswith("cuda") else "cpu"
+        return "cuda:0" if self._on_gpu(slot) else "cpu"
 
     def next_device(self) -> str:
         return self._visible_device(self._free[0])
@@ -153,7 +156,7 @@ class WorkerPoolExecutor(TrainingExecutor):
             return worker
         device = self.devices[slot]
         env = dict(os.environ)
-        if device.startswith("cuda"):
+        if self._on_gpu(slot):
             env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""
@@ -171,7 +174,7 @@ class WorkerPoolExecutor(TrainingExecutor):
         return worker
 
     def busy_cpu_threads(self) -> int:
-        cpu_slots = [slot for _, slot, _ in self._running.values() if not self.devices[slot].startswith("cuda")]
+        cpu_slots = [slot for _, slot, _ in self._running.values() if not self._on_gpu(slot)]
         return len(cpu_slots) * self.cpu_worker_threads
 
     def submit(self, job: TrainingJob) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-#: The CPU demo's setting, sized to finish within 15 minutes on 2 CPU cores while the networks
+#: The CPU demo's setting, sized to finish within 10 minutes on 2 CPU cores while the networks
 #: still learn: 64x64 slices (at 48x48 the phantom pancreas is 2 pixels thick), the smallest U-Net
 #: preset with a full-resolution first level, 250 iterations, and box margins scaled with the slice
 #: (6 px instead of RSTN's 20 px at 512x512). One labeled case leaves M0 well below the fully
@@ -97,7 +97,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Build the synthetic phantom data set in OUT/data (if absent), split it, write OUT/experiment.yaml and "
             "run supervised, fully supervised, self-learning, STSO and ATSO with a CPU-sized preset into "
             "OUT/experiment, then print the report. Running it again resumes an interrupted demo (or just prints "
-            "a finished one). A CPU-sized run (about 15 minutes on 2 cores): not the paper's setting."
+            "a finished one). A CPU-sized run (6-8 minutes on 2 cores): not the paper's setting."
         ),
     )
     parser.add_argument("--out", default="atso_demo", metavar="DIR", help="demo folder (default: %(default)s)")

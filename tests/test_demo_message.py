@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from atso_med.cli.demo import DEMO_MEASURED, demo_note
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_atso import mean_std
+from bench_atso import gap_of_means, mean_std
 from bench_records import load_record
-from bench_settings import final, gap_shares
+from bench_settings import final
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -25,7 +24,7 @@ def test_every_figure_the_demo_quotes_is_the_mean_of_its_record(setting):
     assert len(reports) >= 3, f"the demo quotes {setting}, which has {len(reports)} recorded seed(s), not 3"
     for key, quoted in DEMO_MEASURED[setting].items():
         if key.startswith("gap_closed_"):
-            measured = 100.0 * statistics.fmean(gap_shares(reports, key.removeprefix("gap_closed_")))
+            measured = 100.0 * gap_of_means(reports, key.removeprefix("gap_closed_"))
             assert round(measured) == quoted, f"{setting} {key}: quoted {quoted}, recorded {measured:.2f}"
         else:
             measured = 100.0 * mean_std(final(reports, key))[0]

@@ -35,9 +35,10 @@ AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 def test_label_confidence_is_the_probability_of_the_named_class():
     binary = label_confidence(np.array([[1, 0, 1, 0]]), np.array([[[0.95, 0.05, 0.6, 0.3]]], np.float32))
     np.testing.assert_allclose(binary, [[0.95, 0.95, 0.6, 0.7]], rtol=1e-6)
-    probability = np.array([[[0.7, 0.1, 0.2]], [[0.2, 0.8, 0.3]]], np.float32)  # 2 classes, shape (1, 3)
-    classes = label_confidence(np.array([[1, 2, 0]]), probability)
-    np.testing.assert_allclose(classes, [[0.7, 0.8, 0.7]], rtol=1e-6)
+    probability = np.array([[[0.7, 0.1, 0.2, 0.45, 0.6]], [[0.2, 0.8, 0.3, 0.45, 0.5]]], np.float32)  # 2 classes
+    classes = label_confidence(np.array([[1, 2, 0, 0, 0]]), probability)
+    # Background: 1 - the sum, not 1 - the highest (0.7, 0.55 and 0.4 would call the last two sure).
+    np.testing.assert_allclose(classes, [[0.7, 0.8, 0.5, 0.1, 0.0]], rtol=1e-6, atol=1e-6)
     with pytest.raises(GridMismatchError):
         label_confidence(np.zeros((2, 3)), probability)
 

@@ -301,7 +301,7 @@ class ExperimentConfig:
             it does not label).
         pseudo_label_confidence: beyond the paper (``None``: off, the paper's protocol): a pseudo-label
             voxel whose teachers' mean probability of the class it names (at background: one minus
-            the highest class probability) is below this value, in (0.5, 1), is left out of every
+            the sum of the class probabilities) is below this value, in (0.5, 1), is left out of every
             student's loss (:func:`~atso_med.inferers.fusion.uncertain_voxels_file`); the
             teachers' predictions of the reference set then keep their probability maps.
         planes: planes trained and fused (the paper: X, Y, Z).

@@ -296,7 +296,7 @@ def uncertain_voxels_file(
     """Mark the voxels of a pseudo label that its teachers are not sure of.
 
     A voxel is uncertain where the teachers' mean probability of the class the label names there
-    (at background: one minus the highest class probability, :func:`~atso_med.inferers.votes.label_confidence`)
+    (at background: one minus the sum of the class probabilities, :func:`~atso_med.inferers.votes.label_confidence`)
     is below ``confidence``; a training that reads the mask leaves those voxels out of its loss.
 
     Args:

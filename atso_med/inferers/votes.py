@@ -67,9 +67,16 @@ def label_confidence(label: np.ndarray, probability: np.ndarray) -> np.ndarray:
         label: a label map (values ``0..C``; a binary mask is ``C = 1``).
         probability: float ``(C, *spatial)`` probabilities, class c at index c - 1.
 
+    At background voxels it is ``1 -`` the sum of the class probabilities (at least 0): the
+    background's probability under a softmax head, and under independent sigmoids the least
+    probability of "no class here" that the class probabilities allow (``P(any) <= sum``), so a
+    background voxel counts as sure only when the classes are unlikely together. (``1 -`` the
+    highest class probability, the most that probability can be, would call a voxel where two
+    organs each reach 0.45 a sure background voxel.)
+
     Returns:
         float32 of the label's shape: the probability of the named class, and at background
-        voxels ``1 -`` the highest class probability.
+        voxels ``max(0, 1 - sum)`` of the class probabilities (for one class: ``1 - p``).
 
     Raises:
         GridMismatchError: probabilities of another spatial shape.
@@ -80,7 +87,7 @@ def label_confidence(label: np.ndarray, probability: np.ndarray) -> np.ndarray:
         raise GridMismatchError(f"label shape {label.shape} does not match probability shape {probability.shape}")
     if label.size and int(label.max()) > len(probability):
         raise LabelValueError(f"a label map of {len(probability)} classes holds values 0..{len(probability)} only")
-    confidence = 1.0 - probability.max(axis=0).astype(np.float32)
+    confidence = np.clip(1.0 - probability.sum(axis=0, dtype=np.float32), 0.0, None)
     for value, class_probability in enumerate(probability, start=1):
         np.copyto(confidence, class_probability, where=label == value, casting="unsafe")
     return confidence

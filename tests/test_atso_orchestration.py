@@ -454,8 +454,9 @@ def test_results_reader_refuses_what_is_not_a_finished_experiment(finished, tmp_
 class IdleWorker:
     """Stands in for a worker process: takes jobs and never ends one (the executor's accounting is tested)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, env=None, **kwargs) -> None:
         self.stdin = io.StringIO()
+        self.env = env
 
     def poll(self):
         return None
@@ -470,7 +471,7 @@ class IdleWorker:
 def test_worker_pool_counts_the_cpu_threads_of_its_running_trainings(tmp_path, monkeypatch):
     monkeypatch.setattr(executors.subprocess, "Popen", IdleWorker)
     executor = WorkerPoolExecutor(["cpu", "cuda:0", "cpu"], tmp_path / "log.txt")
-    threads = executor.cpu_worker_threads
+    threads = executor.worker_threads
     jobs = [TrainingJob(f"train/job{k}", [], {"output_dir": str(tmp_path / f"job{k}")}) for k in range(3)]
     assert executor.busy_cpu_threads() == 0
     executor.submit(jobs[0])  # the first CPU worker
@@ -482,6 +483,19 @@ def test_worker_pool_counts_the_cpu_threads_of_its_running_trainings(tmp_path, m
     executor.result_file(jobs[0]).write_text(json.dumps({"model_sha256": "0"}))
     assert [f.job.step_id for f in executor.wait(timeout=0.0)] == ["train/job0"]
     assert executor.busy_cpu_threads() == threads
+    executor.close()
+
+
+def test_every_worker_sees_its_device_and_takes_its_share_of_the_cores(tmp_path, monkeypatch):
+    monkeypatch.setattr(executors.subprocess, "Popen", IdleWorker)
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 16)
+    executor = WorkerPoolExecutor(["cpu", "cuda:1", "cpu", "cuda:0"], tmp_path / "log.txt")
+    for k in range(4):
+        executor.submit(TrainingJob(f"train/job{k}", [], {"output_dir": str(tmp_path / f"job{k}")}))
+    envs = [executor._workers[slot].env for slot in range(4)]
+    # A GPU worker's data loading and transforms run on the CPU: it takes its share too, not all 16 cores.
+    assert [env["OMP_NUM_THREADS"] for env in envs] == ["4"] * 4
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["", "1", "", "0"]
     executor.close()
 
 

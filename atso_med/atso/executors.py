@@ -113,7 +113,8 @@ class InProcessExecutor(TrainingExecutor):
 class WorkerPoolExecutor(TrainingExecutor):
     """One serving worker process per device (``python -m atso_med.atso.training_runs --serve``).
 
-    A worker sees only its device (``CUDA_VISIBLE_DEVICES``; CPU workers share the cores) and
+    A worker sees only its device (``CUDA_VISIBLE_DEVICES``), takes its share of the CPU cores
+    (``OMP_NUM_THREADS``: a GPU worker's data loading and transforms run on the CPU too) and
     lives for the whole experiment, so torch and MONAI are imported once per device.
 
     Args:
@@ -124,8 +125,8 @@ class WorkerPoolExecutor(TrainingExecutor):
     def __init__(self, devices: list[str], log_file: Path) -> None:
         self.devices = list(devices)
         self.capacity = len(self.devices)
-        #: torch threads of each CPU worker: CPU workers share the cores instead of each taking all of them.
-        self.cpu_worker_threads = max(1, (os.cpu_count() or 1) // len(self.devices))
+        #: torch threads of each worker: the workers share the cores instead of each taking all of them.
+        self.worker_threads = max(1, (os.cpu_count() or 1) // len(self.devices))
         self.log_file = log_file
         self._workers: dict[int, subprocess.Popen] = {}
         self._free = list(range(len(self.devices)))
@@ -155,12 +156,11 @@ class WorkerPoolExecutor(TrainingExecutor):
         if worker is not None and worker.poll() is None:
             return worker
         device = self.devices[slot]
-        env = dict(os.environ)
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.worker_threads)}
         if self._on_gpu(slot):
             env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""
-            env["OMP_NUM_THREADS"] = str(self.cpu_worker_threads)
         with open(self.log_file, "ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "atso_med.atso.training_runs", "--serve"],
@@ -175,7 +175,7 @@ class WorkerPoolExecutor(TrainingExecutor):
 
     def busy_cpu_threads(self) -> int:
         cpu_slots = [slot for _, slot, _ in self._running.values() if not self._on_gpu(slot)]
-        return len(cpu_slots) * self.cpu_worker_threads
+        return len(cpu_slots) * self.worker_threads
 
     def submit(self, job: TrainingJob) -> None:
         slot = self._free.pop(0)
